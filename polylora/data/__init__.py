@@ -1,0 +1,1 @@
+"""Data: example records, sources (builtin tasks, JSONL), splits, samplers, prompt formatting."""

@@ -1,0 +1,1 @@
+"""Metrics: one implementation per metric, registered by name with its direction."""

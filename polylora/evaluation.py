@@ -1,0 +1,136 @@
+"""End-of-run evaluation: reference perplexity, n samples + a greedy answer per prompt on a
+fixed subset, scored by the metrics suite; every generation saved for re-scoring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from polylora.checking import Checker
+from polylora.data.example import Example
+from polylora.data.formatting import (
+    EncodedDataset,
+    PaddingCollator,
+    PromptFormat,
+    render_prompt,
+)
+from polylora.generation import SamplingParams, eval_mode, sample
+from polylora.metrics.suite import PromptGenerations, score_generations
+from polylora.objectives.ce import response_token_nll_sum
+
+MODEL_METRICS = ("loss", "perplexity")
+
+
+def eval_subset(examples: Sequence[Example], size: int) -> list[Example]:
+    """A fixed subset chosen by example id (a hash), the same whatever the training seed."""
+    ranked = sorted(examples, key=lambda e: hashlib.sha1(e.id.encode()).hexdigest())
+    return sorted(ranked[:size], key=lambda e: e.id)
+
+
+def reference_nll(
+    model: torch.nn.Module,
+    tok: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    fmt: PromptFormat,
+    max_length: int,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> list[float]:
+    """Mean token NLL of each example's reference response under the model (adapter applied)."""
+    data = EncodedDataset(examples, tok, fmt, max_length)
+    collate = PaddingCollator(tok.pad_token_id)
+    device = next(model.parameters()).device
+    out: list[float] = []
+    with eval_mode(model), torch.no_grad():
+        for start in tqdm(range(0, len(data), batch_size), desc="perplexity", disable=not progress):
+            for i in range(start, min(start + batch_size, len(data))):
+                batch = {k: v.to(device) for k, v in collate([data[i]]).items()}
+                nll, count = response_token_nll_sum(model, batch)
+                out.append(float(nll) / max(int(count), 1))
+    return out
+
+
+@dataclass
+class EvalReport:
+    """Aggregate metrics (``eval/<name>``) and one row per prompt with every generation."""
+
+    metrics: dict[str, float]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def write_jsonl(self, path: Path) -> Path:
+        """Save the per-prompt rows (generations + scores) as JSONL."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for row in self.rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return path
+
+
+def evaluate(
+    model: torch.nn.Module,
+    tok: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    fmt: PromptFormat,
+    cfg: DictConfig,
+    checker: Checker | None,
+    max_length: int,
+    progress: bool = True,
+) -> EvalReport:
+    """Run the configured evaluation (``cfg`` is the ``eval`` group) on ``examples``."""
+    subset = eval_subset(examples, cfg.subset_size)
+    names = list(cfg.metrics)
+    metrics: dict[str, float] = {}
+    nll: list[float] | None = None
+    if any(m in names for m in MODEL_METRICS):
+        nll = reference_nll(model, tok, subset, fmt, max_length, progress=progress)
+        mean_nll = sum(nll) / len(nll)
+        metrics["eval/loss"] = mean_nll
+        metrics["eval/perplexity"] = math.exp(min(mean_nll, 50.0))
+    prompt_ids = [
+        tok(render_prompt(e, tok, fmt), add_special_tokens=False)["input_ids"] for e in subset
+    ]
+    params = SamplingParams(
+        n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
+        max_new_tokens=cfg.max_new_tokens,
+    )
+    sampled = sample(model, tok, prompt_ids, params, cfg.batch_size, progress, "eval samples")
+    greedy: list[str | None] = [None] * len(subset)
+    if cfg.greedy:
+        g = sample(model, tok, prompt_ids, SamplingParams(max_new_tokens=cfg.max_new_tokens,
+                                                          greedy=True),
+                   cfg.batch_size, progress, "eval greedy")
+        greedy = [t[0] for t in g.texts]
+    gens = [
+        PromptGenerations(example=e, samples=s, greedy=gr)
+        for e, s, gr in zip(subset, sampled.texts, greedy, strict=True)
+    ]
+    text_metrics = [m for m in names if m not in MODEL_METRICS]
+    scores = score_generations(
+        gens, text_metrics, checker=checker, ks=tuple(cfg.ks), show_progress=progress
+    )
+    metrics.update({f"eval/{k}": v for k, v in scores.aggregate.items()})
+    rows = []
+    for i, (e, gen) in enumerate(zip(subset, gens, strict=True)):
+        row_scores = dict(scores.per_prompt[i])
+        if nll is not None:
+            row_scores["loss"] = nll[i]
+        rows.append({
+            "id": e.id,
+            "prompt": e.prompt if isinstance(e.prompt, str) else list(e.prompt),
+            "references": list(e.all_references),
+            "samples": gen.samples,
+            "greedy": gen.greedy,
+            "correct": [c.correct for c in scores.checks[i]] if scores.checks else None,
+            "scores": row_scores,
+        })
+    return EvalReport(metrics=metrics, rows=rows)

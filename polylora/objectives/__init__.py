@@ -1,0 +1,1 @@
+"""Training objectives: plugins the Trainer calls for the loss (built from ``conf/objective``)."""

@@ -1,0 +1,48 @@
+"""Cross-entropy on response tokens: the baseline objective and the quality term of others."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from polylora.data.formatting import IGNORE_INDEX
+from polylora.objectives.base import LossOutput, Objective
+
+
+def response_token_nll_sum(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token NLL over labelled positions, and the number of those positions."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = batch["labels"][:, 1:]
+    nll = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return nll, (shift_labels != IGNORE_INDEX).sum()
+
+
+def cross_entropy_loss(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    num_items_in_batch: int | torch.Tensor | None,
+    grad_accum_steps: int,
+) -> torch.Tensor:
+    """Token-mean CE over the whole accumulation window (as one big batch would give)."""
+    nll, count = response_token_nll_sum(model, batch)
+    if num_items_in_batch is not None:
+        return nll / num_items_in_batch
+    return nll / count.clamp(min=1) / grad_accum_steps
+
+
+class CrossEntropyObjective(Objective):
+    """Plain supervised fine-tuning: mean next-token NLL of the reference response."""
+
+    name = "ce"
+
+    def compute_loss(self, model, batch, num_items_in_batch, grad_accum_steps) -> LossOutput:
+        loss = cross_entropy_loss(model, batch, num_items_in_batch, grad_accum_steps)
+        return LossOutput(loss=loss)

@@ -1,0 +1,262 @@
+"""One job end to end: validate, load data, load model, train, save the adapter, evaluate,
+record everything in MLflow, and return the optimized metric."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from polylora import tracking
+from polylora.checking import Checker
+from polylora.config import validate
+from polylora.data.example import Example
+from polylora.data.formatting import EncodedDataset, PromptFormat
+from polylora.data.splits import Splits, split_examples
+from polylora.errors import ConfigError, DataError, PolyloraError
+from polylora.metrics.registry import get_metric
+from polylora.objectives.base import Objective, ObjectiveContext
+
+log = logging.getLogger(__name__)
+
+RUN_ID_FILE = "mlflow_run_id.txt"
+
+
+@dataclass
+class Prepared:
+    """Everything checked before any model loads or any MLflow run starts."""
+
+    objective: Objective
+    examples: list[Example]
+    splits: Splits
+    checker: Checker | None
+
+
+def metric_key(name: str) -> str:
+    """``eval/pass@10`` → registry name ``pass@10`` (accepts ``pass_at_10`` too)."""
+    base = name.split("/", 1)[1] if "/" in name else name
+    return base.replace("_at_", "@")
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Validate the config and data; build the objective. Raises PolyloraError on bad input."""
+    validate(cfg)
+    get_metric(metric_key(cfg.optimized_metric))  # unknown name → ConfigError
+    try:
+        objective = instantiate(cfg.objective, _convert_="all")
+    except Exception as exc:  # Hydra wraps the constructor's error
+        cause = exc.__cause__ or exc
+        if isinstance(cause, PolyloraError):
+            raise cause from None
+        raise ConfigError(f"objective config is invalid: {cause}") from None
+    checker = instantiate(cfg.data.checker) if cfg.data.checker is not None else None
+    objective.check_data(has_checker=checker is not None)
+    source = instantiate(cfg.data.source)
+    examples = source.load()
+    if cfg.data.partition_by:
+        examples = partition(examples, cfg.data.partition_by, cfg.data.partition_value)
+    sp = cfg.data.split
+    splits = split_examples(
+        examples, train=sp.train, val=sp.val, test=sp.test, seed=sp.seed,
+        stratify_by=sp.stratify_by, group_by=sp.group_by,
+        **({"n_bins": sp.n_bins} if sp.stratify_by else {}),
+    )
+    if cfg.train.enabled and not splits.train:
+        raise DataError(f"the training split is empty ({len(examples)} examples in all)")
+    if cfg.eval.enabled and not splits.test:
+        raise DataError("the test split is empty; raise data.split.test or add examples")
+    return Prepared(objective=objective, examples=examples, splits=splits, checker=checker)
+
+
+def partition(examples: list[Example], field: str, value: Any) -> list[Example]:
+    """The examples whose ``field`` (or group) equals ``value`` (one per-cluster adapter)."""
+    if value is None:
+        raise ConfigError(
+            f"data.partition_by={field} needs data.partition_value=<value> (a multirun over "
+            "the values trains one adapter each)"
+        )
+
+    def get(e: Example) -> Any:
+        if field == "group":
+            return e.group
+        if field not in e.fields:
+            raise DataError(
+                f"data.partition_by={field!r}: example {e.id!r} has no such field "
+                f"(fields: {', '.join(sorted(e.fields)) or 'none'})"
+            )
+        return e.fields[field]
+
+    chosen = [e for e in examples if str(get(e)) == str(value)]
+    if not chosen:
+        raise DataError(f"no example has {field}={value!r}")
+    return chosen
+
+
+def prompt_format(cfg: DictConfig, train_examples: list[Example]) -> PromptFormat:
+    """The prompt format, with ``data.few_shot`` training examples as demonstrations."""
+    shots = tuple(sorted(train_examples, key=lambda e: e.id)[: cfg.data.few_shot])
+    return PromptFormat(style=cfg.data.prompt_format, system_prompt=cfg.data.system_prompt,
+                        shots=shots)
+
+
+def run_tags(cfg: DictConfig) -> dict[str, str]:
+    """Tags: experiment, group (for seed aggregation), objective, overrides, git commit."""
+    tags: dict[str, Any] = {
+        "polylora.experiment": cfg.experiment,
+        "polylora.group": cfg.tracking.group,
+        "polylora.objective": getattr(cfg.objective, "_target_", "").rsplit(".", 1)[-1],
+        "polylora.seed": cfg.seed,
+        "polylora.output_dir": cfg.output_dir,
+        "mlflow.source.git.commit": tracking.git_commit(),
+    }
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        tags["polylora.overrides"] = " ".join(HydraConfig.get().overrides.task)
+    except ValueError:  # not running under Hydra (tests composing the config)
+        pass
+    if cfg.data.partition_by:
+        tags["polylora.partition"] = f"{cfg.data.partition_by}={cfg.data.partition_value}"
+    tags.update(cfg.tracking.tags or {})
+    return {k: str(v) for k, v in tags.items() if v is not None}
+
+
+def run(cfg: DictConfig) -> float:
+    """The whole job. Returns the value of ``cfg.optimized_metric`` for sweeps."""
+    from transformers import set_seed
+
+    started = time.time()
+    prep = prepare(cfg)
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_id_path = out_dir / RUN_ID_FILE
+    resume_id = run_id_path.read_text().strip() if cfg.train.resume and run_id_path.exists() else None
+    with tracking.mlflow_run(cfg, run_tags(cfg), resume_run_id=resume_id) as active:
+        run_id_path.write_text(active.info.run_id)
+        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        tracking.log_artifact(out_dir / "config.yaml")
+        tracking.log_metrics({f"data/{k}": v for k, v in prep.splits.report().items()
+                              if isinstance(v, (int, float))})
+        set_seed(cfg.seed)
+        metrics = _train_and_evaluate(cfg, prep, out_dir)
+        metrics["run/wall_time_s"] = time.time() - started
+        tracking.log_metrics(metrics)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        return _optimized_value(cfg.optimized_metric, metrics)
+
+
+def _optimized_value(name: str, metrics: dict[str, float]) -> float:
+    wanted = f"eval/{metric_key(name)}" if not name.startswith("train/") else name
+    if wanted not in metrics:
+        raise ConfigError(
+            f"optimized_metric={name} was not computed by this run; computed: "
+            f"{', '.join(sorted(metrics))} (add it to eval.metrics)"
+        )
+    return float(metrics[wanted])
+
+
+def _train_and_evaluate(cfg: DictConfig, prep: Prepared, out_dir: Path) -> dict[str, float]:
+    from polylora import models
+    from polylora.evaluation import evaluate
+
+    model, tok = models.load_base_model(cfg.model, cfg.hardware)
+    if cfg.model.adapter:
+        model = models.load_adapter(model, cfg.model.adapter, trainable=cfg.train.enabled)
+    elif cfg.lora.enabled:
+        model = models.wrap_lora(model, cfg.lora, cfg.hardware)
+    elif cfg.train.enabled:
+        raise ConfigError("lora=none trains nothing; set train.enabled=false to evaluate only")
+    trainable, total = models.count_parameters(model)
+    metrics: dict[str, float] = {"model/trainable_params": trainable, "model/total_params": total}
+    tracking.log_metrics(metrics)
+    fmt = prompt_format(cfg, prep.splits.train)
+    if cfg.train.enabled:
+        metrics.update(_train(cfg, prep, model, tok, fmt, out_dir))
+    if cfg.eval.enabled:
+        report = evaluate(model, tok, prep.splits.test, fmt, cfg.eval, prep.checker,
+                          cfg.data.max_length)
+        path = report.write_jsonl(out_dir / "generations.jsonl")
+        tracking.log_artifact(path, "eval")
+        _log_sample_table(report.rows[: cfg.eval.log_examples])
+        metrics.update(report.metrics)
+    return metrics
+
+
+def _train(cfg: DictConfig, prep: Prepared, model: Any, tok: Any, fmt: PromptFormat,
+           out_dir: Path) -> dict[str, float]:
+    from polylora import training
+
+    train_set = training.IndexedDataset(
+        EncodedDataset(prep.splits.train, tok, fmt, cfg.data.max_length)
+    )
+    val_set = (
+        training.IndexedDataset(EncodedDataset(prep.splits.val, tok, fmt, cfg.data.max_length))
+        if prep.splits.val else None
+    )
+    prep.objective.bind(ObjectiveContext(
+        tokenizer=tok, examples=prep.splits.train, prompt_format=fmt, checker=prep.checker,
+        max_length=cfg.data.max_length,
+    ))
+    checkpoint_dir = out_dir / "checkpoints"
+    args = training.training_arguments(cfg, checkpoint_dir, has_eval=val_set is not None)
+    trainer = training.PolyloraTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=training.IndexedCollator(tok.pad_token_id),
+        callbacks=training.build_callbacks(cfg, tracking.log_metrics, val_set is not None),
+        objective=prep.objective,
+        batch_sampler_factory=_batch_sampler_factory(cfg, prep.splits.train),
+    )
+    resume = training.last_checkpoint(checkpoint_dir) if cfg.train.resume else None
+    if cfg.train.resume and resume is None:
+        log.warning("train.resume=true but no checkpoint in %s: starting fresh", checkpoint_dir)
+    started = time.time()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    adapter_dir = out_dir / "adapter"
+    trainer.model.save_pretrained(adapter_dir)
+    if cfg.tracking.log_adapter:
+        tracking.log_artifact(adapter_dir, "adapter")
+    out = {
+        "train/final_loss": float(result.training_loss),
+        "train/steps": float(trainer.state.global_step),
+        "train/wall_time_s": time.time() - started,
+    }
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    if evals:
+        out["train/best_eval_loss"] = min(evals)
+    return out
+
+
+def _batch_sampler_factory(cfg: DictConfig, train: list[Example]) -> Any:
+    if cfg.data.sampler != "group_balanced":
+        return None
+    from polylora.data.samplers import GroupBalancedBatchSampler
+
+    field = cfg.data.split.group_by or "group"
+    groups = [str(e.group if field == "group" else e.fields.get(field)) for e in train]
+    return lambda batch_size: GroupBalancedBatchSampler(groups, batch_size, seed=cfg.seed)
+
+
+def _log_sample_table(rows: list[dict[str, Any]]) -> None:
+    """A few generations as an MLflow table (seed 000: 'review sample outputs')."""
+    import mlflow
+
+    if not rows:
+        return
+    table = {
+        "id": [r["id"] for r in rows],
+        "prompt": [r["prompt"] if isinstance(r["prompt"], str) else json.dumps(r["prompt"])
+                   for r in rows],
+        "greedy": [r["greedy"] or "" for r in rows],
+        "samples": [" | ".join(r["samples"][:5]) for r in rows],
+        "reference": [r["references"][0] for r in rows],
+    }
+    mlflow.log_table(data=table, artifact_file="eval/samples.json")

@@ -1,0 +1,141 @@
+"""MLflow: one run per job with the flattened config as params, curves, tags and artifacts.
+
+A run that raises ends FAILED (never left RUNNING). Secrets are never logged: keys that look
+like credentials are dropped from params.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+_SECRET_KEY = re.compile(r"(api_?key|token|secret|password)", re.IGNORECASE)
+PARENT_RUN_ENV = "POLYLORA_PARENT_RUN_ID"
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists → {'a.b.c': value}; lists of scalars stay one value."""
+    out: dict[str, Any] = {}
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    out[prefix[:-1]] = node
+    return out
+
+
+def config_params(cfg: DictConfig) -> dict[str, str]:
+    """The resolved config as MLflow params (values ≤ 6000 chars, credentials dropped)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    params = {}
+    for key, value in flatten(resolved).items():
+        if _SECRET_KEY.search(key.split(".")[-1]):
+            continue
+        params[key] = str(value)[:6000]
+    return params
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """The current git commit (with '-dirty' when the tree has changes), if in a repo."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=5,
+        )
+        return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def setup(uri: str, experiment: str) -> None:
+    """Point MLflow at the tracking store and experiment (created on first use)."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+
+
+@contextmanager
+def mlflow_run(
+    cfg: DictConfig,
+    tags: Mapping[str, str],
+    resume_run_id: str | None = None,
+) -> Iterator[Any]:
+    """Start (or reopen) the job's run; on an exception it ends FAILED, else FINISHED."""
+    import mlflow
+
+    setup(cfg.tracking.uri, cfg.tracking.experiment)
+    all_tags = {k: str(v) for k, v in tags.items() if v is not None}
+    parent = os.environ.get(PARENT_RUN_ENV)
+    if parent:
+        all_tags["mlflow.parentRunId"] = parent
+    run = mlflow.start_run(
+        run_id=resume_run_id,
+        run_name=None if resume_run_id else cfg.tracking.run_name,
+        tags=all_tags,
+    )
+    try:
+        if resume_run_id is None:
+            params = config_params(cfg)
+            items = list(params.items())
+            for start in range(0, len(items), 90):  # MLflow caps params per batch at 100
+                mlflow.log_params(dict(items[start : start + 90]))
+        yield run
+    except BaseException:
+        mlflow.end_run(status="FAILED" if not _interrupted() else "KILLED")
+        raise
+    else:
+        mlflow.end_run(status="FINISHED")
+
+
+def _interrupted() -> bool:
+    import sys
+
+    exc = sys.exc_info()[1]
+    return isinstance(exc, KeyboardInterrupt)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log finite scalar metrics to the active run (MLflow rejects NaN names/values oddly)."""
+    import math
+
+    import mlflow
+
+    clean = {
+        mlflow_metric_name(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and math.isfinite(float(v))
+    }
+    if clean:
+        mlflow.log_metrics(clean, step=step)
+
+
+def mlflow_metric_name(name: str) -> str:
+    """MLflow's spelling of a metric name: it rejects '@', so ``pass@k`` is ``pass_at_k``."""
+    return re.sub(r"[^\w\-./ :]", "_", name.replace("@", "_at_"))
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    """Log a file or folder to the active run."""
+    import mlflow
+
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+    else:
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)

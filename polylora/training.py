@@ -1,0 +1,197 @@
+"""The Trainer subclass whose loss comes from the objective plugin, and its callbacks.
+
+Everything else (gradient accumulation, checkpoints and resume, mixed precision, DDP/FSDP
+through accelerate/torchrun, early stopping, progress bars) is the stock ``transformers``
+Trainer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Sampler
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
+
+from polylora.data.formatting import PaddingCollator
+from polylora.objectives.base import Objective
+from polylora.objectives.ce import cross_entropy_loss
+
+MetricSink = Callable[[dict[str, float], int], None]
+
+
+class IndexedCollator(PaddingCollator):
+    """Pads a batch and keeps each row's position in the training set (objectives need it)."""
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(features)
+        batch["example_index"] = torch.tensor([f["example_index"] for f in features])
+        return batch
+
+
+class IndexedDataset(torch.utils.data.Dataset):
+    """Adds ``example_index`` to each item of an encoded dataset."""
+
+    def __init__(self, base: torch.utils.data.Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.base[index], "example_index": index}
+
+
+class PolyloraTrainer(Trainer):
+    """A Trainer that asks the objective for the training loss; evaluation loss is always CE
+    of the reference responses, so runs with different objectives stay comparable."""
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        *args: Any,
+        objective: Objective,
+        batch_sampler_factory: Callable[[int], Sampler[list[int]]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.batch_sampler_factory = batch_sampler_factory
+        self._objective_metrics: dict[str, list[float]] = defaultdict(list)
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: int | torch.Tensor | None = None,
+    ) -> Any:
+        """Objective loss while training; reference CE under evaluation."""
+        if not model.training:
+            loss = cross_entropy_loss(model, inputs, num_items_in_batch, 1)
+            return (loss, {}) if return_outputs else loss
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # Token counts are summed over ranks; DDP averages gradients over ranks.
+            num_items_in_batch = num_items_in_batch / max(self.accelerator.num_processes, 1)
+        out = self.objective.compute_loss(
+            model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps
+        )
+        for key, value in out.metrics.items():
+            self._objective_metrics[key].append(float(value))
+        return (out.loss, {}) if return_outputs else out.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the objective's metrics (means since the last log) to training logs."""
+        if "loss" in logs and self._objective_metrics:
+            for key, values in self._objective_metrics.items():
+                logs[key] = sum(values) / len(values)
+            self._objective_metrics.clear()
+        super().log(logs, start_time)
+
+    def get_train_dataloader(self) -> DataLoader:
+        """The stock loader, or one driven by a batch sampler (e.g. group-balanced batches)."""
+        if self.batch_sampler_factory is None:
+            return super().get_train_dataloader()
+        sampler = self.batch_sampler_factory(self.args.per_device_train_batch_size)
+        loader = DataLoader(
+            self.train_dataset,  # type: ignore[arg-type]
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+        )
+        return self.accelerator.prepare(loader)
+
+
+class MetricsCallback(TrainerCallback):
+    """Forwards Trainer logs to a sink under polylora's metric names (train/*, eval/*)."""
+
+    def __init__(self, sink: MetricSink) -> None:
+        self.sink = sink
+        self.last_train_loss: float | None = None
+        self.history: list[dict[str, float]] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+               **kwargs: Any) -> None:
+        if not logs:
+            return
+        out: dict[str, float] = {}
+        for key, value in logs.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                continue
+            if key == "loss":
+                out["train/loss"] = value
+                self.last_train_loss = value
+            elif key == "eval_loss":
+                out["eval/loss"] = value
+                out["eval/perplexity"] = math.exp(min(value, 50.0))
+                if self.last_train_loss is not None:
+                    out["train/eval_gap"] = value - self.last_train_loss
+            elif key in ("learning_rate", "grad_norm", "epoch"):
+                out[f"train/{key}"] = value
+            elif key.startswith(("train/", "eval/")):
+                out[key] = value
+        if out:
+            self.history.append({"step": state.global_step, **out})
+            self.sink(out, state.global_step)
+
+
+def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) -> TrainingArguments:
+    """TrainingArguments from the ``train`` and ``hardware`` config groups."""
+    t, h = cfg.train, cfg.hardware
+    on_cuda = h.device.startswith("cuda") or (h.device == "auto" and torch.cuda.is_available())
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        warmup_ratio=t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        lr_scheduler_type=t.lr_scheduler,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=t.eval_every,
+        save_strategy="steps",
+        save_steps=t.save_every,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=has_eval and t.early_stopping_patience > 0,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=h.precision == "bf16" and on_cuda,
+        fp16=h.precision == "fp16" and on_cuda,
+        use_cpu=not on_cuda,
+        gradient_checkpointing=h.gradient_checkpointing,
+        dataloader_num_workers=h.dataloader_workers,
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=False,
+        save_only_model=False,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def build_callbacks(cfg: DictConfig, sink: MetricSink, has_eval: bool) -> list[TrainerCallback]:
+    """polylora's metric forwarding plus early stopping on eval loss (when there is a val set)."""
+    callbacks: list[TrainerCallback] = [MetricsCallback(sink)]
+    if has_eval and cfg.train.early_stopping_patience > 0:
+        callbacks.append(
+            EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience)
+        )
+    return callbacks
+
+
+def last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest ``checkpoint-N`` folder, if any (what ``train.resume=true`` continues)."""
+    found = [p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)

@@ -1,0 +1,51 @@
+"""Shared fixtures: offline mode, composing the real config into a tmp dir, a per-worker
+MLflow sqlite store."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from helpers import CONF_DIR
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One sqlite store per test worker (schema migration runs once, not per test)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path, mlflow_uri: str) -> Callable[..., object]:
+    """Compose ``conf/config.yaml`` with overrides, output and MLflow experiment per test."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from polylora.config import register_configs
+
+    register_configs()
+    experiment = f"test-{uuid.uuid4().hex[:8]}"
+
+    def _compose(overrides: list[str], output_dir: Path | None = None) -> object:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR)):
+            return compose(
+                config_name="config",
+                overrides=[
+                    f"output_dir={output_dir or tmp_path / 'run'}",
+                    f"tracking.uri={mlflow_uri}",
+                    f"tracking.experiment={experiment}",
+                    *overrides,
+                ],
+            )
+
+    return _compose

@@ -176,6 +176,19 @@ class PolyloraConfig:
     experiment: str = "default"
 
 
+def build(node: Any, **kwargs: Any) -> Any:
+    """Instantiate a ``_target_`` node, allowing polylora's own targets (plus the prefixes in
+    ``POLYLORA_TRUSTED_TARGETS``, comma-separated, for plugins of your own)."""
+    import os
+
+    from hydra.utils import instantiate
+
+    trusted = ["polylora.*"] + [
+        p.strip() for p in os.environ.get("POLYLORA_TRUSTED_TARGETS", "").split(",") if p.strip()
+    ]
+    return instantiate(node, _execution_whitelist_=trusted, **kwargs)
+
+
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from polylora import tracking
 from polylora.checking import Checker
-from polylora.config import validate
+from polylora.config import build, validate
 from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.data.splits import Splits, split_examples
@@ -49,15 +48,15 @@ def prepare(cfg: DictConfig) -> Prepared:
     validate(cfg)
     get_metric(metric_key(cfg.optimized_metric))  # unknown name → ConfigError
     try:
-        objective = instantiate(cfg.objective, _convert_="all")
+        objective = build(cfg.objective, _convert_="all")
     except Exception as exc:  # Hydra wraps the constructor's error
         cause = exc.__cause__ or exc
         if isinstance(cause, PolyloraError):
             raise cause from None
         raise ConfigError(f"objective config is invalid: {cause}") from None
-    checker = instantiate(cfg.data.checker) if cfg.data.checker is not None else None
+    checker = build(cfg.data.checker) if cfg.data.checker is not None else None
     objective.check_data(has_checker=checker is not None)
-    source = instantiate(cfg.data.source)
+    source = build(cfg.data.source)
     examples = source.load()
     if cfg.data.partition_by:
         examples = partition(examples, cfg.data.partition_by, cfg.data.partition_value)

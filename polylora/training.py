@@ -153,7 +153,7 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
-        warmup_ratio=t.warmup_ratio,
+        warmup_steps=float(t.warmup_ratio),  # a float in [0, 1) is a ratio of all steps
         weight_decay=t.weight_decay,
         lr_scheduler_type=t.lr_scheduler,
         max_grad_norm=t.max_grad_norm,

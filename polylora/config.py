@@ -14,7 +14,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from polylora.errors import ConfigError
+from polylora.errors import ConfigError, PolyloraError
 
 
 @dataclass
@@ -186,7 +186,15 @@ def build(node: Any, **kwargs: Any) -> Any:
     trusted = ["polylora.*"] + [
         p.strip() for p in os.environ.get("POLYLORA_TRUSTED_TARGETS", "").split(",") if p.strip()
     ]
-    return instantiate(node, _execution_whitelist_=trusted, **kwargs)
+    try:
+        return instantiate(node, _execution_whitelist_=trusted, **kwargs)
+    except Exception as exc:  # Hydra wraps the constructor's own error
+        cause = exc.__cause__ or exc
+        if isinstance(cause, ConfigError | PolyloraError):
+            raise cause from None
+        target = node.get("_target_", "?") if hasattr(node, "get") else "?"
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise ConfigError(f"cannot build {target}: {first}") from None
 
 
 def register_configs() -> None:

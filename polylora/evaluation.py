@@ -28,7 +28,7 @@ from polylora.generation import SamplingParams, eval_mode, sample
 from polylora.metrics.suite import PromptGenerations, score_generations
 from polylora.objectives.ce import response_token_nll_sum
 
-MODEL_METRICS = ("loss", "perplexity")
+MODEL_METRICS = ("test_loss", "test_perplexity")
 
 
 def eval_subset(examples: Sequence[Example], size: int) -> list[Example]:
@@ -94,21 +94,30 @@ def evaluate(
     if any(m in names for m in MODEL_METRICS):
         nll = reference_nll(model, tok, subset, fmt, max_length, progress=progress)
         mean_nll = sum(nll) / len(nll)
-        metrics["eval/loss"] = mean_nll
-        metrics["eval/perplexity"] = math.exp(min(mean_nll, 50.0))
+        # The validation curve owns eval/loss; the fixed test subset's reference loss is its own.
+        metrics["eval/test_loss"] = mean_nll
+        metrics["eval/test_perplexity"] = math.exp(min(mean_nll, 50.0))
     prompt_ids = [
         tok(render_prompt(e, tok, fmt), add_special_tokens=False)["input_ids"] for e in subset
     ]
     params = SamplingParams(
-        n=cfg.n_samples, temperature=cfg.temperature, top_p=cfg.top_p,
+        n=cfg.n_samples,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
         max_new_tokens=cfg.max_new_tokens,
     )
     sampled = sample(model, tok, prompt_ids, params, cfg.batch_size, progress, "eval samples")
     greedy: list[str | None] = [None] * len(subset)
     if cfg.greedy:
-        g = sample(model, tok, prompt_ids, SamplingParams(max_new_tokens=cfg.max_new_tokens,
-                                                          greedy=True),
-                   cfg.batch_size, progress, "eval greedy")
+        g = sample(
+            model,
+            tok,
+            prompt_ids,
+            SamplingParams(max_new_tokens=cfg.max_new_tokens, greedy=True),
+            cfg.batch_size,
+            progress,
+            "eval greedy",
+        )
         greedy = [t[0] for t in g.texts]
     gens = [
         PromptGenerations(example=e, samples=s, greedy=gr)
@@ -124,13 +133,15 @@ def evaluate(
         row_scores = dict(scores.per_prompt[i])
         if nll is not None:
             row_scores["loss"] = nll[i]
-        rows.append({
-            "id": e.id,
-            "prompt": e.prompt if isinstance(e.prompt, str) else list(e.prompt),
-            "references": list(e.all_references),
-            "samples": gen.samples,
-            "greedy": gen.greedy,
-            "correct": [c.correct for c in scores.checks[i]] if scores.checks else None,
-            "scores": row_scores,
-        })
+        rows.append(
+            {
+                "id": e.id,
+                "prompt": e.prompt if isinstance(e.prompt, str) else list(e.prompt),
+                "references": list(e.all_references),
+                "samples": gen.samples,
+                "greedy": gen.greedy,
+                "correct": [c.correct for c in scores.checks[i]] if scores.checks else None,
+                "scores": row_scores,
+            }
+        )
     return EvalReport(metrics=metrics, rows=rows)

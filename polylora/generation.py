@@ -84,29 +84,33 @@ def sample(
     texts: list[list[str]] = []
     token_ids: list[list[list[int]]] = []
     n = 1 if params.greedy else params.n
-    kwargs: dict[str, object] = {"max_new_tokens": params.max_new_tokens, "pad_token_id": pad,
-                                 "eos_token_id": sorted(eos)}
+    kwargs: dict[str, object] = {
+        "max_new_tokens": params.max_new_tokens,
+        "pad_token_id": pad,
+        "eos_token_id": sorted(eos),
+    }
     if params.greedy:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     else:
-        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p,
-                      top_k=0, num_return_sequences=n)
+        kwargs.update(
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=0,
+            num_return_sequences=n,
+        )
     starts = range(0, len(prompt_ids), batch_size)
     bar = tqdm(total=len(prompt_ids), desc=desc, disable=not progress, unit="prompt")
     with eval_mode(model), torch.no_grad():
         for start in starts:
             chunk = prompt_ids[start : start + batch_size]
             ids, mask = left_pad(chunk, pad)
-            out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs
-            )
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
             new = out[:, ids.shape[1] :].tolist()
             for i in range(len(chunk)):
                 rows = [_trim(new[i * n + j], eos, pad) for j in range(n)]
                 token_ids.append(rows)
-                texts.append(
-                    [tok.decode(r, skip_special_tokens=True).strip() for r in rows]
-                )
+                texts.append([tok.decode(r, skip_special_tokens=True).strip() for r in rows])
             bar.update(len(chunk))
     bar.close()
     return Completions(texts=texts, token_ids=token_ids)

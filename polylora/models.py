@@ -18,7 +18,12 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from polylora.errors import ConfigError, PolyloraError
 
@@ -252,7 +257,9 @@ def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig, hardware_cfg: DictCo
     try:
         return get_peft_model(model, config)
     except ValueError as exc:
-        raise ConfigError(f"lora.target_modules={targets!r} does not fit this model: {exc}") from None
+        raise ConfigError(
+            f"lora.target_modules={targets!r} does not fit this model: {exc}"
+        ) from None
 
 
 def resolve_adapter(ref: str) -> Path:

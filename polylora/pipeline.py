@@ -18,7 +18,7 @@ from polylora.config import build, validate
 from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.data.splits import Splits, split_examples
-from polylora.errors import ConfigError, DataError, PolyloraError
+from polylora.errors import ConfigError, DataError
 from polylora.metrics.registry import get_metric
 from polylora.objectives.base import Objective, ObjectiveContext
 
@@ -47,13 +47,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     """Validate the config and data; build the objective. Raises PolyloraError on bad input."""
     validate(cfg)
     get_metric(metric_key(cfg.optimized_metric))  # unknown name → ConfigError
-    try:
-        objective = build(cfg.objective, _convert_="all")
-    except Exception as exc:  # Hydra wraps the constructor's error
-        cause = exc.__cause__ or exc
-        if isinstance(cause, PolyloraError):
-            raise cause from None
-        raise ConfigError(f"objective config is invalid: {cause}") from None
+    objective = build(cfg.objective, _convert_="all")
     checker = build(cfg.data.checker) if cfg.data.checker is not None else None
     objective.check_data(has_checker=checker is not None)
     source = build(cfg.data.source)
@@ -62,8 +56,13 @@ def prepare(cfg: DictConfig) -> Prepared:
         examples = partition(examples, cfg.data.partition_by, cfg.data.partition_value)
     sp = cfg.data.split
     splits = split_examples(
-        examples, train=sp.train, val=sp.val, test=sp.test, seed=sp.seed,
-        stratify_by=sp.stratify_by, group_by=sp.group_by,
+        examples,
+        train=sp.train,
+        val=sp.val,
+        test=sp.test,
+        seed=sp.seed,
+        stratify_by=sp.stratify_by,
+        group_by=sp.group_by,
         **({"n_bins": sp.n_bins} if sp.stratify_by else {}),
     )
     if cfg.train.enabled and not splits.train:
@@ -100,8 +99,9 @@ def partition(examples: list[Example], field: str, value: Any) -> list[Example]:
 def prompt_format(cfg: DictConfig, train_examples: list[Example]) -> PromptFormat:
     """The prompt format, with ``data.few_shot`` training examples as demonstrations."""
     shots = tuple(sorted(train_examples, key=lambda e: e.id)[: cfg.data.few_shot])
-    return PromptFormat(style=cfg.data.prompt_format, system_prompt=cfg.data.system_prompt,
-                        shots=shots)
+    return PromptFormat(
+        style=cfg.data.prompt_format, system_prompt=cfg.data.system_prompt, shots=shots
+    )
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:
@@ -126,8 +126,25 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
     return {k: str(v) for k, v in tags.items() if v is not None}
 
 
+@dataclass
+class RunResult:
+    """What one job produced: its metrics, the model it ended with, and where it wrote."""
+
+    metrics: dict[str, float]
+    run_id: str
+    output_dir: Path
+    model: Any = None
+    tokenizer: Any = None
+
+
 def run(cfg: DictConfig) -> float:
     """The whole job. Returns the value of ``cfg.optimized_metric`` for sweeps."""
+    result = execute(cfg)
+    return _optimized_value(cfg.optimized_metric, result.metrics)
+
+
+def execute(cfg: DictConfig) -> RunResult:
+    """Validate, train, evaluate and record one configuration."""
     from transformers import set_seed
 
     started = time.time()
@@ -135,19 +152,49 @@ def run(cfg: DictConfig) -> float:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id_path = out_dir / RUN_ID_FILE
-    resume_id = run_id_path.read_text().strip() if cfg.train.resume and run_id_path.exists() else None
+    resume_id = None
+    if cfg.train.resume and run_id_path.exists():  # continue the same MLflow run
+        resume_id = run_id_path.read_text().strip()
     with tracking.mlflow_run(cfg, run_tags(cfg), resume_run_id=resume_id) as active:
         run_id_path.write_text(active.info.run_id)
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         tracking.log_artifact(out_dir / "config.yaml")
-        tracking.log_metrics({f"data/{k}": v for k, v in prep.splits.report().items()
-                              if isinstance(v, (int, float))})
+        _log_data_summary(prep, out_dir)
         set_seed(cfg.seed)
-        metrics = _train_and_evaluate(cfg, prep, out_dir)
+        metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
         metrics["run/wall_time_s"] = time.time() - started
-        tracking.log_metrics(metrics)
+        final_step = int(metrics.get("train/steps", 0))
+        tracking.log_metrics(
+            {k: v for k, v in metrics.items() if k not in ("eval/loss", "eval/perplexity")},
+            step=final_step,
+        )
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        return _optimized_value(cfg.optimized_metric, metrics)
+        _optimized_value(cfg.optimized_metric, metrics)  # fail the run if it is missing
+        return RunResult(
+            metrics=metrics,
+            run_id=active.info.run_id,
+            output_dir=out_dir,
+            model=model,
+            tokenizer=tok,
+        )
+
+
+def _log_data_summary(prep: Prepared, out_dir: Path) -> None:
+    """Split sizes (and groups per split) as metrics, the seed-000 size bucket as a tag."""
+    import mlflow
+
+    from polylora.report.diagnose import dataset_size_bucket
+
+    report = prep.splits.report()
+    metrics = {f"data/{name}": float(n) for name, n in report["counts"].items()}
+    metrics["data/total"] = float(report["total"])
+    for name, n in (report.get("groups") or {}).items():
+        metrics[f"data/groups_{name}"] = float(n)
+    tracking.log_metrics(metrics)
+    mlflow.set_tag("polylora.dataset_size_bucket", dataset_size_bucket(len(prep.splits.train)))
+    path = out_dir / "split_report.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    tracking.log_artifact(path)
 
 
 def _optimized_value(name: str, metrics: dict[str, float]) -> float:
@@ -160,7 +207,9 @@ def _optimized_value(name: str, metrics: dict[str, float]) -> float:
     return float(metrics[wanted])
 
 
-def _train_and_evaluate(cfg: DictConfig, prep: Prepared, out_dir: Path) -> dict[str, float]:
+def _train_and_evaluate(
+    cfg: DictConfig, prep: Prepared, out_dir: Path
+) -> tuple[dict[str, float], Any, Any]:
     from polylora import models
     from polylora.evaluation import evaluate
 
@@ -175,20 +224,26 @@ def _train_and_evaluate(cfg: DictConfig, prep: Prepared, out_dir: Path) -> dict[
     metrics: dict[str, float] = {"model/trainable_params": trainable, "model/total_params": total}
     tracking.log_metrics(metrics)
     fmt = prompt_format(cfg, prep.splits.train)
+    step = 0
     if cfg.train.enabled:
         metrics.update(_train(cfg, prep, model, tok, fmt, out_dir))
+        step = int(metrics["train/steps"])
+    if prep.splits.val:
+        metrics.update(_validation_loss(cfg, model, tok, fmt, prep.splits.val, step))
     if cfg.eval.enabled:
-        report = evaluate(model, tok, prep.splits.test, fmt, cfg.eval, prep.checker,
-                          cfg.data.max_length)
+        report = evaluate(
+            model, tok, prep.splits.test, fmt, cfg.eval, prep.checker, cfg.data.max_length
+        )
         path = report.write_jsonl(out_dir / "generations.jsonl")
         tracking.log_artifact(path, "eval")
         _log_sample_table(report.rows[: cfg.eval.log_examples])
         metrics.update(report.metrics)
-    return metrics
+    return metrics, model, tok
 
 
-def _train(cfg: DictConfig, prep: Prepared, model: Any, tok: Any, fmt: PromptFormat,
-           out_dir: Path) -> dict[str, float]:
+def _train(
+    cfg: DictConfig, prep: Prepared, model: Any, tok: Any, fmt: PromptFormat, out_dir: Path
+) -> dict[str, float]:
     from polylora import training
 
     train_set = training.IndexedDataset(
@@ -196,12 +251,18 @@ def _train(cfg: DictConfig, prep: Prepared, model: Any, tok: Any, fmt: PromptFor
     )
     val_set = (
         training.IndexedDataset(EncodedDataset(prep.splits.val, tok, fmt, cfg.data.max_length))
-        if prep.splits.val else None
+        if prep.splits.val
+        else None
     )
-    prep.objective.bind(ObjectiveContext(
-        tokenizer=tok, examples=prep.splits.train, prompt_format=fmt, checker=prep.checker,
-        max_length=cfg.data.max_length,
-    ))
+    prep.objective.bind(
+        ObjectiveContext(
+            tokenizer=tok,
+            examples=prep.splits.train,
+            prompt_format=fmt,
+            checker=prep.checker,
+            max_length=cfg.data.max_length,
+        )
+    )
     checkpoint_dir = out_dir / "checkpoints"
     args = training.training_arguments(cfg, checkpoint_dir, has_eval=val_set is not None)
     trainer = training.PolyloraTrainer(
@@ -234,6 +295,22 @@ def _train(cfg: DictConfig, prep: Prepared, model: Any, tok: Any, fmt: PromptFor
     return out
 
 
+def _validation_loss(
+    cfg: DictConfig, model: Any, tok: Any, fmt: PromptFormat, val: list[Example], step: int
+) -> dict[str, float]:
+    """Final reference loss on the validation split, the last point of the eval/loss curve
+    (with early stopping this is the best checkpoint's)."""
+    import math
+
+    from polylora.evaluation import reference_nll
+
+    nll = reference_nll(model, tok, val, fmt, cfg.data.max_length, cfg.train.batch_size)
+    loss = sum(nll) / len(nll)
+    out = {"eval/loss": loss, "eval/perplexity": math.exp(min(loss, 50.0))}
+    tracking.log_metrics(out, step=step)
+    return out
+
+
 def _batch_sampler_factory(cfg: DictConfig, train: list[Example]) -> Any:
     if cfg.data.sampler != "group_balanced":
         return None
@@ -252,8 +329,9 @@ def _log_sample_table(rows: list[dict[str, Any]]) -> None:
         return
     table = {
         "id": [r["id"] for r in rows],
-        "prompt": [r["prompt"] if isinstance(r["prompt"], str) else json.dumps(r["prompt"])
-                   for r in rows],
+        "prompt": [
+            r["prompt"] if isinstance(r["prompt"], str) else json.dumps(r["prompt"]) for r in rows
+        ],
         "greedy": [r["greedy"] or "" for r in rows],
         "samples": [" | ".join(r["samples"][:5]) for r in rows],
         "reference": [r["references"][0] for r in rows],

@@ -116,8 +116,14 @@ class MetricsCallback(TrainerCallback):
         self.last_train_loss: float | None = None
         self.history: list[dict[str, float]] = []
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
-               **kwargs: Any) -> None:
+    def on_log(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not logs:
             return
         out: dict[str, float] = {}

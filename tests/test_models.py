@@ -17,22 +17,40 @@ from polylora.models import (
     wrap_lora,
 )
 
-TINY = OmegaConf.create({
-    "source": "tiny_random", "hidden_size": 32, "intermediate_size": 64, "num_layers": 2,
-    "num_heads": 4, "num_kv_heads": 2, "init_seed": 0, "trust_remote_code": False,
-})
-CPU = OmegaConf.create({"device": "cpu", "precision": "fp32", "load_in_4bit": False,
-                        "gradient_checkpointing": False})
-LORA = OmegaConf.create({"rank": 4, "alpha": 8.0, "alpha_ratio": None, "dropout": 0.0,
-                         "target_modules": "all-linear", "bias": "none"})
+TINY = OmegaConf.create(
+    {
+        "source": "tiny_random",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_layers": 2,
+        "num_heads": 4,
+        "num_kv_heads": 2,
+        "init_seed": 0,
+        "trust_remote_code": False,
+    }
+)
+CPU = OmegaConf.create(
+    {"device": "cpu", "precision": "fp32", "load_in_4bit": False, "gradient_checkpointing": False}
+)
+LORA = OmegaConf.create(
+    {
+        "rank": 4,
+        "alpha": 8.0,
+        "alpha_ratio": None,
+        "dropout": 0.0,
+        "target_modules": "all-linear",
+        "bias": "none",
+    }
+)
 
 
 def test_tiny_tokenizer_roundtrip_and_chat_template() -> None:
     tok = build_tiny_tokenizer()
     text = "Name an English word that starts with 'q'."
     assert tok.decode(tok(text)["input_ids"]) == text
-    rendered = tok.apply_chat_template([{"role": "user", "content": "hi"}],
-                                       add_generation_prompt=True, tokenize=False)
+    rendered = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
+    )
     assert rendered == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert len(tok) < 512
 

@@ -118,8 +118,9 @@ def _constraint_pools(min_answers: int) -> list[tuple[WordConstraint, list[str]]
 class WordTask:
     """Generates the word task's examples deterministically from a seed."""
 
-    def __init__(self, n_examples: int = 600, seed: int = 0, min_answers: int = 20,
-                 n_references: int = 8) -> None:
+    def __init__(
+        self, n_examples: int = 600, seed: int = 0, min_answers: int = 20, n_references: int = 8
+    ) -> None:
         if n_examples < 1:
             raise ConfigError(f"data.source.n_examples must be >= 1, got {n_examples}")
         self.n_examples = n_examples
@@ -138,9 +139,12 @@ class WordTask:
                 template = rng.choice(_LENGTH_TEMPLATES)
             else:
                 template = rng.choice(_ENDS_TEMPLATES)
-            prompt = template.format(
-                start=constraint.start, length=constraint.length, end=constraint.end
-            ) + _SUFFIX
+            prompt = (
+                template.format(
+                    start=constraint.start, length=constraint.length, end=constraint.end
+                )
+                + _SUFFIX
+            )
             picked = rng.sample(words, k=min(len(words), self.n_references + 1))
             fields: dict[str, object] = {"start": constraint.start, "n_answers": len(words)}
             if constraint.length is not None:

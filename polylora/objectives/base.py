@@ -42,7 +42,7 @@ class Objective(ABC):
     name: str = "objective"
     needs_checker: bool = False
 
-    def check_data(self, has_checker: bool) -> None:
+    def check_data(self, has_checker: bool) -> None:  # noqa: B027 (optional hook)
         """Raise ConfigError if this objective cannot work with the configured data."""
 
     def bind(self, context: ObjectiveContext) -> None:

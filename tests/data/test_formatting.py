@@ -18,8 +18,9 @@ def test_labels_cover_only_the_response_and_end_token() -> None:
     tok = build_tiny_tokenizer()
     ex = Example(id="a", prompt="Name a word.", response="bread")
     enc = encode_example(ex, tok, PromptFormat(), max_length=128)
-    labelled = [t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True)
-                if lab != IGNORE_INDEX]
+    labelled = [
+        t for t, lab in zip(enc["input_ids"], enc["labels"], strict=True) if lab != IGNORE_INDEX
+    ]
     assert tok.decode(labelled) == "bread<|im_end|>"
     prompt_len = enc["labels"].index(next(x for x in enc["labels"] if x != IGNORE_INDEX))
     assert tok.decode(enc["input_ids"][:prompt_len]).endswith("<|im_start|>assistant\n")
@@ -44,10 +45,12 @@ def test_truncation_keeps_the_answer() -> None:
 
 
 def test_padding() -> None:
-    batch = PaddingCollator(pad_token_id=0)([
-        {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
-        {"input_ids": [5], "labels": [5]},
-    ])
+    batch = PaddingCollator(pad_token_id=0)(
+        [
+            {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+            {"input_ids": [5], "labels": [5]},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [5, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]

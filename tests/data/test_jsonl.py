@@ -17,15 +17,31 @@ def write(path: Path, lines: list[str]) -> Path:
 
 
 def test_prompt_response_and_messages(tmp_path: Path) -> None:
-    f = write(tmp_path / "d.jsonl", [
-        json.dumps({"id": "a", "prompt": "hi", "response": "yo", "group": 3, "severity": "low"}),
-        "",
-        json.dumps({"messages": [{"role": "user", "content": "q"},
-                                 {"role": "assistant", "content": "r"}]}),
-    ])
+    f = write(
+        tmp_path / "d.jsonl",
+        [
+            json.dumps(
+                {"id": "a", "prompt": "hi", "response": "yo", "group": 3, "severity": "low"}
+            ),
+            "",
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": "q"},
+                        {"role": "assistant", "content": "r"},
+                    ]
+                }
+            ),
+        ],
+    )
     a, b = JsonlSource(str(f)).load()
-    assert (a.id, a.prompt, a.response, a.group, a.fields) == ("a", "hi", "yo", "3",
-                                                              {"severity": "low"})
+    assert (a.id, a.prompt, a.response, a.group, a.fields) == (
+        "a",
+        "hi",
+        "yo",
+        "3",
+        {"severity": "low"},
+    )
     assert b.prompt == ({"role": "user", "content": "q"},) and b.response == "r"
     assert b.id == "line-000003"
 

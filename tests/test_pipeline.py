@@ -1,0 +1,138 @@
+"""The smoke experiment end to end on the tiny model: training touches only LoRA weights, the
+MLflow run holds params/metrics/adapter, and the saved adapter reproduces the logits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from helpers import runs_of
+from omegaconf import OmegaConf
+from peft import PeftModel
+
+from polylora.models import load_base_model
+from polylora.pipeline import execute, run
+
+
+@pytest.fixture
+def smoke_result(compose_cfg, tmp_path: Path):
+    cfg = compose_cfg(["+experiment=smoke"], output_dir=tmp_path / "smoke")
+    return cfg, execute(cfg)
+
+
+def test_smoke_trains_lora_only(smoke_result) -> None:
+    cfg, result = smoke_result
+    fresh, _ = load_base_model(cfg.model, cfg.hardware)
+    base = dict(fresh.named_parameters())
+    changed_lora = 0
+    for name, param in result.model.named_parameters():
+        if "lora_" in name:
+            # LoRA B starts at zero: any trained B is non-zero.
+            if "lora_B" in name and param.abs().sum() > 0:
+                changed_lora += 1
+        else:
+            key = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(param.detach(), base[key].detach()), f"base weight changed: {key}"
+    assert changed_lora > 0
+
+
+def test_adapter_saved_reloads_with_identical_logits(smoke_result) -> None:
+    cfg, result = smoke_result
+    adapter = result.output_dir / "adapter"
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert (adapter / "adapter_config.json").is_file()
+    fresh, tok = load_base_model(cfg.model, cfg.hardware)
+    reloaded = PeftModel.from_pretrained(fresh, adapter).eval()
+    ids = tok("Name an English word that starts with 'b'.", return_tensors="pt")
+    result.model.eval()
+    with torch.no_grad():
+        assert torch.equal(result.model(**ids).logits, reloaded(**ids).logits)
+
+
+def test_mlflow_run_records_everything(smoke_result) -> None:
+    cfg, result = smoke_result
+    (r,) = runs_of(cfg)
+    assert r.info.run_id == result.run_id and r.info.status == "FINISHED"
+    assert r.data.params["lora.rank"] == "4"
+    assert r.data.params["experiment"] == "smoke"
+    assert r.data.tags["polylora.group"] == "smoke"
+    assert r.data.tags["polylora.objective"] == "CrossEntropyObjective"
+    for key in (
+        "eval/loss",
+        "eval/perplexity",
+        "eval/pass_at_1",
+        "eval/accuracy",
+        "model/trainable_params",
+        "train/final_loss",
+        "data/train",
+        "run/wall_time_s",
+    ):
+        assert key in r.data.metrics, key
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    history = client.get_metric_history(r.info.run_id, "train/loss")
+    assert len(history) >= 2  # a curve, not a single point
+    assert client.get_metric_history(r.info.run_id, "train/eval_gap")
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"adapter", "config.yaml", "eval"} <= artifacts
+    local = mlflow.artifacts.download_artifacts(
+        run_id=r.info.run_id, artifact_path="adapter", tracking_uri=cfg.tracking.uri
+    )
+    assert (Path(local) / "adapter_model.safetensors").is_file()
+    rows = [
+        json.loads(x) for x in (result.output_dir / "generations.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == cfg.eval.subset_size
+    assert all(len(row["samples"]) == cfg.eval.n_samples for row in rows)
+
+
+def test_returns_optimized_metric_and_evaluates_saved_adapter(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg(
+        ["+experiment=smoke", "optimized_metric=eval/pass@1"], output_dir=tmp_path / "a"
+    )
+    value = run(cfg)
+    (r,) = runs_of(cfg)
+    assert value == pytest.approx(r.data.metrics["eval/pass_at_1"])
+    # Evaluate-only from the MLflow artifact gives the same reference loss.
+    again = compose_cfg(
+        [
+            "+experiment=smoke",
+            "train.enabled=false",
+            f"model.adapter=runs:/{r.info.run_id}/adapter",
+            f"tracking.experiment={cfg.tracking.experiment}",
+        ],
+        output_dir=tmp_path / "b",
+    )
+    res = execute(again)
+    assert res.metrics["eval/test_loss"] == pytest.approx(
+        r.data.metrics["eval/test_loss"], rel=1e-5
+    )
+
+
+def test_eval_subset_is_independent_of_training_seed(compose_cfg, tmp_path: Path) -> None:
+    ids = []
+    for seed in (1, 2):
+        cfg = compose_cfg(
+            ["+experiment=smoke", f"seed={seed}", "train.max_steps=1", "eval.metrics=[test_loss]"],
+            output_dir=tmp_path / str(seed),
+        )
+        res = execute(cfg)
+        rows = (res.output_dir / "generations.jsonl").read_text().splitlines()
+        ids.append([json.loads(x)["id"] for x in rows])
+    assert ids[0] == ids[1]
+
+
+def test_failed_run_ends_failed_not_running(compose_cfg, tmp_path: Path, monkeypatch) -> None:
+    cfg = compose_cfg(["+experiment=smoke"], output_dir=tmp_path / "f")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("simulated crash during training")
+
+    monkeypatch.setattr("polylora.pipeline._train", boom)
+    with pytest.raises(RuntimeError):
+        execute(cfg)
+    (r,) = runs_of(cfg)
+    assert r.info.status == "FAILED"
+    assert OmegaConf.to_container(cfg.tracking)  # config untouched

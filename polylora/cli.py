@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "diagnose": ("polylora.report.diagnose_cli", "apply seed 000's decision matrix to a run"),
     "merge": ("polylora.merge", "merge trained adapters and evaluate the result"),
     "judge": ("polylora.metrics.judge_cli", "pairwise LLM judge of two runs' generations"),
+    "cluster": ("polylora.clusters", "assign clusters to a JSONL file from MiniLM embeddings"),
 }
 
 

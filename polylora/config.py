@@ -82,13 +82,20 @@ class DataConfig:
 
 @dataclass
 class JudgeSettings:
-    """Optional pairwise LLM judge (needs ANTHROPIC_API_KEY; never stored)."""
+    """Optional pairwise LLM judge against a baseline run (key from ANTHROPIC_API_KEY only)."""
 
     enabled: bool = False
+    baseline_run: str | None = None  # MLflow run id whose answers are the baseline
+    answers: str = "greedy"  # greedy | first_sample
     model: str = "claude-sonnet-4-5"
+    criteria: list[str] = field(
+        default_factory=lambda: ["engagement", "relevance", "creativity", "naturalness"]
+    )
     max_calls: int = 200
     max_cost_usd: float = 5.0
-    baseline_run: str | None = None
+    cache_dir: str = ".cache/polylora/judge"
+    seed: int = 0
+    base_url: str | None = None
 
 
 @dataclass
@@ -242,6 +249,10 @@ def validate(cfg: DictConfig) -> None:
         elif lo.alpha is not None:
             _check(lo.alpha > 0, f"lora.alpha must be > 0, got {lo.alpha}")
         _check(0.0 <= lo.dropout < 1.0, f"lora.dropout must be in [0, 1), got {lo.dropout}")
+    _check(
+        lo.enabled or not cfg.train.enabled or bool(m.adapter),
+        "lora=none trains nothing; add train.enabled=false to evaluate the base model only",
+    )
     sp = cfg.data.split
     fractions = (sp.train, sp.val, sp.test)
     _check(
@@ -290,3 +301,7 @@ def validate(cfg: DictConfig) -> None:
         _check(e.subset_size >= 1, f"eval.subset_size must be >= 1, got {e.subset_size}")
         _check(e.max_new_tokens >= 1, "eval.max_new_tokens must be >= 1")
         _check(e.temperature > 0, f"eval.temperature must be > 0, got {e.temperature}")
+        _check(
+            not e.judge.enabled or bool(e.judge.baseline_run),
+            "eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id of the baseline>",
+        )

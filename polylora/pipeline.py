@@ -218,8 +218,8 @@ def _train_and_evaluate(
         model = models.load_adapter(model, cfg.model.adapter, trainable=cfg.train.enabled)
     elif cfg.lora.enabled:
         model = models.wrap_lora(model, cfg.lora, cfg.hardware)
-    elif cfg.train.enabled:
-        raise ConfigError("lora=none trains nothing; set train.enabled=false to evaluate only")
+    if not cfg.train.enabled:
+        model.requires_grad_(False)
     trainable, total = models.count_parameters(model)
     metrics: dict[str, float] = {"model/trainable_params": trainable, "model/total_params": total}
     tracking.log_metrics(metrics)
@@ -238,6 +238,8 @@ def _train_and_evaluate(
         tracking.log_artifact(path, "eval")
         _log_sample_table(report.rows[: cfg.eval.log_examples])
         metrics.update(report.metrics)
+        if cfg.eval.judge.enabled:
+            metrics.update(_judge_against_baseline(cfg, report.rows, out_dir))
     return metrics, model, tok
 
 
@@ -293,6 +295,27 @@ def _train(
     if evals:
         out["train/best_eval_loss"] = min(evals)
     return out
+
+
+def _judge_against_baseline(
+    cfg: DictConfig, rows: list[dict[str, Any]], out_dir: Path
+) -> dict[str, float]:
+    """LLM-judge this run's answers against ``eval.judge.baseline_run`` (skipped without a
+    key: the run still finishes)."""
+    from polylora.metrics import judge_cli
+
+    if not cfg.eval.judge.baseline_run:
+        raise ConfigError("eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id>")
+    settings = OmegaConf.to_container(cfg.eval.judge, resolve=True)
+    result = judge_cli.judge_rows(
+        judge_cli.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri),
+        rows, judge_cli.judge_config(settings), cfg.eval.judge.answers,
+    )
+    if result is None:
+        return {}
+    path = result.write_jsonl(out_dir / "judge.jsonl")
+    tracking.log_artifact(path, "eval")
+    return {k: float(v) for k, v in result.to_metrics().items() if isinstance(v, (int, float))}
 
 
 def _validation_loss(

@@ -136,3 +136,26 @@ def test_failed_run_ends_failed_not_running(compose_cfg, tmp_path: Path, monkeyp
     (r,) = runs_of(cfg)
     assert r.info.status == "FAILED"
     assert OmegaConf.to_container(cfg.tracking)  # config untouched
+
+
+@pytest.mark.parametrize("shots", [0, 2])
+def test_zero_and_few_shot_baselines_are_evaluated_runs(compose_cfg, tmp_path: Path,
+                                                        shots: int) -> None:
+    cfg = compose_cfg(["+experiment=smoke", "lora=none", "train.enabled=false",
+                       f"data.few_shot={shots}"], output_dir=tmp_path / "zs")
+    res = execute(cfg)
+    (r,) = runs_of(cfg)
+    assert r.info.status == "FINISHED"
+    assert not (res.output_dir / "adapter").exists()
+    assert r.data.metrics["model/trainable_params"] == 0
+    assert "eval/pass_at_1" in r.data.metrics and "eval/semantic_diversity" in r.data.metrics
+    rows = [json.loads(x) for x in (res.output_dir / "generations.jsonl").read_text().splitlines()]
+    assert rows and all(len(row["samples"]) == cfg.eval.n_samples for row in rows)
+
+
+def test_lora_none_with_training_is_a_clear_error(compose_cfg, tmp_path: Path) -> None:
+    from polylora.errors import ConfigError
+
+    cfg = compose_cfg(["+experiment=smoke", "lora=none"], output_dir=tmp_path / "x")
+    with pytest.raises(ConfigError, match=r"train\.enabled=false"):
+        execute(cfg)

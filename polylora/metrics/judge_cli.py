@@ -1,0 +1,128 @@
+"""Judge two runs' saved answers: ``polylora judge --baseline-run A --candidate-run B``.
+
+Reads each run's ``eval/generations.jsonl`` artifact, pairs prompts by id, asks the LLM judge
+(``polylora.metrics.judge``) and logs ``judge/*`` metrics to the candidate run. Also called by
+the pipeline when ``eval.judge.enabled=true``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from polylora.errors import ConfigError, PolyloraError
+from polylora.metrics.judge import JudgeConfig, JudgeResult, judge_pairwise
+
+GENERATIONS_ARTIFACT = "eval/generations.jsonl"
+_JUDGE_FIELDS = ("model", "criteria", "max_calls", "max_cost_usd", "cache_dir", "seed",
+                 "base_url")
+
+
+def judge_config(settings: Mapping[str, Any]) -> JudgeConfig:
+    """A JudgeConfig from the ``eval.judge`` settings (only the judge's own fields)."""
+    return JudgeConfig(**{k: settings[k] for k in _JUDGE_FIELDS if k in settings})
+
+
+def load_run_rows(run_id: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
+    """A run's per-prompt generations, downloaded from its MLflow artifacts."""
+    import mlflow
+
+    try:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=GENERATIONS_ARTIFACT, tracking_uri=tracking_uri
+        )
+    except Exception as exc:  # MLflow raises several types for missing runs/artifacts
+        raise PolyloraError(
+            f"run {run_id} has no {GENERATIONS_ARTIFACT} artifact ({type(exc).__name__}); "
+            "judge runs that were evaluated by polylora"
+        ) from None
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def _answer(row: Mapping[str, Any], which: str) -> str:
+    if which == "greedy" and row.get("greedy") is not None:
+        return str(row["greedy"])
+    samples = row.get("samples") or [""]
+    return str(samples[0])
+
+
+def _prompt_text(row: Mapping[str, Any]) -> str:
+    prompt = row["prompt"]
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(str(m.get("content", "")) for m in prompt)
+
+
+def judge_rows(
+    baseline: Sequence[Mapping[str, Any]],
+    candidate: Sequence[Mapping[str, Any]],
+    cfg: JudgeConfig,
+    answers: str = "greedy",
+    labels: tuple[str, str] = ("baseline", "candidate"),
+) -> JudgeResult | None:
+    """Judge the candidate's answers against the baseline's on the prompts both answered."""
+    if answers not in ("greedy", "first_sample"):
+        raise ConfigError(f"eval.judge.answers={answers!r}; use greedy or first_sample")
+    by_id = {r["id"]: r for r in baseline}
+    shared = [r for r in candidate if r["id"] in by_id]
+    if not shared:
+        raise PolyloraError(
+            "the two runs share no prompt ids; judge runs evaluated on the same data config"
+        )
+    return judge_pairwise(
+        prompts=[_prompt_text(r) for r in shared],
+        answers_a=[_answer(by_id[r["id"]], answers) for r in shared],
+        answers_b=[_answer(r, answers) for r in shared],
+        cfg=cfg,
+        label_a=labels[0],
+        label_b=labels[1],
+        ids=[str(r["id"]) for r in shared],
+    )
+
+
+def log_result(result: JudgeResult, run_id: str, out_dir: Path, tracking_uri: str | None) -> None:
+    """judge/* metrics and the verdict rows onto ``run_id``."""
+    import math
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    for key, value in result.to_metrics().items():
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+            client.log_metric(run_id, key, float(value))
+    path = result.write_jsonl(out_dir / "judge.jsonl")
+    client.log_artifact(run_id, str(path), artifact_path="eval")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """CLI flags of ``polylora judge``."""
+    parser.add_argument("--baseline-run", required=True, help="MLflow run id of the baseline")
+    parser.add_argument("--candidate-run", required=True, help="MLflow run id to judge")
+    parser.add_argument("--tracking-uri",
+                        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    parser.add_argument("--answers", choices=("greedy", "first_sample"), default="greedy")
+    parser.add_argument("--model", default="claude-sonnet-4-5")
+    parser.add_argument("--max-calls", type=int, default=200)
+    parser.add_argument("--max-cost-usd", type=float, default=5.0)
+    parser.add_argument("--base-url", default=None, help="API base URL (default: the SDK's)")
+    parser.add_argument("--out", default="reports/judge", help="where judge.jsonl is written")
+    parser.add_argument("--no-log", action="store_true", help="don't log to the candidate run")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Judge, print the headline numbers, log them to the candidate run."""
+    cfg = JudgeConfig(model=args.model, max_calls=args.max_calls,
+                      max_cost_usd=args.max_cost_usd, base_url=args.base_url)
+    result = judge_rows(load_run_rows(args.baseline_run, args.tracking_uri),
+                        load_run_rows(args.candidate_run, args.tracking_uri), cfg, args.answers)
+    if result is None:  # no key: judge_pairwise already said so
+        return 0
+    for key, value in sorted(result.to_metrics().items()):
+        print(f"{key}\t{value:.4g}" if isinstance(value, float) else f"{key}\t{value}")
+    if not args.no_log:
+        log_result(result, args.candidate_run, Path(args.out), args.tracking_uri)
+    return 0

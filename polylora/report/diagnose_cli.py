@@ -1,0 +1,228 @@
+"""``polylora diagnose RUN_ID``: seed 000's decision matrix applied to one MLflow run.
+
+Fetches what :func:`polylora.report.diagnose.diagnose` needs from the run and prints the
+numbers it used, then the diagnosis (verdict, findings, the exact next command):
+
+* ``train/loss`` and ``eval/loss`` curves (a final value logged without a step, i.e. at step 0
+  after the curve, is left out of it);
+* eval perplexity: the last logged ``eval/perplexity``;
+* training examples: metric ``data/train`` (or ``data/n_train``, ``data/counts/train``);
+* steps per epoch: from the ``train/epoch`` curve (step / epoch at its last point), else
+  ceil(training examples / (``train.batch_size`` × ``train.grad_accum``));
+* objective (``objective._target_`` param / ``polylora.objective`` tag), λ
+  (``objective.diversity_weight``), experiment (``polylora.experiment`` tag);
+* diversity: ``eval/semantic_diversity``, else 1 − ``eval/self_bleu``, else
+  ``eval/distinct_2``; quality: ``--quality-metric`` (default ``eval/accuracy``, falling back
+  to pass@1, then rouge_l);
+* for a polychromic run, the baseline quality: mean quality of the FINISHED CE runs of the
+  same experiment and data (``data.name``), so "poor quality" is judged against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from polylora.errors import ConfigError, PolyloraError
+from polylora.report import runs as mlruns
+from polylora.report.diagnose import Diagnosis, RunCurves, diagnose
+
+__all__ = ["DiagnosisInputs", "add_arguments", "fetch_curves", "run"]
+
+N_TRAIN_KEYS = ("data/train", "data/n_train", "data/counts/train", "data/counts.train")
+QUALITY_FALLBACK = ("accuracy", "pass@1", "rouge_l")
+
+
+@dataclass
+class DiagnosisInputs:
+    """The curves for :func:`diagnose` plus where each number came from (for the printout)."""
+
+    curves: RunCurves
+    sources: dict[str, str] = field(default_factory=dict)  # input → "value (source)"
+
+
+def _metric(info: mlruns.RunInfo, name: str) -> tuple[float, str] | None:
+    """Final ``eval/<name>`` (MLflow spelling) of the run, with its key."""
+    from polylora.tracking import mlflow_metric_name
+
+    key = mlflow_metric_name(f"eval/{name}")
+    value = info.metrics.get(key)
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value), key
+
+
+def _float_param(info: mlruns.RunInfo, key: str) -> float | None:
+    raw = info.params.get(key)
+    if raw in (None, "", "None", "null"):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _steps_per_epoch(
+    client: Any, info: mlruns.RunInfo, n_train: int | None
+) -> tuple[int | None, str]:
+    if "train/epoch" in info.metrics:
+        epochs = [(s, v) for s, v in mlruns.metric_history(client, info.run_id, "train/epoch")
+                  if s > 0 and v > 0]
+        if epochs:
+            step, epoch = epochs[-1]
+            return max(1, round(step / epoch)), f"train/epoch: step {step} at epoch {epoch:g}"
+    batch = _float_param(info, "train.batch_size")
+    accum = _float_param(info, "train.grad_accum") or 1.0
+    if n_train and batch:
+        spe = max(1, math.ceil(n_train / (batch * accum)))
+        return spe, f"{n_train} examples / (batch {batch:g} × grad_accum {accum:g})"
+    return None, "unknown (no train/epoch curve, no data size and batch size)"
+
+
+def _baseline_quality(
+    client: Any, info: mlruns.RunInfo, quality_key: str
+) -> tuple[float | None, str]:
+    """Mean quality of the CE runs of the same experiment (and data.name) as ``info``."""
+    exp = client.get_experiment(info.experiment_id)
+    candidates = mlruns.select_runs(client, exp.name)
+    data_name = info.params.get("data.name")
+    values = [
+        r.metrics[quality_key]
+        for r in candidates
+        if r.run_id != info.run_id
+        and mlruns.objective_kind(r) == "ce"
+        and r.params.get("data.name") == data_name
+        and quality_key in r.metrics
+        and math.isfinite(r.metrics[quality_key])
+    ]
+    if not values:
+        return None, "no FINISHED CE run with the same data in this experiment"
+    mean = sum(values) / len(values)
+    return mean, f"mean {quality_key} of {len(values)} CE run(s) in experiment {exp.name!r}"
+
+
+def fetch_curves(
+    client: Any, run_id: str, quality_metric: str | None = None
+) -> DiagnosisInputs:
+    """Read ``run_id`` from MLflow into :class:`RunCurves` (see the module doc for sources)."""
+    info = mlruns.get_run(client, run_id)
+    src: dict[str, str] = {"run": f"{info.run_id} ({info.name or 'unnamed'}, {info.status})"}
+    train = mlruns.metric_history(client, run_id, "train/loss")
+    evals = mlruns.metric_history(client, run_id, "eval/loss")
+    src["train/loss"] = f"{len(train)} points" + (
+        f", steps {train[0][0]}–{train[-1][0]}" if train else "")
+    src["eval/loss"] = f"{len(evals)} points" + (
+        f", steps {evals[0][0]}–{evals[-1][0]}" if evals else "")
+
+    ppl = mlruns.final_value(client, run_id, "eval/perplexity")
+    src["eval perplexity"] = f"{ppl:.3f} (last logged eval/perplexity)" if ppl is not None \
+        else "not logged"
+
+    n_train: int | None = None
+    for key in N_TRAIN_KEYS:
+        if key in info.metrics:
+            n_train = int(info.metrics[key])
+            src["training examples"] = f"{n_train} ({key})"
+            break
+    else:
+        src["training examples"] = f"unknown (none of {', '.join(N_TRAIN_KEYS)} logged)"
+
+    spe, spe_src = _steps_per_epoch(client, info, n_train)
+    src["steps per epoch"] = f"{spe} ({spe_src})" if spe else spe_src
+
+    kind = mlruns.objective_kind(info)
+    if kind is None:
+        kind = "ce"
+        src["objective"] = "ce (assumed: run has no objective._target_ param or tag)"
+    elif kind not in ("ce", "polychromic"):
+        raise ConfigError(
+            f"run {run_id} uses objective {kind!r}; diagnose knows 'ce' and 'polychromic'"
+        )
+    else:
+        src["objective"] = kind
+    lam = _float_param(info, "objective.diversity_weight")
+    if lam is not None:
+        src["λ"] = f"{lam:g} (objective.diversity_weight)"
+    experiment = info.tags.get(mlruns.EXPERIMENT_TAG)
+    if experiment in (None, "", "default"):
+        experiment = None
+    src["experiment"] = experiment or "unknown (commands use the standard config)"
+
+    diversity: float | None = None
+    if (hit := _metric(info, "semantic_diversity")) is not None:
+        diversity = hit[0]
+        src["diversity"] = f"{diversity:.3f} ({hit[1]})"
+    elif (hit := _metric(info, "self_bleu")) is not None:
+        diversity = 1.0 - hit[0]
+        src["diversity"] = f"{diversity:.3f} (derived: 1 − {hit[1]} {hit[0]:.3f})"
+    elif (hit := _metric(info, "distinct_2")) is not None:
+        diversity = hit[0]
+        src["diversity"] = f"{diversity:.3f} ({hit[1]})"
+    else:
+        src["diversity"] = "not logged (diversity rules skipped)"
+
+    quality: float | None = None
+    quality_key: str | None = None
+    if quality_metric:
+        name = mlruns.canonical_metric(quality_metric)
+        hit = _metric(info, name)
+        if hit is None:
+            logged = sorted(mlruns.eval_metrics(info))
+            raise PolyloraError(
+                f"run {run_id} has no eval/{name}; logged: {', '.join(logged) or 'none'}"
+            )
+        quality, quality_key = hit
+    else:
+        for name in QUALITY_FALLBACK:
+            if (hit := _metric(info, name)) is not None:
+                quality, quality_key = hit
+                break
+    src["quality"] = f"{quality:.3f} ({quality_key})" if quality is not None \
+        else f"not logged (none of {', '.join(QUALITY_FALLBACK)})"
+
+    baseline_quality: float | None = None
+    if kind == "polychromic" and quality_key is not None:
+        baseline_quality, why = _baseline_quality(client, info, quality_key)
+        src["baseline quality"] = f"{baseline_quality:.3f} ({why})" \
+            if baseline_quality is not None else why
+    curves = RunCurves(
+        train_loss=train,
+        eval_loss=evals,
+        steps_per_epoch=spe,
+        eval_perplexity=ppl,
+        n_train_examples=n_train,
+        diversity=diversity,
+        quality=quality,
+        objective=kind,
+        diversity_weight=lam,
+        experiment=experiment,
+        baseline_quality=baseline_quality,
+    )
+    return DiagnosisInputs(curves=curves, sources=src)
+
+
+def render(inputs: DiagnosisInputs, result: Diagnosis) -> str:
+    """The printout: inputs table, then the diagnosis Markdown."""
+    lines = ["# polylora diagnose", "", "| input | value (source) |", "|---|---|"]
+    for key, value in inputs.sources.items():
+        lines.append(f"| {key} | {value.replace('|', '/')} |")
+    return "\n".join(lines) + "\n\n" + result.to_markdown()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``polylora diagnose`` options."""
+    parser.add_argument("run_id", help="MLflow run id")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+    parser.add_argument("--quality-metric", default=None,
+                        help="quality metric (default: eval/accuracy, else pass@1, else rouge_l)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fetch the run, diagnose it, print inputs, verdict and the next command."""
+    client = mlruns.get_client(args.tracking_uri)
+    inputs = fetch_curves(client, args.run_id, args.quality_metric)
+    print(render(inputs, diagnose(inputs.curves)), end="")
+    return 0

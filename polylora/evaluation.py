@@ -132,7 +132,7 @@ def evaluate(
     for i, (e, gen) in enumerate(zip(subset, gens, strict=True)):
         row_scores = dict(scores.per_prompt[i])
         if nll is not None:
-            row_scores["loss"] = nll[i]
+            row_scores["test_loss"] = nll[i]
         rows.append(
             {
                 "id": e.id,

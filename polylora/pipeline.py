@@ -3,6 +3,7 @@ record everything in MLflow, and return the optimized metric."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -236,6 +237,7 @@ def _train_and_evaluate(
         )
         path = report.write_jsonl(out_dir / "generations.jsonl")
         tracking.log_artifact(path, "eval")
+        _log_passk_plot(report.metrics, out_dir)
         _log_sample_table(report.rows[: cfg.eval.log_examples])
         metrics.update(report.metrics)
         if cfg.eval.judge.enabled:
@@ -316,6 +318,14 @@ def _judge_against_baseline(
     path = result.write_jsonl(out_dir / "judge.jsonl")
     tracking.log_artifact(path, "eval")
     return {k: float(v) for k, v in result.to_metrics().items() if isinstance(v, (int, float))}
+
+
+def _log_passk_plot(metrics: dict[str, float], out_dir: Path) -> None:
+    """pass@k vs k with margins of error, when the run computed pass@k."""
+    from polylora.report.plots import passk_plot
+
+    with contextlib.suppress(DataError):  # no pass@k in this run's metrics
+        tracking.log_artifact(passk_plot(metrics, out_dir / "passk.png"), "eval")
 
 
 def _validation_loss(

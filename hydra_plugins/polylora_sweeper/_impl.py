@@ -1,0 +1,473 @@
+"""The sweep loop of the ``polylora_optuna`` sweeper (imported only when a sweep starts).
+
+It reuses the stock implementation's search-space parsing and trial configuration and
+replaces its ``sweep`` loop; see ``polylora_sweeper.py`` for what changes and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra_plugins.hydra_optuna_sweeper._impl import (
+    OptunaSweeperImpl,
+    create_params_from_overrides,
+)
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import Trial, TrialState
+
+from polylora import sweeps
+from polylora.errors import ConfigError, PolyloraError
+from polylora.metrics.registry import metric_direction
+
+log = logging.getLogger(__name__)
+
+_GRID_STOP = "`Study.stop` is supposed to be invoked inside an objective function or a callback."
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep will do, settled (and checked) before the study is opened."""
+
+    study_name: str
+    metrics: list[str]
+    directions: list[str]
+    distributions: dict[str, BaseDistribution]
+    fixed_params: dict[str, Any]
+    fixed_overrides: list[str]
+    is_grid: bool
+    search: dict[str, str]  # search.<key> → the override as written, for the parent run
+
+
+class SweepAborted(PolyloraError):
+    """Too many trials failed; the study keeps what finished (re-run the command to go on)."""
+
+
+def _fail(exc: BaseException, code: int = 2) -> NoReturn:
+    """One ``polylora: error:`` line on stderr and a non-zero exit, no traceback."""
+    print(f"polylora: error: {exc}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception (and its cause) as one line."""
+    parts = [str(exc)]
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in parts[0]:
+        parts.append(str(cause).splitlines()[0])
+    text = "; ".join(" ".join(p.split()) for p in parts if p)
+    return text or type(exc).__name__
+
+
+def _registry_name(name: str) -> str:
+    """``eval/pass_at_10`` → ``pass@10`` (the spelling the pipeline accepts, too)."""
+    base = name.split("/", 1)[1] if "/" in name else name
+    return base.replace("_at_", "@")
+
+
+class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
+    """The stock implementation with polylora's sweep loop."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: Any | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        custom_search_space: str | None,
+        params: DictConfig | None,
+        *,
+        resume: bool = True,
+        stale_trials: str = "reclaim",
+        max_consecutive_failures: int = 5,
+        parent_run: bool = True,
+        summary: bool = True,
+    ) -> None:
+        from .polylora_sweeper import STALE_POLICIES
+
+        if stale_trials not in STALE_POLICIES:
+            _fail(ConfigError(f"hydra.sweeper.stale_trials={stale_trials!r} is unknown; use "
+                              f"one of {', '.join(STALE_POLICIES)}"))
+        if n_jobs < 1 or n_trials < 0:
+            _fail(ConfigError(f"hydra.sweeper.n_jobs must be >= 1 and n_trials >= 0, got "
+                              f"n_jobs={n_jobs} n_trials={n_trials}"))
+        super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs,
+                         max_failure_rate, custom_search_space, params)
+        self.resume = resume
+        self.stale_trials = stale_trials
+        self.max_consecutive_failures = max_consecutive_failures
+        self.use_parent_run = parent_run
+        self.write_summaries = summary
+
+    # --- checks before any trial ----------------------------------------------------------
+
+    def _directions(self, metrics: list[str]) -> list[str]:
+        """From the registry unless set; an unknown metric name is a ConfigError."""
+        registry = []
+        for name in metrics:
+            try:
+                registry.append(metric_direction(_registry_name(name)))
+            except ConfigError as exc:
+                raise ConfigError(f"optimized_metric={name}: {exc}") from None
+        if self.direction is None:
+            return registry
+        explicit = [str(d).lower() for d in self._get_directions()]
+        if len(explicit) != len(metrics):
+            raise ConfigError(
+                f"hydra.sweeper.direction has {len(explicit)} direction(s) but optimized_metric "
+                f"names {len(metrics)} metric(s): {', '.join(metrics)}"
+            )
+        for name, want, got in zip(metrics, registry, explicit, strict=True):
+            if want != got:
+                log.warning("hydra.sweeper.direction=%s for %s, but the metric registry says %s",
+                            got, name, want)
+        return explicit
+
+    def _check_search_space(self, distributions: dict[str, BaseDistribution],
+                            fixed_params: dict[str, Any], fixed_overrides: list[str]) -> None:
+        """Compose one trial's config (first choice / lower bound of each parameter) so a
+        key that doesn't exist fails now, not in every trial."""
+        sample = []
+        for name, dist in distributions.items():
+            value = dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
+            sample.append(f"{name}={value}")
+        sample += [f"{k}={v}" for k, v in fixed_params.items()] + list(fixed_overrides)
+        extra = sweeps.trial_overrides(0, "check", None, self._name_runs())
+        sample += extra
+        try:
+            self.hydra_context.config_loader.load_sweep_config(self.config, sample)
+        except Exception as exc:
+            raise ConfigError(
+                f"the search space does not fit the config: {_one_line(exc)} "
+                f"(search: {' '.join(sample[: len(sample) - len(extra)])})"
+            ) from None
+
+    def _name_runs(self) -> bool:
+        """Name trial runs ``<study>-trial-<N>`` unless the config names runs itself."""
+        return OmegaConf.select(self.config, "tracking.run_name") is None
+
+    def _search_description(self, params_conf: list[str]) -> dict[str, str]:
+        """``search.<key>`` → the override as written (``tag(log, interval(1e-5, 1e-3))``)."""
+        out = {}
+        for override in OverridesParser.create().parse_overrides(params_conf):
+            if override.is_sweep_override():
+                line = override.input_line or ""
+                out[f"search.{override.get_key_element()}"] = line.split("=", 1)[-1]
+        return out
+
+    # --- resume ---------------------------------------------------------------------------
+
+    def _stale(self, study: optuna.Study) -> list[Trial]:
+        """RUNNING trials whose sweeper process is gone, taken over by this process."""
+        if self.stale_trials == "ignore":
+            return []
+        me = sweeps.owner_id()
+        out = []
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = frozen.user_attrs.get(sweeps.OWNER_ATTR)
+            alive = sweeps.owner_alive(owner)
+            if (owner is None and study.user_attrs.get(sweeps.SWEEPER_ATTR)
+                    and sweeps.is_sqlite(self.storage)):
+                # polylora sweepers ask and sign a trial under the storage lock, which we
+                # hold: an unsigned RUNNING trial's sweeper died in between
+                alive = False
+            if self.stale_trials == "reclaim" and alive is not False:
+                log.warning(
+                    "trial %d is RUNNING (owner %s, %s): left alone; it counts towards "
+                    "n_trials. If no other sweeper is running, re-run with "
+                    "hydra.sweeper.stale_trials=reclaim_all", frozen.number, owner or "unknown",
+                    "alive" if alive else "on another host or unknown")
+                continue
+            trial = Trial(study, frozen._trial_id)
+            trial.set_user_attr(sweeps.OWNER_ATTR, me)
+            log.info("trial %d was interrupted (owner %s): running it again",
+                     frozen.number, owner)
+            out.append(trial)
+        return out
+
+    def _taken(self, study: optuna.Study) -> int:
+        """Trials that count towards n_trials: finished (COMPLETE, PRUNED, FAIL) or RUNNING."""
+        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+        return len(study.get_trials(deepcopy=False, states=states))
+
+    # --- the sweep -----------------------------------------------------------------------
+
+    def sweep(self, arguments: list[str]) -> None:
+        """Plan (fail fast on bad input), then run trials until the study holds n_trials."""
+        assert self.config is not None and self.launcher is not None
+        try:
+            plan = self._plan(arguments)
+        except PolyloraError as exc:
+            _fail(exc)
+        self._execute(plan)
+
+    def _plan(self, arguments: list[str]) -> SweepPlan:
+        self._process_searchspace_config()
+        params_conf = self._parse_sweeper_params_config() + list(arguments)
+        try:
+            distributions, fixed_params, fixed_overrides = create_params_from_overrides(
+                params_conf)
+        except Exception as exc:
+            raise ConfigError(f"hydra.sweeper.params: {_one_line(exc)}") from None
+        for name in fixed_params:
+            distributions.pop(name, None)
+        if not distributions:
+            raise ConfigError("nothing to search: hydra.sweeper.params has no sweep "
+                              "(choice(...), interval(...), range(...)); add +hparams_search=...")
+        metrics = sweeps.optimized_metrics(self.config.optimized_metric)
+        directions = self._directions(metrics)
+        self._check_search_space(distributions, fixed_params, fixed_overrides)
+
+        is_grid = (isinstance(self.sampler, functools.partial)
+                   and self.sampler.func == optuna.samplers.GridSampler)
+        if is_grid:
+            try:
+                grid = {name: self._to_grid_sampler_choices(d)
+                        for name, d in distributions.items()}
+            except (ValueError, AssertionError) as exc:
+                raise ConfigError(
+                    "the grid sampler needs discrete parameters (choice(...) or range(...)): "
+                    f"{str(exc).rstrip('.')}; override e.g. "
+                    "'train.learning_rate=choice(1e-5,1e-4,1e-3)'"
+                ) from None
+            self.sampler = self.sampler(grid)
+            size = 1
+            for values in grid.values():
+                size *= len(values)
+            self.n_trials = min(self.n_trials, size)
+        choices = self.config.hydra.runtime.choices
+        name = self.study_name or sweeps.study_name(
+            str(self.config.experiment), choices.get("hparams_search"))
+        return SweepPlan(name, metrics, directions, distributions, fixed_params,
+                         fixed_overrides, is_grid, self._search_description(params_conf))
+
+    def _open_study(self, name: str, directions: list[str]) -> optuna.Study:
+        try:
+            study = optuna.create_study(study_name=name, storage=self.storage,
+                                        sampler=self.sampler, directions=directions,
+                                        load_if_exists=True)
+        except Exception as exc:
+            raise ConfigError(f"cannot open the Optuna study {name!r} in {self.storage}: "
+                              f"{_one_line(exc)}") from None
+        if not study.user_attrs.get(sweeps.SWEEPER_ATTR):
+            study.set_user_attr(sweeps.SWEEPER_ATTR, True)
+        existing = [d.name.lower() for d in study.directions]
+        if existing != directions:
+            raise ConfigError(
+                f"the study {name!r} in {self.storage} optimizes {existing}, this sweep "
+                f"{directions}; pass a new hydra.sweeper.study_name=..."
+            )
+        return study
+
+    def _open_parent(self, study: optuna.Study, plan: SweepPlan) -> sweeps.ParentRun | None:
+        if not self.use_parent_run:
+            return None
+        cfg = self.config
+        params = {**plan.search, "sweep.optimized_metric": ",".join(plan.metrics),
+                  "sweep.direction": ",".join(plan.directions),
+                  "sweep.storage": str(self.storage),
+                  "sweep.sampler": type(self.sampler).__name__,
+                  "sweep.study_name": plan.study_name}
+        tags = {"polylora.experiment": str(cfg.experiment),
+                "polylora.n_trials": str(self.n_trials),
+                "polylora.sweep_dir": str(cfg.hydra.sweep.dir)}
+        try:
+            parent = sweeps.ParentRun.open(
+                str(cfg.tracking.uri), str(cfg.tracking.experiment), plan.study_name,
+                study.user_attrs.get(sweeps.PARENT_ATTR), params, tags)
+        except Exception as exc:
+            raise ConfigError(f"cannot start the MLflow parent run at {cfg.tracking.uri}: "
+                              f"{_one_line(exc)}") from None
+        study.set_user_attr(sweeps.PARENT_ATTR, parent.run_id)
+        return parent
+
+    def _execute(self, plan: SweepPlan) -> None:
+        name, metrics = plan.study_name, plan.metrics
+        try:
+            with sweeps.storage_lock(self.storage):
+                study = self._open_study(name, plan.directions)
+                had_trials = bool(study.get_trials(deepcopy=False))
+                reclaimed = self._stale(study)
+                parent = self._open_parent(study, plan)
+        except PolyloraError as exc:
+            _fail(exc)
+        if had_trials and not plan.is_grid:
+            self.sampler.reseed_rng()  # a seeded sampler would replay earlier suggestions
+        if parent is not None:
+            parent.kill_running_children([t.number for t in reclaimed])
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        log.info("Study %s (%s), %d of %d trials taken, sampler %s, directions %s",
+                 name, self.storage, self._taken(study) - len(reclaimed), self.n_trials,
+                 type(self.sampler).__name__, plan.directions)
+        status, aborted, complete = "FINISHED", None, False
+        try:
+            with sweeps.parent_env(parent.run_id if parent is not None else None):
+                self._loop(study, plan, reclaimed, parent, sweep_dir)
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except SweepAborted as exc:
+            status, aborted = "FAILED", exc
+        except BaseException:
+            status = "FAILED"
+            raise
+        finally:
+            complete = self._finish(study, name, metrics, parent, sweep_dir, status,
+                                    quiet=status != "FINISHED")
+        if aborted is not None:
+            _fail(aborted, code=1)
+        if not complete and study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+            _fail(SweepAborted(f"no trial of study {name!r} completed; see the errors in "
+                               f"{sweep_dir / sweeps.SUMMARY_MD}"), code=1)
+
+    def _loop(self, study: optuna.Study, plan: SweepPlan, queue: list[Trial],
+              parent: sweeps.ParentRun | None, sweep_dir: Path) -> None:
+        """Batches of ``n_jobs`` trials (interrupted ones first) until n_trials are taken."""
+        me = sweeps.owner_id()
+        asked = 0
+        consecutive = 0
+        while True:
+            batch, queue = queue[: self.n_jobs], queue[self.n_jobs:]
+            free = self.n_jobs - len(batch)
+            if free > 0:
+                with sweeps.storage_lock(self.storage):
+                    if self.resume:
+                        allowed = self.n_trials - self._taken(study)
+                    else:
+                        allowed = self.n_trials - asked
+                    new = [study.ask() for _ in range(max(0, min(free, allowed)))]
+                    for trial in new:
+                        trial.set_user_attr(sweeps.OWNER_ATTR, me)
+                asked += len(new)
+                batch += new
+            if not batch:
+                return
+            failures = 0
+            returns = self._launch(batch, plan, parent.run_id if parent is not None else None)
+            for trial, ret in zip(batch, returns, strict=True):
+                error = self._tell(study, trial, ret, len(plan.metrics), plan.is_grid)
+                if error is None:
+                    consecutive = 0
+                    continue
+                failures += 1
+                consecutive += 1
+                log.warning("trial %d failed: %s", trial.number, error)
+            if self.write_summaries:
+                self._summary(study, plan.study_name, plan.metrics, parent, sweep_dir)
+            if failures / len(batch) > self.max_failure_rate:
+                raise SweepAborted(
+                    f"{failures} of {len(batch)} trials failed, above "
+                    f"hydra.sweeper.max_failure_rate={self.max_failure_rate}")
+            if 0 < self.max_consecutive_failures <= consecutive:
+                raise SweepAborted(
+                    f"{consecutive} trials failed in a row (see "
+                    f"{sweep_dir / sweeps.SUMMARY_MD}); fix the cause and re-run the same "
+                    "command to continue the study")
+
+    def _launch(self, batch: list[Trial], plan: SweepPlan, run_id: str | None) -> list[Any]:
+        """Launch a batch; the job number (and so the trial's subdir) is the trial number."""
+        overrides: list[Sequence[str] | BaseException] = []
+        for trial in batch:
+            try:
+                (over,) = self._configure_trials([trial], plan.distributions,
+                                                 plan.fixed_params, plan.fixed_overrides)
+                overrides.append((*over, *sweeps.trial_overrides(
+                    trial.number, plan.study_name, run_id, self._name_runs())))
+            except Exception as exc:  # e.g. a reclaimed trial whose space has changed
+                overrides.append(exc)
+        runnable = [(t, o) for t, o in zip(batch, overrides, strict=True)
+                    if not isinstance(o, BaseException)]
+        numbers = [t.number for t, _ in runnable]
+        results: dict[int, Any] = {}
+        if runnable and numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            returns = self.launcher.launch([o for _, o in runnable], initial_job_idx=numbers[0])
+            results = dict(zip(numbers, returns, strict=True))
+        else:  # not consecutive (another worker asked in between): one at a time
+            for trial, over in runnable:
+                (results[trial.number],) = self.launcher.launch([over],
+                                                                initial_job_idx=trial.number)
+        self.job_idx = max([self.job_idx, *(n + 1 for n in results)])
+        return [results.get(t.number, o) for t, o in zip(batch, overrides, strict=True)]
+
+    def _tell(self, study: optuna.Study, trial: Trial, ret: Any, n_objectives: int,
+              is_grid: bool) -> str | None:
+        """Record a trial's outcome; returns the error line of a failed trial, else None."""
+        try:
+            if isinstance(ret, BaseException):
+                raise ret
+            value = ret.return_value  # re-raises the job's exception
+            if n_objectives == 1:
+                values = [float(value)]
+            else:
+                values = [float(v) for v in value]
+                if len(values) != n_objectives:
+                    raise ValueError(f"the task returned {len(values)} values for "
+                                     f"{n_objectives} objectives")
+        except Exception as exc:
+            error = _one_line(exc)[:500]
+            trial.set_user_attr(sweeps.ERROR_ATTR, error)
+            study.tell(trial, state=TrialState.FAIL)
+            return error
+        try:
+            study.tell(trial, values=values)
+        except RuntimeError as exc:
+            if not (is_grid and _GRID_STOP in str(exc)):
+                raise
+        return None
+
+    # --- results ------------------------------------------------------------------------
+
+    def _summary(self, study: optuna.Study, name: str, metrics: list[str],
+                 parent: sweeps.ParentRun | None, sweep_dir: Path) -> list[Path]:
+        try:
+            children = parent.children() if parent is not None else {}
+        except Exception as exc:
+            log.warning("could not read the trials' MLflow runs: %s", _one_line(exc))
+            children = {}
+        rows = sweeps.trial_rows(study.get_trials(deepcopy=False), metrics, children)
+        return list(sweeps.write_summary(rows, metrics, sweep_dir, title=f"Study {name}"))
+
+    def _finish(self, study: optuna.Study, name: str, metrics: list[str],
+                parent: sweeps.ParentRun | None, sweep_dir: Path, status: str,
+                quiet: bool = False) -> bool:
+        """Summary, best result and parent run status; True if some trial completed."""
+        try:
+            files = self._summary(study, name, metrics, parent, sweep_dir)
+            best = sweeps.best_summary(study, metrics)
+            if len(metrics) == 1:
+                results = {"name": "optuna", "best_params": best.get("params"),
+                           "best_value": best.get("value"), "best_trial": best.get("trial")}
+            else:
+                results = {"name": "optuna", "solutions": best.get("solutions", [])}
+            path = sweep_dir / "optimization_results.yaml"
+            OmegaConf.save(OmegaConf.create(results), path)
+            files.append(path)
+            if best.get("params") is not None:
+                log.info("Best trial %s: %s = %s, params %s", best["trial"], metrics[0],
+                         best["value"], best["params"])
+            for sol in best.get("solutions", []):
+                log.info("Pareto trial %s: values %s, params %s", sol["trial"], sol["values"],
+                         sol["params"])
+            if parent is not None:
+                counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+                parent.log_outcome(best, dict(counts))
+                parent.log_files(files)
+                parent.end(status if best or status != "FINISHED" else "FAILED")
+            return bool(best)
+        except Exception as exc:
+            if not quiet:
+                raise
+            log.warning("could not finalize the sweep: %s", _one_line(exc))
+            return False

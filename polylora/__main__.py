@@ -29,7 +29,7 @@ def _in_multirun() -> bool:
 
 
 @hydra.main(config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> float | tuple[float, ...]:
     """Hydra task function: run the job and return the optimized metric."""
     from polylora.pipeline import run
 

@@ -179,7 +179,7 @@ class PolyloraConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 42
     output_dir: str = MISSING
-    optimized_metric: str = "eval/loss"
+    optimized_metric: Any = "eval/loss"  # a name, or a list of names (multi-objective)
     experiment: str = "default"
 
 

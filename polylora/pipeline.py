@@ -22,6 +22,7 @@ from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
 from polylora.metrics.registry import get_metric
 from polylora.objectives.base import Objective, ObjectiveContext
+from polylora.sweeps import optimized_metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def metric_key(name: str) -> str:
 def prepare(cfg: DictConfig) -> Prepared:
     """Validate the config and data; build the objective. Raises PolyloraError on bad input."""
     validate(cfg)
-    get_metric(metric_key(cfg.optimized_metric))  # unknown name → ConfigError
+    for name in optimized_metrics(cfg.optimized_metric):
+        get_metric(metric_key(name))  # unknown name → ConfigError
     objective = build(cfg.objective, _convert_="all")
     checker = build(cfg.data.checker) if cfg.data.checker is not None else None
     objective.check_data(has_checker=checker is not None)
@@ -66,11 +68,28 @@ def prepare(cfg: DictConfig) -> Prepared:
         group_by=sp.group_by,
         **({"n_bins": sp.n_bins} if sp.stratify_by else {}),
     )
+    if cfg.eval.enabled:
+        _check_eval_metrics(list(cfg.eval.metrics), has_checker=checker is not None)
     if cfg.train.enabled and not splits.train:
         raise DataError(f"the training split is empty ({len(examples)} examples in all)")
     if cfg.eval.enabled and not splits.test:
         raise DataError("the test split is empty; raise data.split.test or add examples")
     return Prepared(objective=objective, examples=examples, splits=splits, checker=checker)
+
+
+def _check_eval_metrics(names: list[str], has_checker: bool) -> None:
+    """Unknown metric names, or checker metrics on data without a checker, fail before
+    training rather than after it."""
+    from polylora.metrics.suite import resolve_metric_names
+
+    resolved = resolve_metric_names(names)  # unknown names → ConfigError
+    needs = [n for n in resolved if "checker" in get_metric(n).needs]
+    if needs and not has_checker:
+        raise ConfigError(
+            f"eval.metrics has {', '.join(needs)}, which need a task checker, and this data "
+            "has none; drop them (e.g. eval.metrics=[test_loss,self_bleu,semantic_diversity,"
+            "rouge_l,embedding_similarity]) or set data.checker"
+        )
 
 
 def partition(examples: list[Example], field: str, value: Any) -> list[Example]:
@@ -138,10 +157,16 @@ class RunResult:
     tokenizer: Any = None
 
 
-def run(cfg: DictConfig) -> float:
-    """The whole job. Returns the value of ``cfg.optimized_metric`` for sweeps."""
+def run(cfg: DictConfig) -> float | tuple[float, ...]:
+    """The whole job. Returns the value of ``cfg.optimized_metric`` for sweeps (a tuple, one
+    value per metric, when it is a list: a multi-objective sweep)."""
     result = execute(cfg)
-    return _optimized_value(cfg.optimized_metric, result.metrics)
+    if not result.run_id:  # a DDP worker rank: rank 0 reports the metric
+        return float("nan")
+    values = tuple(
+        _optimized_value(name, result.metrics) for name in optimized_metrics(cfg.optimized_metric)
+    )
+    return values[0] if isinstance(cfg.optimized_metric, str) else values
 
 
 def execute(cfg: DictConfig) -> RunResult:
@@ -150,6 +175,8 @@ def execute(cfg: DictConfig) -> RunResult:
 
     started = time.time()
     prep = prepare(cfg)
+    if not tracking.is_main_process():
+        return _train_only(cfg, prep)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id_path = out_dir / RUN_ID_FILE
@@ -160,7 +187,7 @@ def execute(cfg: DictConfig) -> RunResult:
         run_id_path.write_text(active.info.run_id)
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         tracking.log_artifact(out_dir / "config.yaml")
-        _log_data_summary(prep, out_dir)
+        log_data_summary(prep, out_dir)
         set_seed(cfg.seed)
         metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
         metrics["run/wall_time_s"] = time.time() - started
@@ -170,7 +197,8 @@ def execute(cfg: DictConfig) -> RunResult:
             step=final_step,
         )
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        _optimized_value(cfg.optimized_metric, metrics)  # fail the run if it is missing
+        for name in optimized_metrics(cfg.optimized_metric):  # fail the run if one is missing
+            _optimized_value(name, metrics)
         return RunResult(
             metrics=metrics,
             run_id=active.info.run_id,
@@ -180,7 +208,7 @@ def execute(cfg: DictConfig) -> RunResult:
         )
 
 
-def _log_data_summary(prep: Prepared, out_dir: Path) -> None:
+def log_data_summary(prep: Prepared, out_dir: Path) -> None:
     """Split sizes (and groups per split) as metrics, the seed-000 size bucket as a tag."""
     import mlflow
 
@@ -196,6 +224,32 @@ def _log_data_summary(prep: Prepared, out_dir: Path) -> None:
     path = out_dir / "split_report.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     tracking.log_artifact(path)
+
+
+def _train_only(cfg: DictConfig, prep: Prepared) -> RunResult:
+    """A DDP worker rank (RANK > 0 under torchrun / accelerate launch): trains in lockstep
+    with rank 0 and records nothing; rank 0 logs, saves the adapter and evaluates."""
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    out_dir = Path(cfg.output_dir)
+    model, tok = _load_model(cfg)
+    metrics: dict[str, float] = {}
+    if cfg.train.enabled:
+        metrics = _train(cfg, prep, model, tok, prompt_format(cfg, prep.splits.train), out_dir)
+    return RunResult(metrics=metrics, run_id="", output_dir=out_dir, model=model, tokenizer=tok)
+
+
+def _load_model(cfg: DictConfig) -> tuple[Any, Any]:
+    """The base model with a fresh LoRA adapter, or the saved one of ``model.adapter``."""
+    from polylora import models
+
+    model, tok = models.load_base_model(cfg.model, cfg.hardware)
+    if cfg.model.adapter:
+        model = models.load_adapter(model, cfg.model.adapter, trainable=cfg.train.enabled)
+    elif cfg.lora.enabled:
+        model = models.wrap_lora(model, cfg.lora, cfg.hardware)
+    return model, tok
 
 
 def _optimized_value(name: str, metrics: dict[str, float]) -> float:
@@ -214,11 +268,7 @@ def _train_and_evaluate(
     from polylora import models
     from polylora.evaluation import evaluate
 
-    model, tok = models.load_base_model(cfg.model, cfg.hardware)
-    if cfg.model.adapter:
-        model = models.load_adapter(model, cfg.model.adapter, trainable=cfg.train.enabled)
-    elif cfg.lora.enabled:
-        model = models.wrap_lora(model, cfg.lora, cfg.hardware)
+    model, tok = _load_model(cfg)
     if not cfg.train.enabled:
         model.requires_grad_(False)
     trainable, total = models.count_parameters(model)
@@ -285,7 +335,8 @@ def _train(
     started = time.time()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     adapter_dir = out_dir / "adapter"
-    trainer.model.save_pretrained(adapter_dir)
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(adapter_dir)
     if cfg.tracking.log_adapter:
         tracking.log_artifact(adapter_dir, "adapter")
     out = {

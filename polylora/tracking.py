@@ -114,12 +114,20 @@ def _interrupted() -> bool:
     return isinstance(exc, KeyboardInterrupt)
 
 
+def is_main_process() -> bool:
+    """False on DDP worker ranks (torchrun / accelerate launch set RANK > 0): only rank 0
+    records to MLflow, saves the adapter and evaluates."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     """Log finite scalar metrics to the active run (MLflow rejects NaN names/values oddly)."""
     import math
 
     import mlflow
 
+    if not is_main_process():
+        return
     clean = {
         mlflow_metric_name(k): float(v)
         for k, v in metrics.items()
@@ -138,6 +146,8 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
     """Log a file or folder to the active run."""
     import mlflow
 
+    if not is_main_process():
+        return
     if path.is_dir():
         mlflow.log_artifacts(str(path), artifact_path=artifact_path)
     else:

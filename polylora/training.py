@@ -73,12 +73,13 @@ class PolyloraTrainer(Trainer):
         num_items_in_batch: int | torch.Tensor | None = None,
     ) -> Any:
         """Objective loss while training; reference CE under evaluation."""
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # Token counts are summed over ranks (training and evaluation alike); DDP
+            # averages gradients over ranks.
+            num_items_in_batch = num_items_in_batch / max(self.accelerator.num_processes, 1)
         if not model.training:
             loss = cross_entropy_loss(model, inputs, num_items_in_batch, 1)
             return (loss, {}) if return_outputs else loss
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-            # Token counts are summed over ranks; DDP averages gradients over ranks.
-            num_items_in_batch = num_items_in_batch / max(self.accelerator.num_processes, 1)
         out = self.objective.compute_loss(
             model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps
         )

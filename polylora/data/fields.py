@@ -142,7 +142,9 @@ class FieldChecker:
             f"field_acc/{name}": float(predicted[name] == expected[name])
             for name in self.field_names
         }
-        return CheckResult(correct=all(v == 1.0 for v in details.values()), details=details)
+        correct = all(v == 1.0 for v in details.values())
+        details["field_acc/mean"] = sum(details.values()) / len(details)
+        return CheckResult(correct=correct, details=details)
 
 
 def margin_of_error(p: float, n: int, z: float = 1.96) -> float:
@@ -164,7 +166,7 @@ def field_accuracy_summary(results: Iterable[CheckResult]) -> dict[str, float]:
     for result in results:
         correct.append(float(result.correct))
         for key, value in result.details.items():
-            if key.startswith("field_acc/"):
+            if key.startswith("field_acc/") and key != "field_acc/mean":
                 per_field.setdefault(key, []).append(float(value))
     n = len(correct)
     summary: dict[str, float] = {"n": float(n)}

@@ -25,7 +25,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if k > n:
         raise ConfigError(
             f"pass@{k} needs at least {k} samples per prompt but only n={n} were drawn; "
-            f"raise the number of samples (eval.num_samples ≥ {k}) or drop pass@{k}"
+            f"raise the number of samples (eval.n_samples ≥ {k}) or drop pass@{k}"
         )
     if n - c < k:  # every k-subset contains a correct sample (also covers c == n)
         return 1.0

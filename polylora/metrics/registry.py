@@ -96,6 +96,11 @@ def get_metric(name: str) -> MetricSpec:
     match = _PASS_AT_K_RE.match(key)
     if match:
         return _pass_at_k_spec(int(match.group(1)))
+    if key.startswith(("field_acc/", "rule/")) and len(key.split("/", 1)[1]) > 0:
+        return MetricSpec(
+            key, True, frozenset({"samples", "checker"}),
+            "a checker detail averaged over prompts (per-field accuracy, heuristic rule)",
+        )
     raise ConfigError(
         f"unknown metric {name!r}; known metrics: {', '.join(list_metrics())} "
         "(pass@<k> works for any k ≥ 1)"

@@ -136,7 +136,7 @@ def _validate(gens: Sequence[PromptGenerations], names: list[str], checker: Chec
             if len(g.samples) < need:
                 raise ConfigError(
                     f"{metric} needs at least {need} samples per prompt, prompt "
-                    f"{g.example.id!r} has {len(g.samples)}; raise eval.num_samples to ≥ {need} "
+                    f"{g.example.id!r} has {len(g.samples)}; raise eval.n_samples to ≥ {need} "
                     f"or remove {metric} from eval.metrics"
                 )
     pairwise = [n for n in names if n in _DIVERSITY_PAIRWISE]
@@ -145,7 +145,7 @@ def _validate(gens: Sequence[PromptGenerations], names: list[str], checker: Chec
         if short:
             raise ConfigError(
                 f"metric(s) {', '.join(pairwise)} compare samples of the same prompt and need "
-                f"≥ 2 per prompt (prompt {short[0]!r} has fewer); raise eval.num_samples"
+                f"≥ 2 per prompt (prompt {short[0]!r} has fewer); raise eval.n_samples"
             )
     reference_based = [n for n in names if "references" in get_metric(n).needs]
     if reference_based:

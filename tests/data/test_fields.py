@@ -125,6 +125,7 @@ def test_field_checker_against_fields_and_against_response() -> None:
                 "field_acc/severity": 1.0,
                 "field_acc/component": 1.0,
                 "field_acc/reproducibility": 1.0,
+                "field_acc/mean": 1.0,
             },
         )
         partial = checker(example, "severity: low\ncomponent: ui")
@@ -133,6 +134,7 @@ def test_field_checker_against_fields_and_against_response() -> None:
             "field_acc/severity": 0.0,
             "field_acc/component": 1.0,
             "field_acc/reproducibility": 0.0,
+            "field_acc/mean": 1 / 3,
         }
         assert not checker(example, "no idea").correct
 

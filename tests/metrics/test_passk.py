@@ -38,7 +38,7 @@ def test_edge_cases() -> None:
 def test_k_greater_than_n_is_a_clear_config_error() -> None:
     with pytest.raises(ConfigError, match=r"pass@10 needs at least 10 samples.*n=5") as info:
         pass_at_k(5, 2, 10)
-    assert "eval.num_samples" in str(info.value)
+    assert "eval.n_samples" in str(info.value)
 
 
 @pytest.mark.parametrize(("n", "c", "k"), [(5, 6, 1), (5, -1, 1), (5, 2, 0), (5, True, 1)])

@@ -155,7 +155,7 @@ def test_missing_checker_is_a_config_error() -> None:
 
 
 def test_k_larger_than_samples_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"pass@10 needs at least 10 samples.*eval\.num_samples"):
+    with pytest.raises(ConfigError, match=r"pass@10 needs at least 10 samples.*eval\.n_samples"):
         score_generations(_gens(), ["quick"], checker=ExactChecker(), show_progress=False)
 
 

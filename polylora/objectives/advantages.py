@@ -1,0 +1,109 @@
+"""Set scores and per-sample advantages of the polychromic objective (pure functions).
+
+The polychromic objective rewards a *set* of N samples for one prompt with a set score
+f(S), then hands each sample a share of that reward (its advantage A_i) for the
+score-function gradient. This module holds only that arithmetic, on plain floats, so it can
+be checked by hand; scoring texts (quality, diversity) happens in
+:mod:`polylora.objectives.polychromic` with the shared metric functions.
+
+Conventions (see docs/objective.md for the derivation):
+
+- f(T) for any subset T of the samples is ``set_score(q[T], d(T))``: the mean quality of T
+  times (``polychromic``) or plus (``additive``) the diversity d(T) of T.
+- ``marginal``: for each subset size k = 2 … N−1, the mean of f over the size-k subsets that
+  contain i minus the mean of f over all size-k subsets; A_i is the mean of that over k.
+  Size 1 is left out (a single sample has no diversity) and size N too (the full set
+  contains every sample, so it adds 0 to every A_i). Each size's term sums to zero over the
+  set, hence so does A. With N = 2 there is no such size and A ≡ 0.
+- ``leave_one_out``: f(S) − f(S ∖ {i}), centred to mean zero over the set.
+
+Both therefore sum to zero over a set: the set's own average is the baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from itertools import combinations
+from typing import Literal, get_args
+
+SetScoreKind = Literal["polychromic", "additive"]
+AdvantageKind = Literal["marginal", "leave_one_out"]
+SET_SCORES: tuple[str, ...] = get_args(SetScoreKind)
+ADVANTAGES: tuple[str, ...] = get_args(AdvantageKind)
+
+#: A subset of sample positions, sorted ascending.
+Subset = tuple[int, ...]
+#: f(T) for a subset T of one prompt's samples.
+SubsetScore = Callable[[Subset], float]
+
+
+def set_score(qualities: Sequence[float], diversity: float, kind: SetScoreKind) -> float:
+    """f(S) from the per-sample qualities of S and its diversity d(S).
+
+    ``polychromic`` (Hamid et al.): mean(q) · d, zero when the set is all wrong OR all alike,
+    so neither can be traded for the other. ``additive``: mean(q) + d, where diverse
+    gibberish still scores d. An empty set scores 0.
+    """
+    if kind not in SET_SCORES:
+        raise ValueError(f"unknown set score {kind!r}; use one of {', '.join(SET_SCORES)}")
+    if not qualities:
+        return 0.0
+    mean_q = sum(qualities) / len(qualities)
+    return mean_q * diversity if kind == "polychromic" else mean_q + diversity
+
+
+def subset_scorer(
+    qualities: Sequence[float],
+    diversity_of: Callable[[Subset], float],
+    kind: SetScoreKind,
+) -> SubsetScore:
+    """f over subsets of one prompt's samples, memoized (a subset's diversity is computed
+    once even when both advantage rules and the logged set score ask for it)."""
+    q = list(qualities)
+
+    @cache
+    def f(subset: Subset) -> float:
+        return set_score([q[i] for i in subset], diversity_of(subset), kind)
+
+    return f
+
+
+def marginal_advantages(n: int, score: SubsetScore) -> list[float]:
+    """A_i = mean over k = 2 … n−1 of [mean f over size-k subsets ∋ i − mean f over size-k
+    subsets]. Enumerates every subset (246 for n = 8). All zeros for n ≤ 2."""
+    sizes = range(2, n)
+    if n < 3:
+        return [0.0] * n
+    total = [0.0] * n
+    for k in sizes:
+        subsets = list(combinations(range(n), k))
+        values = [score(t) for t in subsets]
+        baseline = sum(values) / len(values)
+        containing = [0.0] * n
+        for t, value in zip(subsets, values, strict=True):
+            for i in t:
+                containing[i] += value
+        per_member = len(subsets) * k / n  # = C(n-1, k-1): subsets holding a given sample
+        for i in range(n):
+            total[i] += containing[i] / per_member - baseline
+    return [t / len(sizes) for t in total]
+
+
+def leave_one_out_advantages(n: int, score: SubsetScore) -> list[float]:
+    """A_i = f(S) − f(S ∖ {i}), centred to mean zero: what sample i adds to the set."""
+    if n < 1:
+        return []
+    full = score(tuple(range(n)))
+    raw = [full - score(tuple(j for j in range(n) if j != i)) for i in range(n)]
+    mean = sum(raw) / n
+    return [r - mean for r in raw]
+
+
+def compute_advantages(n: int, score: SubsetScore, kind: AdvantageKind) -> list[float]:
+    """Per-sample advantages of one prompt's n samples under rule ``kind``."""
+    if kind == "marginal":
+        return marginal_advantages(n, score)
+    if kind == "leave_one_out":
+        return leave_one_out_advantages(n, score)
+    raise ValueError(f"unknown advantage {kind!r}; use one of {', '.join(ADVANTAGES)}")

@@ -100,6 +100,26 @@ def leave_one_out_advantages(n: int, score: SubsetScore) -> list[float]:
     return [r - mean for r in raw]
 
 
+SetBaselineKind = Literal["none", "batch"]
+SET_BASELINES: tuple[str, ...] = get_args(SetBaselineKind)
+
+
+def add_set_advantages(
+    advantages: Sequence[Sequence[float]], set_scores: Sequence[float]
+) -> list[list[float]]:
+    """Add each set's score relative to the batch mean to all of its samples' advantages.
+
+    The within-set advantages sum to zero per set, so they only say which sample of a set did
+    better. This set-level term also rewards prompts whose whole set was better than the
+    batch's other sets (a GRPO-style baseline across prompts); it sums to zero over the batch.
+    With N = 2 the within-set term carries no diversity signal, and this is the one that does.
+    """
+    if not set_scores:
+        return []
+    mean = sum(set_scores) / len(set_scores)
+    return [[a + (f - mean) for a in adv] for adv, f in zip(advantages, set_scores, strict=True)]
+
+
 def compute_advantages(n: int, score: SubsetScore, kind: AdvantageKind) -> list[float]:
     """Per-sample advantages of one prompt's n samples under rule ``kind``."""
     if kind == "marginal":

@@ -37,8 +37,10 @@ from polylora.metrics.embeddings import Embedder, encode_unique, get_embedder
 from polylora.metrics.quality import reference_similarity_many
 from polylora.objectives.advantages import (
     ADVANTAGES,
+    SET_BASELINES,
     SET_SCORES,
     Subset,
+    add_set_advantages,
     compute_advantages,
     subset_scorer,
 )
@@ -260,6 +262,7 @@ class PolychromicObjective(Objective):
         quality: str = "checker",
         set_score: str = "polychromic",
         advantage: str = "marginal",
+        set_baseline: str = "none",
         kl_weight: float = 0.0,
         temperature: float = 1.0,
         top_p: float = 1.0,
@@ -286,6 +289,9 @@ class PolychromicObjective(Objective):
                  f"{p}set_score={set_score!r} is unknown; use one of {', '.join(SET_SCORES)}")
         _require(advantage in ADVANTAGES,
                  f"{p}advantage={advantage!r} is unknown; use one of {', '.join(ADVANTAGES)}")
+        _require(set_baseline in SET_BASELINES,
+                 f"{p}set_baseline={set_baseline!r} is unknown; use one of "
+                 f"{', '.join(SET_BASELINES)}")
         _require(_is_number(kl_weight) and kl_weight >= 0,
                  f"{p}kl_weight must be a number >= 0, got {kl_weight!r}")
         _require(_is_number(temperature) and temperature > 0,
@@ -305,6 +311,7 @@ class PolychromicObjective(Objective):
         self.quality = quality
         self.set_score = set_score
         self.advantage = advantage
+        self.set_baseline = set_baseline
         self.kl_weight = float(kl_weight)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
@@ -322,11 +329,12 @@ class PolychromicObjective(Objective):
         self._reference_vectors: dict[str, np.ndarray] = {}
         self._micro_batches = 0
         self._step_obs: list[tuple[float, float]] = []
-        if self.diversity_weight > 0 and n_generations == 2:
+        if self.diversity_weight > 0 and n_generations == 2 and set_baseline == "none":
             log.warning(
                 "objective.n_generations=2: one pair per prompt, so both samples share its "
                 "diversity equally and the within-set advantages carry no diversity signal "
-                "(zero under set_score=polychromic); use n_generations >= 3 (docs/objective.md)"
+                "(zero under set_score=polychromic); use n_generations >= 3 or "
+                "objective.set_baseline=batch (docs/objective.md)"
             )
 
     # ---------------------------------------------------------------- plumbing
@@ -358,6 +366,7 @@ class PolychromicObjective(Objective):
             "name": self.name, "diversity_weight": self.diversity_weight,
             "n_generations": self.n_generations, "diversity_metric": self.diversity_metric,
             "quality": self.quality, "set_score": self.set_score, "advantage": self.advantage,
+            "set_baseline": self.set_baseline,
             "kl_weight": self.kl_weight, "temperature": self.temperature, "top_p": self.top_p,
             "max_new_tokens": self.max_new_tokens, "generate_every": self.generate_every,
             "collapse_floor": self.collapse_floor, "collapse_patience": self.collapse_patience,
@@ -449,6 +458,8 @@ class PolychromicObjective(Objective):
             diversities.append(diversity_of(full))
             set_scores.append(f(full))
             advantages.append(compute_advantages(len(samples), f, self.advantage))  # type: ignore[arg-type]
+        if self.set_baseline == "batch":
+            advantages = add_set_advantages(advantages, set_scores)
         return ScoredSets(texts, qualities, diversities, set_scores, advantages)
 
     # ---------------------------------------------------------------- the PG term

@@ -114,3 +114,17 @@ def test_subset_scorer_memoizes_diversity() -> None:
 def test_unknown_advantage_rule() -> None:
     with pytest.raises(ValueError, match="unknown advantage"):
         compute_advantages(3, _f3(), "shapley")  # type: ignore[arg-type]
+
+
+def test_set_baseline_credits_whole_sets_against_the_batch() -> None:
+    from polylora.objectives.advantages import add_set_advantages
+
+    # Two prompts with N = 2: within-set advantages are zero (one pair per prompt).
+    within = [[0.0, 0.0], [0.0, 0.0]]
+    out = add_set_advantages(within, set_scores=[0.8, 0.2])
+    assert all(
+        abs(a - b) < 1e-12 for row, exp in zip(out, [[0.3, 0.3], [-0.3, -0.3]], strict=True)
+        for a, b in zip(row, exp, strict=True)
+    )
+    assert abs(sum(sum(r) for r in out)) < 1e-12  # zero over the batch
+    assert add_set_advantages([], []) == []

@@ -33,14 +33,31 @@ from polylora.objectives.polychromic import (
     emit_warning,
 )
 
-TINY = OmegaConf.create({
-    "source": "tiny_random", "hidden_size": 32, "intermediate_size": 64, "num_layers": 2,
-    "num_heads": 4, "num_kv_heads": 2, "init_seed": 0, "trust_remote_code": False,
-})
-CPU = OmegaConf.create({"device": "cpu", "precision": "fp32", "load_in_4bit": False,
-                        "gradient_checkpointing": False})
-LORA = OmegaConf.create({"rank": 4, "alpha": 8.0, "alpha_ratio": None, "dropout": 0.0,
-                         "target_modules": "all-linear", "bias": "none"})
+TINY = OmegaConf.create(
+    {
+        "source": "tiny_random",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_layers": 2,
+        "num_heads": 4,
+        "num_kv_heads": 2,
+        "init_seed": 0,
+        "trust_remote_code": False,
+    }
+)
+CPU = OmegaConf.create(
+    {"device": "cpu", "precision": "fp32", "load_in_4bit": False, "gradient_checkpointing": False}
+)
+LORA = OmegaConf.create(
+    {
+        "rank": 4,
+        "alpha": 8.0,
+        "alpha_ratio": None,
+        "dropout": 0.0,
+        "target_modules": "all-linear",
+        "bias": "none",
+    }
+)
 MAX_LENGTH = 48
 # Fixed samples per prompt: pairs overlap differently, so the marginal advantages are not 0.
 FIXED = ["the cat", "the dog", "a bird"]
@@ -59,13 +76,20 @@ def lora_model() -> tuple[torch.nn.Module, Any]:
 
 def context(tok: Any, checker: Any = None) -> ObjectiveContext:
     examples = WordTask(n_examples=4, seed=0).load()
-    return ObjectiveContext(tokenizer=tok, examples=examples, prompt_format=PromptFormat(),
-                            checker=checker, max_length=MAX_LENGTH)
+    return ObjectiveContext(
+        tokenizer=tok,
+        examples=examples,
+        prompt_format=PromptFormat(),
+        checker=checker,
+        max_length=MAX_LENGTH,
+    )
 
 
 def make_batch(ctx: ObjectiveContext, indices: Sequence[int] = (0, 1)) -> dict[str, torch.Tensor]:
-    feats = [encode_example(ctx.examples[i], ctx.tokenizer, ctx.prompt_format, ctx.max_length)
-             for i in indices]
+    feats = [
+        encode_example(ctx.examples[i], ctx.tokenizer, ctx.prompt_format, ctx.max_length)
+        for i in indices
+    ]
     batch = PaddingCollator(ctx.tokenizer.pad_token_id)(feats)
     batch["example_index"] = torch.tensor(list(indices))
     return batch
@@ -158,8 +182,13 @@ def test_prepare_rejects_checker_quality_on_jsonl_data(compose_cfg, tmp_path: Pa
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(f'{{"prompt": "p{i}", "response": "r{i}"}}\n' for i in range(10)))
-    common = ["+experiment=smoke", "objective=polychromic", "data=jsonl", f"data.path={data}",
-              "eval.metrics=[loss]"]  # the smoke's checker metrics would fail first
+    common = [
+        "+experiment=smoke",
+        "objective=polychromic",
+        "data=jsonl",
+        f"data.path={data}",
+        "eval.metrics=[loss]",
+    ]  # the smoke's checker metrics would fail first
     cfg = compose_cfg(common)
     with pytest.raises(ConfigError, match=r"objective\.quality=checker needs a task checker"):
         prepare(cfg)
@@ -170,10 +199,21 @@ def test_prepare_rejects_checker_quality_on_jsonl_data(compose_cfg, tmp_path: Pa
 def test_cli_bad_n_generations_is_one_line_exit_2(tmp_path: Path) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "polylora", "+experiment=smoke", "objective=polychromic",
-         "objective.n_generations=1", f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "polylora",
+            "+experiment=smoke",
+            "objective=polychromic",
+            "objective.n_generations=1",
+            f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -218,16 +258,23 @@ def test_positive_lambda_changes_the_lora_gradient_by_the_pg_term() -> None:
     assert scored is not None and any(a != 0 for aa in scored.advantages for a in aa)
     prompts = obj.prompt_ids([0, 1])
     ids, _ = fixed_samples(tok, 2)
-    pg = lora_grads(model, obj.pg_loss_from_samples(model, prompts, ids,
-                                                    scored.advantages).pg_loss)
+    pg = lora_grads(model, obj.pg_loss_from_samples(model, prompts, ids, scored.advantages).pg_loss)
     for k in ce:
         torch.testing.assert_close(poly[k], ce[k] + 0.5 * pg[k], atol=1e-6, rtol=1e-5)
-    for key in ("train/quality_loss", "train/pg_loss", "train/combined_loss",
-                "train/diversity_score", "train/sample_quality", "train/set_score",
-                "train/generation_time_s", "train/learning_time_s"):
+    for key in (
+        "train/quality_loss",
+        "train/pg_loss",
+        "train/combined_loss",
+        "train/diversity_score",
+        "train/sample_quality",
+        "train/set_score",
+        "train/generation_time_s",
+        "train/learning_time_s",
+    ):
         assert key in out.metrics, key
     assert out.metrics["train/combined_loss"] == pytest.approx(
-        out.metrics["train/quality_loss"] + 0.5 * out.metrics["train/pg_loss"])
+        out.metrics["train/quality_loss"] + 0.5 * out.metrics["train/pg_loss"]
+    )
 
 
 def test_pg_loss_is_minus_mean_advantage_times_mean_logprob() -> None:
@@ -276,8 +323,10 @@ def test_kl_is_zero_at_init_and_positive_once_the_adapter_moves() -> None:
     out = obj.compute_loss(model, batch, None, 1)
     assert out.metrics["train/kl"] > 1e-4
     assert out.metrics["train/combined_loss"] == pytest.approx(
-        out.metrics["train/quality_loss"] + 0.3 * out.metrics["train/pg_loss"]
-        + 0.1 * out.metrics["train/kl"])
+        out.metrics["train/quality_loss"]
+        + 0.3 * out.metrics["train/pg_loss"]
+        + 0.1 * out.metrics["train/kl"]
+    )
 
 
 def test_gradient_accumulation_scaling_and_generate_every() -> None:
@@ -305,8 +354,11 @@ def test_identical_sets_score_zero_unrelated_sets_high(metric: str) -> None:
     # The real scorers (MiniLM for semantic): the same functions the evaluation uses.
     obj = PolychromicObjective(diversity_metric=metric, quality="none")
     same = ["The cat sat on the mat."] * 3
-    unrelated = ["The cat sat on the mat.", "Quantum chromodynamics describes quarks.",
-                 "Pineapple pizza tastes sweet."]
+    unrelated = [
+        "The cat sat on the mat.",
+        "Quantum chromodynamics describes quarks.",
+        "Pineapple pizza tastes sweet.",
+    ]
     examples = [Example(id="a", prompt="p", response="r")] * 2
     scored = obj.score(examples, [same, unrelated])
     assert scored.diversities[0] == 0.0 and scored.set_scores[0] == 0.0
@@ -318,16 +370,22 @@ def test_gibberish_with_quality_zero_scores_zero_only_under_polychromic() -> Non
     example = WordTask(n_examples=1, seed=0).load()[0]
     gibberish = ["xqzt blorp", "flibber jab", "zzkk mm"]
     poly = PolychromicObjective(diversity_metric="distinct", quality="checker")
-    poly.context = ObjectiveContext(tokenizer=None, examples=[example],  # type: ignore[arg-type]
-                                    prompt_format=PromptFormat(), checker=WordChecker())
+    poly.context = ObjectiveContext(
+        tokenizer=None,
+        examples=[example],  # type: ignore[arg-type]
+        prompt_format=PromptFormat(),
+        checker=WordChecker(),
+    )
     scored = poly.score([example], [gibberish])
     assert scored.qualities == [[0.0, 0.0, 0.0]] and scored.diversities[0] > 0.5
     assert scored.set_scores == [0.0] and scored.advantages[0] == [0.0, 0.0, 0.0]
-    additive = PolychromicObjective(diversity_metric="distinct", quality="checker",
-                                    set_score="additive")
+    additive = PolychromicObjective(
+        diversity_metric="distinct", quality="checker", set_score="additive"
+    )
     additive.context = poly.context
     assert additive.score([example], [gibberish]).set_scores[0] == pytest.approx(
-        scored.diversities[0])
+        scored.diversities[0]
+    )
     # A correct answer among them raises the set above zero and gets the largest advantage.
     mixed = [example.response, "flibber jab", "zzkk mm"]
     scored = poly.score([example], [mixed])
@@ -337,10 +395,16 @@ def test_gibberish_with_quality_zero_scores_zero_only_under_polychromic() -> Non
 
 def test_reference_similarity_uses_one_encode_call_per_step() -> None:
     embedder = CountingEmbedder()
-    obj = PolychromicObjective(diversity_metric="semantic", quality="reference_similarity",
-                               n_generations=4, embedder=embedder)
-    examples = [Example(id="a", prompt="p", response="red apple"),
-                Example(id="b", prompt="q", response="blue sky")]
+    obj = PolychromicObjective(
+        diversity_metric="semantic",
+        quality="reference_similarity",
+        n_generations=4,
+        embedder=embedder,
+    )
+    examples = [
+        Example(id="a", prompt="p", response="red apple"),
+        Example(id="b", prompt="q", response="blue sky"),
+    ]
     texts = [["red apple", "green apple", "red car", "dog"], ["blue sky"] * 4]
     scored = obj.score(examples, texts)
     assert len(embedder.calls) == 1  # samples + references, every subset reuses them
@@ -370,8 +434,12 @@ def test_checker_with_check_batch_is_called_once_per_prompt() -> None:
     checker = BatchChecker()
     obj = PolychromicObjective(diversity_metric="distinct", quality="checker")
     ex = Example(id="a", prompt="p", response="yes")
-    obj.context = ObjectiveContext(tokenizer=None, examples=[ex],  # type: ignore[arg-type]
-                                   prompt_format=PromptFormat(), checker=checker)
+    obj.context = ObjectiveContext(
+        tokenizer=None,
+        examples=[ex],  # type: ignore[arg-type]
+        prompt_format=PromptFormat(),
+        checker=checker,
+    )
     scored = obj.score([ex], [["yes sir", "no way", "yes maam"]])
     assert checker.batches == 1 and scored.qualities == [[1.0, 0.0, 1.0]]
 
@@ -435,8 +503,14 @@ def test_smoke_polychromic_trains_end_to_end(compose_cfg) -> None:
     run(cfg)
     (record,) = runs_of(cfg)
     metrics = record.data.metrics
-    for key in ("train/pg_loss", "train/diversity_score", "train/set_score",
-                "train/quality_loss", "train/combined_loss", "train/generation_time_s"):
+    for key in (
+        "train/pg_loss",
+        "train/diversity_score",
+        "train/set_score",
+        "train/quality_loss",
+        "train/combined_loss",
+        "train/generation_time_s",
+    ):
         assert key in metrics, sorted(metrics)
     assert 0.0 <= metrics["train/diversity_score"] <= 1.0
     assert record.data.tags["polylora.objective"] == "PolychromicObjective"
@@ -450,8 +524,10 @@ def test_smoke_polychromic_trains_end_to_end(compose_cfg) -> None:
 
 @pytest.mark.parametrize(
     ("baseline", "polychromic", "lam", "n"),
-    [("baseline", "polychromic_0.3", 0.3, 3),
-     ("baseline_conservative", "polychromic_conservative", 0.15, 2)],
+    [
+        ("baseline", "polychromic_0.3", 0.3, 3),
+        ("baseline_conservative", "polychromic_conservative", 0.15, 2),
+    ],
 )
 def test_polychromic_experiments_differ_from_baselines_only_in_the_objective(
     compose_cfg, baseline: str, polychromic: str, lam: float, n: int
@@ -477,13 +553,20 @@ def test_standard_and_conservative_columns() -> None:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR)):
         std = compose("config", overrides=["+experiment=polychromic_0.3", "output_dir=x"])
-        con = compose("config", overrides=["+experiment=polychromic_conservative",
-                                           "output_dir=x"])
+        con = compose("config", overrides=["+experiment=polychromic_conservative", "output_dir=x"])
     assert (std.lora.rank, std.lora.alpha, std.lora.dropout, std.train.learning_rate) == (
-        16, 16, 0.1, 2e-4)
+        16,
+        16,
+        0.1,
+        2e-4,
+    )
     assert (std.data.split.train, std.data.split.val, std.data.split.test) == (0.8, 0.1, 0.1)
     assert (con.lora.rank, con.lora.alpha, con.lora.dropout, con.train.learning_rate) == (
-        8, 16, 0.15, 1e-4)
+        8,
+        16,
+        0.15,
+        1e-4,
+    )
     assert (con.data.split.train, con.data.split.val, con.data.split.test) == (0.7, 0.15, 0.15)
 
 
@@ -528,7 +611,8 @@ def test_prompt_shared_pass_equals_separate_forwards() -> None:
     out = obj.compute_loss(model, batch, None, 1)
     assert out.metrics["train/shared_prompt_pass"] == 1.0
     assert out.metrics["train/quality_loss"] == pytest.approx(
-        float(cross_entropy_loss(model, batch, None, 1).detach()), rel=1e-5)
+        float(cross_entropy_loss(model, batch, None, 1).detach()), rel=1e-5
+    )
 
 
 def test_shared_pass_falls_back_when_training_prompts_are_truncated() -> None:
@@ -540,5 +624,25 @@ def test_shared_pass_falls_back_when_training_prompts_are_truncated() -> None:
     ids, _ = fixed_samples(tok, 2)
     assert obj._fused_losses(model, batch, prompts, ids, [[1.0, -1.0, 0.0]] * 2, None, 1) is None
     logp, mask = obj.prefix_logprobs(model, prompts, ids)  # the shared pass itself still works
-    torch.testing.assert_close(logp.sum(1) / mask.sum(1), obj.sample_logprobs(model, prompts, ids),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        logp.sum(1) / mask.sum(1), obj.sample_logprobs(model, prompts, ids), atol=1e-5, rtol=1e-5
+    )
+
+
+def test_n2_needs_the_batch_set_baseline_for_a_signal() -> None:
+    from polylora.data.example import Example
+    from polylora.objectives.polychromic import PolychromicObjective
+
+    examples = [
+        Example(id="a", prompt="p", response="r"),
+        Example(id="b", prompt="q", response="s"),
+    ]
+    texts = [["red green blue", "one two three"], ["same words", "same words"]]
+    within = PolychromicObjective(n_generations=2, quality="none", diversity_metric="distinct")
+    assert all(a == 0.0 for adv in within.score(examples, texts).advantages for a in adv)
+    batch = PolychromicObjective(
+        n_generations=2, quality="none", diversity_metric="distinct", set_baseline="batch"
+    )
+    adv = batch.score(examples, texts).advantages
+    assert adv[0][0] > 0 and adv[0][1] > 0  # the diverse pair is reinforced
+    assert adv[1][0] < 0 and adv[1][1] < 0  # the identical pair is pushed down

@@ -42,7 +42,9 @@ def test_data_triage_config_builds_source_and_field_checker(compose_cfg) -> None
     answer = json.dumps({name: expected[name] for name in reversed(FIELD_NAMES)})
     result = checker(example, answer)
     assert result.correct
-    assert result.details == {f"field_acc/{name}": 1.0 for name in FIELD_NAMES}
+    assert result.details == {
+        **{f"field_acc/{name}": 1.0 for name in FIELD_NAMES}, "field_acc/mean": 1.0
+    }
     # Only the severity line, and it is wrong: every field scores 0, the answer is wrong.
     wrong = "critical" if expected["severity"] != "critical" else "low"
     partial = checker(example, f"severity: {wrong}")

@@ -129,6 +129,9 @@ class HardwareConfig:
     bnb_4bit_quant_type: str = "nf4"
     gradient_checkpointing: bool = False
     dataloader_workers: int = 0
+    # CPU threads for torch (null: torch's default, one per core). On a machine other jobs
+    # also load, 1 avoids OpenMP stalls that can slow each step down by an order.
+    num_threads: int | None = None
 
 
 @dataclass
@@ -290,6 +293,10 @@ def validate(cfg: DictConfig) -> None:
     _check(
         h.precision in PRECISIONS,
         f"hardware.precision={h.precision!r} is unknown; use one of {', '.join(PRECISIONS)}",
+    )
+    _check(
+        h.num_threads is None or h.num_threads >= 1,
+        f"hardware.num_threads must be >= 1 or null, got {h.num_threads}",
     )
     e = cfg.eval
     if e.enabled:

@@ -175,6 +175,10 @@ def execute(cfg: DictConfig) -> RunResult:
 
     started = time.time()
     prep = prepare(cfg)
+    if cfg.hardware.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.hardware.num_threads)
     if not tracking.is_main_process():
         return _train_only(cfg, prep)
     out_dir = Path(cfg.output_dir)

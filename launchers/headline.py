@@ -176,11 +176,12 @@ def run_command(argv: list[str], phase: str, launch: Launch, log_dir: Path) -> s
 
 
 def hydra_command(experiments: str, launch: Launch, sweep_dir: Path,
-                  extra: Sequence[str] = ()) -> list[str]:
-    """A multirun of ``experiments`` × seeds into the launch's MLflow experiment."""
+                  seeds: Sequence[int] | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """A multirun of ``experiments`` × seeds (default: the launch's) into the launch's MLflow
+    experiment."""
     return [
         sys.executable, "-m", "polylora", "-m", f"+experiment={experiments}",
-        "seed=" + ",".join(str(s) for s in launch.seeds),
+        "seed=" + ",".join(str(s) for s in (seeds or launch.seeds)),
         f"tracking.uri={launch.tracking_uri}",
         f"tracking.experiment={launch.experiment}",
         tag_override(launch.launch_id, launch.host),
@@ -204,6 +205,7 @@ def lambda_command(arms: Arms, launch: Launch, lambdas: Sequence[float], seed: i
         f"seed={seed}",
         f"tracking.uri={launch.tracking_uri}",
         f"tracking.experiment={launch.experiment}-lambda",
+        tag_override(launch.launch_id, launch.host),  # merged with the sweeper's trial tags
         *launch.extra_overrides,
     ]
 
@@ -275,6 +277,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     p.add_argument("--runs-dir", default=None,
                    help="Hydra outputs and logs (default: multirun/<name>/<launch id>; "
                         "--smoke: <out>/runs)")
+    p.add_argument("--baseline-seeds", default=None,
+                   help="seeds of the zero-/few-shot runs (default: --seeds; a seed changes "
+                        "only their sampling)")
     p.add_argument("--lambda-sweep", action="store_true",
                    help="also run a small λ grid over the polychromic arm")
     p.add_argument("--lambdas", default=DEFAULT_LAMBDAS,
@@ -291,6 +296,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
         args.lambda_list = [float(x) for x in args.lambdas.split(",") if x.strip()]
+        args.baseline_seed_list = [int(s) for s in (args.baseline_seeds or args.seeds).split(",")
+                                   if s.strip()]
     except ValueError as exc:
         p.error(f"--seeds and --lambdas take comma-separated numbers ({exc})")
     if not args.seed_list:
@@ -349,11 +356,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.report_only:
         run_command(hydra_command(f"{arms.ce},{arms.polychromic}", launch, runs_dir / "train"),
                     "train", launch, runs_dir)
-        run_command(hydra_command(",".join(arms.baselines), launch, runs_dir / "baselines"),
+        run_command(hydra_command(",".join(arms.baselines), launch, runs_dir / "baselines",
+                                  seeds=args.baseline_seed_list),
                     "baselines", launch, runs_dir)
         if args.lambda_sweep:
             seed = args.lambda_seed if args.lambda_seed is not None else args.seed_list[0]
             sweep_dir = runs_dir / "lambda"
+            sweep_dir.mkdir(parents=True, exist_ok=True)  # the Optuna sqlite file lives here
             run_command(lambda_command(arms, launch, args.lambda_list, seed, sweep_dir),
                         "lambda_sweep", launch, runs_dir)
             summary = sweep_dir / "summary.csv"

@@ -1,0 +1,199 @@
+"""The headline experiment: the two arms differ in the objective only, the baselines share the
+arms' model/data/evaluation, the recipe runs end to end (smoke size) and its report carries
+every section with numbers that match the MLflow runs they name."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from helpers import REPO
+from omegaconf import OmegaConf
+
+from polylora.report import headline
+from polylora.report.headline import SummaryCell, TestCell
+from polylora.tracking import flatten
+
+LAUNCHER = REPO / "launchers" / "headline.py"
+#: Keys the two arms may differ in (the objective, its name, and the group derived from it).
+ALLOWED_DIFF = ("objective.", "experiment", "tracking.group")
+
+
+def load_launcher() -> ModuleType:
+    """launchers/headline.py as a module (launchers/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("headline_launcher", LAUNCHER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def resolved(cfg: Any) -> dict[str, Any]:
+    """The config as a flat ``{dotted key: value}`` dict, interpolations resolved."""
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
+
+
+def differing(a: dict[str, Any], b: dict[str, Any]) -> set[str]:
+    return {k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>")}
+
+
+# --------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize(("ce", "poly"), [("headline_ce", "headline_polychromic"),
+                                          ("headline_smoke_ce", "headline_smoke_polychromic")])
+def test_arms_differ_only_in_the_objective(compose_cfg: Callable[..., Any], ce: str,
+                                           poly: str) -> None:
+    a = resolved(compose_cfg([f"+experiment={ce}"]))
+    b = resolved(compose_cfg([f"+experiment={poly}"]))
+    diff = differing(a, b)
+    unexpected = sorted(k for k in diff if not k.startswith(ALLOWED_DIFF))
+    assert not unexpected, f"{ce} and {poly} differ outside the objective: " + ", ".join(
+        f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in unexpected)
+    assert a["objective._target_"].endswith("CrossEntropyObjective")
+    assert b["objective._target_"].endswith("PolychromicObjective")
+    assert {"experiment", "tracking.group"} <= diff
+    assert a["tracking.group"] == ce and b["tracking.group"] == poly
+
+
+def test_full_arms_use_the_embedded_model_and_the_word_task(
+    compose_cfg: Callable[..., Any],
+) -> None:
+    cfg = compose_cfg(["+experiment=headline_polychromic"])
+    assert cfg.model.name == "smollm2_135m" and cfg.data.name == "words"
+    assert cfg.eval.name == "headline" and max(cfg.eval.ks) == 10 <= cfg.eval.n_samples
+    assert cfg.objective.diversity_weight == 0.3 and cfg.objective.n_generations == 3
+    assert cfg.train.max_steps > 0 and cfg.train.save_every % cfg.train.eval_every == 0
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+def test_baselines_share_model_data_and_evaluation(compose_cfg: Callable[..., Any],
+                                                   smoke: bool) -> None:
+    arms = load_launcher().SMOKE if smoke else load_launcher().FULL
+    ce = compose_cfg([f"+experiment={arms.ce}"])
+    zero, few = (compose_cfg([f"+experiment={b}"]) for b in arms.baselines)
+    for cfg, name in ((zero, "zero_shot"), (few, "few_shot")):
+        assert cfg.experiment == name and cfg.tracking.group == name
+        assert not cfg.train.enabled and not cfg.lora.enabled
+        for section in ("model", "eval"):
+            assert resolved(cfg[section]) == resolved(ce[section]), (name, section)
+        assert differing(resolved(cfg.data), resolved(ce.data)) <= {"few_shot"}
+    assert few.data.few_shot == 5 and zero.data.few_shot == 0
+
+
+# --------------------------------------------------------------------------- outcome text
+
+
+def cells(base: float, cand: float, metric: str = "pass@10") -> dict[tuple[str, str], SummaryCell]:
+    return {(g, metric): SummaryCell(g, metric, True, 3, v, v - 0.05, v + 0.05, 60)
+            for g, v in (("ce", base), ("poly", cand))}
+
+
+def primary(verdict: str, p: float, d: float, metric: str = "pass@10") -> TestCell:
+    return TestCell("poly", metric, "Wilcoxon signed-rank (paired prompts)", 60, 60, 1.0, p,
+                    p, p, "d_z", d, True, verdict)
+
+
+@pytest.mark.parametrize(("verdict", "p", "d", "answer"), [
+    ("not significant", 0.30, 0.10, "**Answer: no, not on this task and budget.**"),
+    ("success", 0.01, 0.45, "**Answer: yes, on this task and budget.**"),
+    ("worse", 0.001, -0.8, "**Answer: no.**"),
+])
+def test_outcome_claims_only_what_the_test_supports(verdict: str, p: float, d: float,
+                                                    answer: str) -> None:
+    paras = headline.outcome(cells(0.40, 0.45), [primary(verdict, p, d)], "ce", "poly")
+    text = "\n".join(paras)
+    assert paras[0].startswith(answer)
+    assert f"p = {p:.4f}" in text and f"d_z = {d:+.2f}" in text
+    assert "(not met)" in text  # no diversity test given: the minimum criteria cannot hold
+    if verdict != "success":
+        assert "significantly better" not in text
+
+
+def test_lambda_section_renders_the_sweep_summary(tmp_path: Path) -> None:
+    summary = tmp_path / "summary.csv"
+    summary.write_text("trial,state,eval/pass@10,objective.diversity_weight,train_eval_gap,"
+                       "duration_s,run_id,error\n0,COMPLETE,0.5,0.1,0.1,12.0,abc,\n"
+                       "1,COMPLETE,0.6,0.5,0.2,13.0,def,\n", encoding="utf-8")
+    lines, best = headline._lambda(summary, None)
+    assert any("| 1 | COMPLETE | 0.6 | 0.5 |" in line for line in lines)
+    assert best is not None and "λ = 0.5" in best
+    missing, none = headline._lambda(tmp_path / "absent.csv", None)
+    assert none is None and "--lambda-sweep" in missing[0]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def results_table(report: str) -> dict[str, dict[str, str]]:
+    """The Results section's table: group → {column header: cell}."""
+    section = report.split("## Results", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    out = {}
+    for line in rows[2:]:
+        values = [c.strip() for c in line.strip("|").split("|")]
+        out[values[0]] = dict(zip(header, values, strict=True))
+    return out
+
+
+def test_smoke_recipe_end_to_end(tmp_path: Path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    done = subprocess.run(
+        [sys.executable, str(LAUNCHER), "--smoke", "--seeds", "1,2", "--tracking-uri", uri,
+         "--out", str(tmp_path / "results")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report_path = tmp_path / "results" / "headline.md"
+    report = report_path.read_text(encoding="utf-8")
+
+    # every section, in order
+    positions = [report.find(f"\n## {name}\n") for name in headline.SECTIONS]
+    assert all(p >= 0 for p in positions), [n for n, p in zip(headline.SECTIONS, positions,
+                                                               strict=True) if p < 0]
+    assert positions == sorted(positions)
+
+    # the plots the report links exist next to it
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert {Path(link).name for link in links} >= {"passk.png", "quality_diversity.png"}
+    for link in links:
+        assert (report_path.parent / link).exists(), link
+
+    # numbers match the MLflow runs the report names
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("headline_smoke")
+    runs = [r for r in client.search_runs([exp.experiment_id])
+            if r.data.tags.get("polylora.kind") != "comparison"]
+    by_group: dict[str, list[Any]] = {}
+    for r in runs:
+        by_group.setdefault(r.data.tags["polylora.group"], []).append(r)
+    assert set(by_group) == {"headline_smoke_ce", "headline_smoke_polychromic", "zero_shot",
+                             "few_shot"}
+    assert all(len(v) == 2 for v in by_group.values())
+    table = results_table(report)
+    assert {"zero_shot", "few_shot"} <= set(table)
+    for group, members in by_group.items():
+        for metric, key in (("pass@1", "eval/pass_at_1"), ("pass@10", "eval/pass_at_10"),
+                            ("semantic_diversity", "eval/semantic_diversity")):
+            mean = sum(r.data.metrics[key] for r in members) / len(members)
+            cell = next(v for k, v in table[group].items() if k.startswith(metric + " "))
+            assert math.isclose(float(cell.split(" [")[0]), mean, abs_tol=5e-4), (group, metric)
+        assert table[group]["n"] == "2"
+        for r in members:
+            assert r.info.run_id in report
+    comparisons = [r for r in client.search_runs([exp.experiment_id])
+                   if r.data.tags.get("polylora.kind") == "comparison"]
+    assert len(comparisons) == 2 and all(r.info.run_id in report for r in comparisons)
+    assert "polychromic" in report.split("## Cost", 1)[1].split("\n## ", 1)[0]

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import torch
-from omegaconf import OmegaConf
+from helpers import tiny_configs
 
 from polylora.generation import SamplingParams, sample
 from polylora.models import load_base_model
 
-TINY = OmegaConf.create(
-    {
-        "source": "tiny_random",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_layers": 2,
-        "num_heads": 4,
-        "num_kv_heads": 2,
-        "init_seed": 0,
-        "trust_remote_code": False,
-    }
-)
-CPU = OmegaConf.create({"device": "cpu", "precision": "fp32", "load_in_4bit": False})
+TINY, CPU, _ = tiny_configs()
 
 
 def test_shapes_and_batching_match_one_by_one_greedy() -> None:

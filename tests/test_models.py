@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_configs
 from omegaconf import OmegaConf
 
 from polylora.errors import PolyloraError
@@ -17,31 +18,7 @@ from polylora.models import (
     wrap_lora,
 )
 
-TINY = OmegaConf.create(
-    {
-        "source": "tiny_random",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_layers": 2,
-        "num_heads": 4,
-        "num_kv_heads": 2,
-        "init_seed": 0,
-        "trust_remote_code": False,
-    }
-)
-CPU = OmegaConf.create(
-    {"device": "cpu", "precision": "fp32", "load_in_4bit": False, "gradient_checkpointing": False}
-)
-LORA = OmegaConf.create(
-    {
-        "rank": 4,
-        "alpha": 8.0,
-        "alpha_ratio": None,
-        "dropout": 0.0,
-        "target_modules": "all-linear",
-        "bias": "none",
-    }
-)
+TINY, CPU, LORA = tiny_configs()
 
 
 def test_tiny_tokenizer_roundtrip_and_chat_template() -> None:

@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, runs_of
+from helpers import REPO, runs_of, tiny_configs
 from omegaconf import OmegaConf
 
 from polylora.checking import CheckResult
@@ -33,31 +33,7 @@ from polylora.objectives.polychromic import (
     emit_warning,
 )
 
-TINY = OmegaConf.create(
-    {
-        "source": "tiny_random",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_layers": 2,
-        "num_heads": 4,
-        "num_kv_heads": 2,
-        "init_seed": 0,
-        "trust_remote_code": False,
-    }
-)
-CPU = OmegaConf.create(
-    {"device": "cpu", "precision": "fp32", "load_in_4bit": False, "gradient_checkpointing": False}
-)
-LORA = OmegaConf.create(
-    {
-        "rank": 4,
-        "alpha": 8.0,
-        "alpha_ratio": None,
-        "dropout": 0.0,
-        "target_modules": "all-linear",
-        "bias": "none",
-    }
-)
+TINY, CPU, LORA = tiny_configs()
 MAX_LENGTH = 48
 # Fixed samples per prompt: pairs overlap differently, so the marginal advantages are not 0.
 FIXED = ["the cat", "the dog", "a bird"]

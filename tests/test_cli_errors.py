@@ -10,7 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from helpers import REPO
+from helpers import REPO, tiny_configs
 
 
 def polylora(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
@@ -88,36 +88,8 @@ def test_mismatched_adapter_is_a_clear_error(tmp_path: Path) -> None:
 
     from polylora.models import load_base_model, wrap_lora
 
-    wide = OmegaConf.create(
-        {
-            "source": "tiny_random",
-            "hidden_size": 64,
-            "intermediate_size": 96,
-            "num_layers": 2,
-            "num_heads": 4,
-            "num_kv_heads": 2,
-            "init_seed": 0,
-            "trust_remote_code": False,
-        }
-    )
-    hw = OmegaConf.create(
-        {
-            "device": "cpu",
-            "precision": "fp32",
-            "load_in_4bit": False,
-            "gradient_checkpointing": False,
-        }
-    )
-    lora = OmegaConf.create(
-        {
-            "rank": 4,
-            "alpha": 8.0,
-            "alpha_ratio": None,
-            "dropout": 0.0,
-            "target_modules": "all-linear",
-            "bias": "none",
-        }
-    )
+    tiny, hw, lora = tiny_configs()
+    wide = OmegaConf.merge(tiny, {"hidden_size": 64, "intermediate_size": 96})
     model, _ = load_base_model(wide, hw)
     wrap_lora(model, lora, hw).save_pretrained(tmp_path / "wide")
     proc = polylora(tmp_path, "train.enabled=false", f"model.adapter={tmp_path / 'wide'}")

@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-_SECRET_KEY = re.compile(r"(api_?key|token|secret|password)", re.IGNORECASE)
+# Whole key names only: `hf_token`, `api_key`, `client_secret` are dropped; `max_new_tokens`
+# is not a secret.
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password)$", re.IGNORECASE)
 PARENT_RUN_ENV = "POLYLORA_PARENT_RUN_ID"
 
 

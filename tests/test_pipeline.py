@@ -159,3 +159,15 @@ def test_lora_none_with_training_is_a_clear_error(compose_cfg, tmp_path: Path) -
     cfg = compose_cfg(["+experiment=smoke", "lora=none"], output_dir=tmp_path / "x")
     with pytest.raises(ConfigError, match=r"train\.enabled=false"):
         execute(cfg)
+
+
+def test_credential_like_keys_are_never_params_but_token_counts_are() -> None:
+    from omegaconf import OmegaConf
+
+    from polylora.tracking import config_params
+
+    cfg = OmegaConf.create({"eval": {"max_new_tokens": 8}, "hub": {"hf_token": "hf_x"},
+                            "judge": {"api_key": "sk-x", "model": "m"}})
+    params = config_params(cfg)
+    assert params["eval.max_new_tokens"] == "8" and params["judge.model"] == "m"
+    assert "hub.hf_token" not in params and "judge.api_key" not in params

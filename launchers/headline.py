@@ -27,6 +27,10 @@ Defaults: ``--out docs/results`` (the committed report), the tracking store of
 to a fresh temporary folder unless ``--out`` / ``--tracking-uri`` say otherwise, and the
 experiment is ``headline_smoke``. Anything after ``--`` is passed to every Hydra run as
 overrides, e.g. ``-- train.max_steps=40 eval.subset_size=40`` to fit another budget.
+
+More options: ``--out DIR``, ``--runs-dir DIR``, ``--baseline-seeds 42`` (fewer zero-/few-shot
+runs), ``--lambdas 0.1,0.5`` and ``--lambda-seed N`` (the sweep), ``--launch-id ID``,
+``--report-only``. Budget and measured times: docs/results/README.md.
 """
 
 # ruff: noqa: E501  (the docstring's first line is the exact command, nanochat-style)

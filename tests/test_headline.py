@@ -197,3 +197,27 @@ def test_smoke_recipe_end_to_end(tmp_path: Path) -> None:
                    if r.data.tags.get("polylora.kind") == "comparison"]
     assert len(comparisons) == 2 and all(r.info.run_id in report for r in comparisons)
     assert "polychromic" in report.split("## Cost", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.slow
+def test_smoke_recipe_with_lambda_sweep(tmp_path: Path) -> None:
+    """--lambda-sweep runs the λ grid (+hparams_search=lambda) and the report includes its
+    summary.csv; its trials carry the launch tag and stay out of the comparison."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    done = subprocess.run(
+        [sys.executable, str(LAUNCHER), "--smoke", "--seeds", "1", "--lambda-sweep",
+         "--lambdas", "0.1,0.5", "--tracking-uri", uri, "--out", str(tmp_path / "results")],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = (tmp_path / "results" / "headline.md").read_text(encoding="utf-8")
+    section = report.split("\n## λ sweep\n", 1)[1].split("\n## ", 1)[0]
+    assert "summary.csv" in section and section.count("| COMPLETE |") == 2
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    sweep = client.get_experiment_by_name("headline_smoke-lambda")
+    trials = [r for r in client.search_runs([sweep.experiment_id])
+              if r.data.tags.get("polylora.role") != "sweep"]
+    assert len(trials) == 2 and all("polylora.launch" in r.data.tags for r in trials)
+    assert all(r.info.run_id in section for r in trials)

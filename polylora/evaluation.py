@@ -25,7 +25,7 @@ from polylora.data.formatting import (
     render_prompt,
 )
 from polylora.generation import SamplingParams, eval_mode, sample
-from polylora.metrics.suite import PromptGenerations, score_generations
+from polylora.metrics.suite import EvalScores, PromptGenerations, score_generations
 from polylora.objectives.ce import response_token_nll_sum
 
 MODEL_METRICS = ("test_loss", "test_perplexity")
@@ -128,20 +128,27 @@ def evaluate(
         gens, text_metrics, checker=checker, ks=tuple(cfg.ks), show_progress=progress
     )
     metrics.update({f"eval/{k}": v for k, v in scores.aggregate.items()})
-    rows = []
-    for i, (e, gen) in enumerate(zip(subset, gens, strict=True)):
-        row_scores = dict(scores.per_prompt[i])
-        if nll is not None:
-            row_scores["test_loss"] = nll[i]
-        rows.append(
-            {
-                "id": e.id,
-                "prompt": e.prompt if isinstance(e.prompt, str) else list(e.prompt),
-                "references": list(e.all_references),
-                "samples": gen.samples,
-                "greedy": gen.greedy,
-                "correct": [c.correct for c in scores.checks[i]] if scores.checks else None,
-                "scores": row_scores,
-            }
-        )
+    rows = [
+        generation_row(gen, scores, i, None if nll is None else nll[i])
+        for i, gen in enumerate(gens)
+    ]
     return EvalReport(metrics=metrics, rows=rows)
+
+
+def generation_row(
+    gen: PromptGenerations, scores: EvalScores, index: int, test_loss: float | None = None
+) -> dict[str, Any]:
+    """One prompt's line of ``generations.jsonl`` (read back by compare and judge)."""
+    e = gen.example
+    row_scores = dict(scores.per_prompt[index])
+    if test_loss is not None:
+        row_scores["test_loss"] = test_loss
+    return {
+        "id": e.id,
+        "prompt": e.prompt if isinstance(e.prompt, str) else list(e.prompt),
+        "references": list(e.all_references),
+        "samples": gen.samples,
+        "greedy": gen.greedy,
+        "correct": [c.correct for c in scores.checks[index]] if scores.checks else None,
+        "scores": row_scores,
+    }

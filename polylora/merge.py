@@ -500,7 +500,13 @@ def evaluate_sparse(
     from transformers import set_seed
 
     from polylora import pipeline, tracking
-    from polylora.evaluation import MODEL_METRICS, eval_subset, reference_nll
+    from polylora.evaluation import (
+        MODEL_METRICS,
+        EvalReport,
+        eval_subset,
+        generation_row,
+        reference_nll,
+    )
     from polylora.metrics.embeddings import encode_unique
     from polylora.metrics.suite import PromptGenerations, score_generations
     from polylora.models import load_base_model
@@ -572,32 +578,17 @@ def evaluate_sparse(
         metrics["run/wall_time_s"] = time.time() - started
         tracking.log_metrics(metrics)
         rows = []
-        for i, (e, g) in enumerate(zip(subset, gens, strict=True)):
-            route = routes[e.id]
-            row_scores = dict(scores.per_prompt[i])
-            if e.id in test_nll:
-                row_scores["test_loss"] = test_nll[e.id]
-            rows.append(
-                {
-                    "id": e.id,
-                    "prompt": e.prompt if isinstance(e.prompt, str) else list(e.prompt),
-                    "references": list(e.all_references),
-                    "samples": g.samples,
-                    "greedy": g.greedy,
-                    "correct": [c.correct for c in scores.checks[i]] if scores.checks else None,
-                    "route": {
-                        "adapters": [sources[j].ref for j in route.indices],
-                        "indices": list(route.indices),
-                        "weights": list(route.weights),
-                        "similarities": list(route.similarities),
-                    },
-                    "scores": row_scores,
-                }
-            )
-        path = out_dir / "generations.jsonl"
-        with path.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for i, g in enumerate(gens):
+            route = routes[g.example.id]
+            row = generation_row(g, scores, i, test_nll.get(g.example.id))
+            row["route"] = {
+                "adapters": [sources[j].ref for j in route.indices],
+                "indices": list(route.indices),
+                "weights": list(route.weights),
+                "similarities": list(route.similarities),
+            }
+            rows.append(row)
+        path = EvalReport(metrics=metrics, rows=rows).write_jsonl(out_dir / "generations.jsonl")
         tracking.log_artifact(path, "eval")
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
         run_id = active.info.run_id

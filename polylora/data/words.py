@@ -1,16 +1,21 @@
 """Builtin verifiable task: name an English word that meets letter constraints.
 
 Each prompt has many correct answers (dozens to hundreds of words), so a model can be scored
-exactly (pass@k, accuracy) and its answers can be diverse. Words come from the
-``english-words`` package: answers are accepted if they appear in its ``web2`` or ``gcide``
-list; training targets and references are drawn from words present in both.
+exactly (pass@k, accuracy) and its answers can be diverse. Answers are accepted if they appear
+in the ``english-words`` package's ``web2`` or ``gcide`` list, or are a regular inflection of
+such a word that the ``wordfreq`` package knows ("years", "called"). Training targets and
+references are words present in both ``english-words`` lists or, with ``min_zipf``, accepted
+words that are common (a small model fine-tuned on rare dictionary words learns to invent
+word-like strings).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,16 +33,76 @@ _ENDS_TEMPLATES = (
     "Give one English word beginning with '{start}' and ending in '{end}'.",
     "Write an English word whose first letter is '{start}' and last letter is '{end}'.",
 )
+_START_TEMPLATES = (
+    "Name an English word that starts with '{start}'.",
+    "Give one English word beginning with '{start}'.",
+    "Write an English word starting with the letter '{start}'.",
+)
+_TEMPLATES = {"start": _START_TEMPLATES, "length": _LENGTH_TEMPLATES, "end": _ENDS_TEMPLATES}
+CONSTRAINT_KINDS = tuple(_TEMPLATES)
 _SUFFIX = " Answer with the word only."
+# Inflections (years, called, using) missing from the dictionary lists are accepted if at least
+# this frequent (Zipf scale: log10 of occurrences per billion words; 2 = once per 10 million).
+_ACCEPTED_MIN_ZIPF = 2.0
 _WORD_RE = re.compile(r"[A-Za-z]+")
 
 
 @lru_cache(maxsize=1)
-def accepted_words() -> frozenset[str]:
-    """Every word the checker accepts (lower-case, alphabetic)."""
+def dictionary_words() -> frozenset[str]:
+    """Words in the ``english-words`` ``web2`` or ``gcide`` list (lower-case, alphabetic)."""
     from english_words import get_english_words_set
 
     return frozenset(get_english_words_set(["web2", "gcide"], lower=True, alpha=True))
+
+
+def is_inflection(word: str, dictionary: frozenset[str]) -> bool:
+    """True if ``word`` is a regular inflection (-s, -es, -ed, -ing, -ly) of a dictionary word."""
+    stems = []
+    for suffix in ("s", "es", "ed", "ing", "ly"):
+        if word.endswith(suffix) and len(word) >= len(suffix) + 2:
+            stem = word[: -len(suffix)]
+            stems += [stem, stem + "e"]
+            if suffix in ("es", "ed") and stem.endswith("i"):
+                stems.append(stem[:-1] + "y")  # tries, tried
+            if suffix in ("ed", "ing") and len(stem) > 2 and stem[-1] == stem[-2]:
+                stems.append(stem[:-1])  # stopped, running
+    return any(s in dictionary for s in stems)
+
+
+@lru_cache(maxsize=1)
+def lowercase_dictionary_words() -> frozenset[str]:
+    """Dictionary words the lists spell in lower case: no proper nouns (smith, chile)."""
+    from english_words import get_english_words_set
+
+    listed = get_english_words_set(["web2", "gcide"], lower=False, alpha=True)
+    return frozenset(w for w in listed if w.islower())
+
+
+@lru_cache(maxsize=1)
+def accepted_words() -> frozenset[str]:
+    """Every word the checker accepts: dictionary words plus their common inflections."""
+    dictionary = dictionary_words()
+    inflections = {
+        w
+        for w in common_words(_ACCEPTED_MIN_ZIPF)
+        if w not in dictionary and is_inflection(w, dictionary)
+    }
+    return dictionary | inflections
+
+
+@lru_cache(maxsize=8)
+def common_words(min_zipf: float) -> dict[str, float]:
+    """Alphabetic lower-case ``wordfreq`` English words with Zipf frequency >= ``min_zipf``."""
+    from wordfreq import get_frequency_dict
+
+    out = {}
+    for word, freq in get_frequency_dict("en").items():
+        zipf = math.log10(freq) + 9.0 if freq > 0 else 0.0
+        if zipf < min_zipf:
+            break  # the dictionary is sorted by frequency, most frequent first
+        if word.isascii() and word.isalpha() and len(word) >= 2:
+            out[word] = zipf
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -53,7 +118,7 @@ def target_words() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class WordConstraint:
-    """Letter constraints of one prompt: a start letter plus a length or an end letter."""
+    """Letter constraints of one prompt: a start letter, optionally a length or an end letter."""
 
     start: str
     length: int | None = None
@@ -94,51 +159,98 @@ class WordChecker:
         )
 
 
-def _constraint_pools(min_answers: int) -> list[tuple[WordConstraint, list[str]]]:
-    """All constraints with at least ``min_answers`` target words, with those words."""
+def _target_pool(min_zipf: float | None) -> tuple[str, ...]:
+    """Candidate targets: dictionary words, or with ``min_zipf`` common words that are lower-case
+    dictionary words or their inflections (no proper nouns)."""
+    if min_zipf is None:
+        return target_words()
+    lower = lowercase_dictionary_words()
+    return tuple(
+        sorted(
+            w
+            for w in common_words(min_zipf)
+            if 3 <= len(w) <= 8 and (w in lower or is_inflection(w, lower))
+        )
+    )
+
+
+def _constraint_pools(
+    min_answers: int, kinds: tuple[str, ...] = ("length", "end"), min_zipf: float | None = None
+) -> list[tuple[WordConstraint, list[str]]]:
+    """All constraints of ``kinds`` with at least ``min_answers`` target words, with those words."""
+    by_start: dict[str, list[str]] = defaultdict(list)
     by_length: dict[tuple[str, int], list[str]] = defaultdict(list)
     by_end: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for w in target_words():
+    for w in _target_pool(min_zipf):
+        by_start[w[0]].append(w)
         if 3 <= len(w) <= 7:
             by_length[(w[0], len(w))].append(w)
         by_end[(w[0], w[-1])].append(w)
-    pools = [
-        (WordConstraint(start=s, length=n), ws)
-        for (s, n), ws in sorted(by_length.items())
-        if len(ws) >= min_answers
-    ]
-    pools += [
-        (WordConstraint(start=s, end=e), ws)
-        for (s, e), ws in sorted(by_end.items())
-        if len(ws) >= min_answers
-    ]
-    return pools
+    candidates = {
+        "start": [(WordConstraint(start=s), ws) for s, ws in sorted(by_start.items())],
+        "length": [
+            (WordConstraint(start=s, length=n), ws) for (s, n), ws in sorted(by_length.items())
+        ],
+        "end": [(WordConstraint(start=s, end=e), ws) for (s, e), ws in sorted(by_end.items())],
+    }
+    return [(c, ws) for kind in kinds for c, ws in candidates[kind] if len(ws) >= min_answers]
+
+
+def _kind(c: WordConstraint) -> str:
+    """The constraint kind of ``c`` (a key of ``_TEMPLATES``)."""
+    if c.length is not None:
+        return "length"
+    return "end" if c.end is not None else "start"
 
 
 class WordTask:
     """Generates the word task's examples deterministically from a seed."""
 
     def __init__(
-        self, n_examples: int = 600, seed: int = 0, min_answers: int = 20, n_references: int = 8
+        self,
+        n_examples: int = 600,
+        seed: int = 0,
+        min_answers: int = 20,
+        n_references: int = 8,
+        kinds: Sequence[str] = ("length", "end"),
+        min_zipf: float | None = None,
     ) -> None:
+        """``kinds``: which constraints prompts use, drawn uniformly per prompt: ``start``
+        (first letter only), ``length`` (first letter and length), ``end`` (first and last
+        letter). ``min_zipf``: draw targets and references from common words only."""
         if n_examples < 1:
             raise ConfigError(f"data.source.n_examples must be >= 1, got {n_examples}")
+        kinds = tuple(kinds)
+        unknown = [k for k in kinds if k not in CONSTRAINT_KINDS]
+        if not kinds or unknown:
+            raise ConfigError(
+                f"data.source.kinds must be a non-empty list of {list(CONSTRAINT_KINDS)}, "
+                f"got {list(kinds)}"
+            )
         self.n_examples = n_examples
         self.seed = seed
         self.min_answers = min_answers
         self.n_references = n_references
+        self.kinds = kinds
+        self.min_zipf = min_zipf
 
     def load(self) -> list[Example]:
         """Build ``n_examples`` prompts, each with one target word and a few references."""
         rng = random.Random(self.seed)
-        pools = _constraint_pools(self.min_answers)
+        pools = _constraint_pools(self.min_answers, self.kinds, self.min_zipf)
+        by_kind = {k: [p for p in pools if _kind(p[0]) == k] for k in self.kinds}
+        empty = [k for k, ps in by_kind.items() if not ps]
+        if empty:
+            raise ConfigError(
+                f"data.source: no '{empty[0]}' constraint has {self.min_answers} or more target "
+                f"words; lower data.source.min_answers or min_zipf"
+            )
         examples = []
         for i in range(self.n_examples):
-            constraint, words = pools[rng.randrange(len(pools))]
-            if constraint.length is not None:
-                template = rng.choice(_LENGTH_TEMPLATES)
-            else:
-                template = rng.choice(_ENDS_TEMPLATES)
+            kind = rng.choice(self.kinds)
+            kind_pools = by_kind[kind]
+            constraint, words = kind_pools[rng.randrange(len(kind_pools))]
+            template = rng.choice(_TEMPLATES[kind])
             prompt = (
                 template.format(
                     start=constraint.start, length=constraint.length, end=constraint.end

@@ -75,6 +75,24 @@ def test_full_arms_use_the_embedded_model_and_the_word_task(
     assert cfg.train.max_steps > 0 and cfg.train.save_every % cfg.train.eval_every == 0
 
 
+def test_headline_task_mixes_kinds_with_many_common_answers(
+    compose_cfg: Callable[..., Any],
+) -> None:
+    """The calibrated task (docs/results/README.md): every kind in the test split, every prompt
+    with at least 50 correct common-word targets, every reference accepted by the checker."""
+    from polylora.pipeline import prepare
+
+    prep = prepare(compose_cfg(["+experiment=headline_ce"]))
+    test = prep.splits.test
+    assert len(test) == 60 and prep.checker is not None
+    kinds = {"length" if "length" in e.fields else "end" if "end" in e.fields else "start"
+             for e in test}
+    assert kinds == {"start", "length", "end"}
+    for e in test:
+        assert e.fields["n_answers"] >= 50
+        assert all(prep.checker(e, ref).correct for ref in e.all_references), e.prompt
+
+
 @pytest.mark.parametrize("smoke", [False, True])
 def test_baselines_share_model_data_and_evaluation(compose_cfg: Callable[..., Any],
                                                    smoke: bool) -> None:
@@ -117,6 +135,16 @@ def test_outcome_claims_only_what_the_test_supports(verdict: str, p: float, d: f
     assert "(not met)" in text  # no diversity test given: the minimum criteria cannot hold
     if verdict != "success":
         assert "significantly better" not in text
+
+
+def test_portable_paths_are_relative_to_the_checkout(tmp_path: Path) -> None:
+    root = tmp_path / "checkout"
+    text = (f"{root}/.venv/bin/python -m polylora tracking.uri=sqlite:///{root}/mlflow.db "
+            f"--out {root}/docs/results elsewhere=/data/{root.name}/x")
+    assert headline.portable(text, root) == (
+        ".venv/bin/python -m polylora tracking.uri=sqlite:///mlflow.db --out docs/results "
+        f"elsewhere=/data/{root.name}/x")
+    assert headline.portable(text, None) == text
 
 
 def test_lambda_section_renders_the_sweep_summary(tmp_path: Path) -> None:
@@ -197,6 +225,8 @@ def test_smoke_recipe_end_to_end(tmp_path: Path) -> None:
                    if r.data.tags.get("polylora.kind") == "comparison"]
     assert len(comparisons) == 2 and all(r.info.run_id in report for r in comparisons)
     assert "polychromic" in report.split("## Cost", 1)[1].split("\n## ", 1)[0]
+    # the committed report names no path of the machine it ran on inside the checkout
+    assert f"{REPO}/" not in report and "-m polylora -m" in report
 
 
 @pytest.mark.slow

@@ -380,6 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              launch, runs_dir)
         if run_id:
             launch.comparison_runs[str(folder.relative_to(out))] = run_id
+        compare_report = folder / "report.md"
+        if compare_report.exists():  # committed next to headline.md: no machine paths
+            compare_report.write_text(
+                headline.portable(compare_report.read_text(encoding="utf-8"), REPO),
+                encoding="utf-8")
     launch.finished = datetime.now().isoformat(timespec="seconds")
     launch_file.write_text(json.dumps(launch.__dict__, indent=2), encoding="utf-8")
 
@@ -391,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             compare_dir=files, all_groups_dir=files / ALL_GROUPS_DIR,
             launch=launch.__dict__,
             lambda_summary=Path(launch.lambda_summary) if launch.lambda_summary else None,
+            root=REPO,
         ),
     )
     print(f"\n[headline] report: {report}\n[headline] launch id: {launch_id} "

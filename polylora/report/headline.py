@@ -146,6 +146,17 @@ class ReportInputs:
     all_groups_dir: Path | None = None
     launch: Mapping[str, Any] = field(default_factory=dict)
     lambda_summary: Path | None = None
+    #: Paths under this folder (the checkout) are written relative to it, so the committed
+    #: report reads the same on every machine.
+    root: Path | None = None
+
+
+def portable(text: str, root: Path | None) -> str:
+    """``text`` with absolute paths under ``root`` made relative to it (sqlite URIs too)."""
+    if root is None:
+        return text
+    prefix = str(Path(root).resolve()).rstrip("/") + "/"
+    return text.replace(f"sqlite:///{prefix}", "sqlite:///").replace(prefix, "")
 
 
 def _float(value: str | None) -> float:
@@ -477,7 +488,10 @@ def _setup(inputs: ReportInputs, runs: Sequence[mlruns.RunInfo]) -> list[str]:
                       f"{p('lora.dropout')}, targets {p('lora.target_modules')}"]),
         _row(["data", f"{p('data.name')} (builtin verifiable task, "
                       f"{p('data.source.n_examples')} examples, split seed "
-                      f"{p('data.split.seed')}: {data_sizes or '–'})"]),
+                      f"{p('data.split.seed')}: {data_sizes or '–'}; constraints "
+                      f"{p('data.source.kinds')}, targets with Zipf ≥ "
+                      f"{p('data.source.min_zipf')}, ≥ {p('data.source.min_answers')} correct "
+                      f"answers per prompt; system prompt \"{p('data.system_prompt')}\")"]),
         _row(["training", f"max_steps {p('train.max_steps')}, epochs {p('train.epochs')}, "
                           f"batch {p('train.batch_size')} × accumulation "
                           f"{p('train.grad_accum')}, lr {p('train.learning_rate')} "
@@ -706,10 +720,12 @@ def render(inputs: ReportInputs, out_path: Path) -> str:
         out += [f"This report: `{launch['command']}`"
                 + (f" with Hydra overrides `{' '.join(launch['extra_overrides'])}`"
                    if launch.get("extra_overrides") else "") + ".", ""]
+    if launch.get("commands"):
+        out += ["The commands it ran, from the repository root:", ""]
     for phase, cmd in (launch.get("commands") or {}).items():
         out.append(f"- {phase}: `{cmd}`")
     out.append("")
-    return "\n".join(out)
+    return portable("\n".join(out), inputs.root)
 
 
 def write_report(path: Path, inputs: ReportInputs) -> Path:
@@ -746,6 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             compare_dir=compare_dir, all_groups_dir=all_groups if all_groups.exists() else None,
             launch=launch,
             lambda_summary=Path(args.lambda_summary) if args.lambda_summary else None,
+            root=Path.cwd(),
         ))
     except (PolyloraError, OSError, KeyError) as exc:
         print(f"polylora: error: {exc}", file=sys.stderr)

@@ -175,9 +175,9 @@ def _target_pool(min_zipf: float | None) -> tuple[str, ...]:
 
 
 def _constraint_pools(
-    min_answers: int, kinds: tuple[str, ...] = ("length", "end"), min_zipf: float | None = None
-) -> list[tuple[WordConstraint, list[str]]]:
-    """All constraints of ``kinds`` with at least ``min_answers`` target words, with those words."""
+    min_answers: int, kinds: Sequence[str], min_zipf: float | None
+) -> dict[str, list[tuple[WordConstraint, list[str]]]]:
+    """Per kind, every constraint with at least ``min_answers`` target words, with those words."""
     by_start: dict[str, list[str]] = defaultdict(list)
     by_length: dict[tuple[str, int], list[str]] = defaultdict(list)
     by_end: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -193,14 +193,7 @@ def _constraint_pools(
         ],
         "end": [(WordConstraint(start=s, end=e), ws) for (s, e), ws in sorted(by_end.items())],
     }
-    return [(c, ws) for kind in kinds for c, ws in candidates[kind] if len(ws) >= min_answers]
-
-
-def _kind(c: WordConstraint) -> str:
-    """The constraint kind of ``c`` (a key of ``_TEMPLATES``)."""
-    if c.length is not None:
-        return "length"
-    return "end" if c.end is not None else "start"
+    return {k: [(c, ws) for c, ws in candidates[k] if len(ws) >= min_answers] for k in kinds}
 
 
 class WordTask:
@@ -239,9 +232,8 @@ class WordTask:
     def load(self) -> list[Example]:
         """Build ``n_examples`` prompts, each with one target word and a few references."""
         rng = random.Random(self.seed)
-        pools = _constraint_pools(self.min_answers, self.kinds, self.min_zipf)
-        by_kind = {k: [p for p in pools if _kind(p[0]) == k] for k in self.kinds}
-        empty = [k for k, ps in by_kind.items() if not ps]
+        by_kind = _constraint_pools(self.min_answers, self.kinds, self.min_zipf)
+        empty = [k for k, pools in by_kind.items() if not pools]
         if empty:
             raise ConfigError(
                 f"data.source: no '{empty[0]}' constraint has {self.min_answers} or more target "

@@ -48,11 +48,23 @@ _WORD_RE = re.compile(r"[A-Za-z]+")
 
 
 @lru_cache(maxsize=1)
-def dictionary_words() -> frozenset[str]:
-    """Words in the ``english-words`` ``web2`` or ``gcide`` list (lower-case, alphabetic)."""
+def _listed_words() -> frozenset[str]:
+    """Alphabetic words of the ``english-words`` ``web2`` and ``gcide`` lists, as spelled there."""
     from english_words import get_english_words_set
 
-    return frozenset(get_english_words_set(["web2", "gcide"], lower=True, alpha=True))
+    return frozenset(get_english_words_set(["web2", "gcide"], lower=False, alpha=True))
+
+
+@lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """Words in the ``web2`` or ``gcide`` list, lower-cased (the checker's dictionary)."""
+    return frozenset(w.lower() for w in _listed_words())
+
+
+@lru_cache(maxsize=1)
+def lowercase_dictionary_words() -> frozenset[str]:
+    """Dictionary words the lists spell in lower case: no proper nouns (smith, chile)."""
+    return frozenset(w for w in _listed_words() if w.islower())
 
 
 def is_inflection(word: str, dictionary: frozenset[str]) -> bool:
@@ -67,15 +79,6 @@ def is_inflection(word: str, dictionary: frozenset[str]) -> bool:
             if suffix in ("ed", "ing") and len(stem) > 2 and stem[-1] == stem[-2]:
                 stems.append(stem[:-1])  # stopped, running
     return any(s in dictionary for s in stems)
-
-
-@lru_cache(maxsize=1)
-def lowercase_dictionary_words() -> frozenset[str]:
-    """Dictionary words the lists spell in lower case: no proper nouns (smith, chile)."""
-    from english_words import get_english_words_set
-
-    listed = get_english_words_set(["web2", "gcide"], lower=False, alpha=True)
-    return frozenset(w for w in listed if w.islower())
 
 
 @lru_cache(maxsize=1)

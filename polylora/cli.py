@@ -17,7 +17,7 @@ from polylora.errors import PolyloraError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("polylora.report.compare", "compare groups of MLflow runs with statistics"),
-    "diagnose": ("polylora.report.diagnose_cli", "apply seed 000's decision matrix to a run"),
+    "diagnose": ("polylora.report.diagnose_cli", "apply the overfitting decision matrix to a run"),
     "merge": ("polylora.merge", "merge trained adapters and evaluate the result"),
     "judge": ("polylora.metrics.judge_cli", "pairwise LLM judge of two runs' generations"),
     "cluster": ("polylora.clusters", "assign clusters to a JSONL file from MiniLM embeddings"),

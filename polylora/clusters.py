@@ -1,6 +1,6 @@
 """``polylora cluster``: assign k-means clusters (MiniLM embeddings) to the records of a JSONL.
 
-Seed 002 trains one adapter per cluster of personas and reports the clustering's silhouette
+The per-cluster workflow trains one adapter per cluster of personas and reports the clustering's silhouette
 score (0.022 there: barely separated clusters). This step writes the cluster id into each
 record (``--field``, default ``cluster``) so that ``data.partition_by=cluster`` trains one
 adapter per cluster, saves the L2-normalized centroids (``.npy``, row i = cluster i) that
@@ -22,7 +22,7 @@ import numpy as np
 from polylora.data.clustering import ClusterResult, Embedder, cluster_examples
 from polylora.errors import ConfigError, DataError
 
-#: Below this silhouette the clusters are hardly distinct (seed 002's failed cluster had 0.022).
+#: Below this silhouette the clusters are hardly distinct (a persona clustering that failed had 0.022).
 LOW_SILHOUETTE = 0.1
 
 
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if sil is not None and sil < LOW_SILHOUETTE:
         print(
             f"note: silhouette < {LOW_SILHOUETTE}: the clusters barely separate, so per-cluster "
-            "adapters may not beat one unified adapter (seed 002: 0.022)"
+            "adapters may not beat one unified adapter (a failed persona clustering had 0.022)"
         )
     print(f"wrote {files[0]} (field {args.field!r}), centroids {files[1]}, summary {files[2]}")
     if args.tracking_uri or args.experiment:

@@ -7,7 +7,7 @@ Two families:
   ``cat`` is exact (the merged update is ``Σ wᵢ·ΔWᵢ``, rank = sum of ranks); ``linear`` mixes
   the A and B factors separately (rank kept, needs equal ranks; exact only when one weight is
   non-zero); ``ties``/``dare_*`` prune with ``--density`` first.
-* **Sparse top-k routing** (``sparse_topk``, seed 002's sparse MoE merge): for each prompt the
+* **Sparse top-k routing** (``sparse_topk``, a sparse mixture-of-experts merge): for each prompt the
   ``k`` adapters whose cluster centroid (``--centroids``, from ``polylora cluster``) is nearest
   to the prompt's MiniLM embedding are combined, weighted by similarity, and the answer is
   generated with that prompt-specific combination ``Σ wᵢ·ΔWᵢ``. There is no single adapter, so

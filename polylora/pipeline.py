@@ -410,7 +410,7 @@ def _batch_sampler_factory(cfg: DictConfig, train: list[Example]) -> Any:
 
 
 def _log_sample_table(rows: list[dict[str, Any]]) -> None:
-    """A few generations as an MLflow table (seed 000: 'review sample outputs')."""
+    """A few generations as an MLflow table (for 'review sample outputs')."""
     import mlflow
 
     if not rows:

@@ -22,7 +22,7 @@ def test_every_experiment_composes_and_validates(compose_cfg, name: str) -> None
     assert cfg.experiment == name
 
 
-def test_baseline_columns_match_seed_000(compose_cfg) -> None:
+def test_baseline_columns_match_the_standard_and_conservative_columns(compose_cfg) -> None:
     std = compose_cfg(["+experiment=baseline"])
     con = compose_cfg(["+experiment=baseline_conservative"])
     assert (std.lora.rank, std.lora.dropout, std.train.learning_rate) == (16, 0.1, 2e-4)

@@ -104,7 +104,7 @@ def test_triage_runs_end_to_end_with_field_accuracy_groups_and_balanced_batches(
     seen = [{e.group for e in part} for part in (splits.train, splits.val, splits.test)]
     assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
 
-    # Seed 000's dataset-size bucket is on every run.
+    # The small-data strategy's dataset-size bucket is on every run.
     assert run.data.tags["polylora.dataset_size_bucket"] == dataset_size_bucket(
         report["counts"]["train"]
     )

@@ -1,4 +1,4 @@
-"""Seed 000's overfitting decision matrix as pure logic: training curves in, findings out.
+"""The overfitting decision matrix as pure logic: training curves in, findings out.
 
 The CLI fetches a run's curves (from MLflow) into a :class:`RunCurves` and calls
 :func:`diagnose`; nothing here touches MLflow, files or models, so every rule is unit-testable.
@@ -63,7 +63,7 @@ Point = tuple[int, float]
 COMMAND_PREFIX = "python -m polylora"
 EPOCHS_OVERRIDE = "train.epochs"  # conf/config.yaml: train.epochs
 SEED_OVERRIDE = "seed"
-SEEDS = "42,123,456"  # seed 004: "Train with seeds {42, 123, 456}"
+SEEDS = "42,123,456"  # the three training seeds of the comparison protocol
 DIVERSITY_WEIGHT_OVERRIDE = "objective.diversity_weight"
 RANK32_OVERRIDE = "lora=r32"
 
@@ -72,8 +72,8 @@ _CONSERVATIVE_EXPERIMENT = {
     "ce": "baseline_conservative",
     "polychromic": "polychromic_conservative",
 }
-_STANDARD_LAMBDA = 0.3  # seed 000: standard λ
-_CONSERVATIVE_LAMBDA = 0.15  # seed 000: conservative λ
+_STANDARD_LAMBDA = 0.3  # standard column's λ
+_CONSERVATIVE_LAMBDA = 0.15  # conservative column's λ
 
 _LEVEL_RANK: dict[str, int] = {"ok": 0, "monitor": 1, "act": 2}
 _LEVEL_LABEL: dict[str, str] = {"ok": "healthy", "monitor": "monitor", "act": "act"}
@@ -89,7 +89,7 @@ _RULE_PRIORITY = (
     "low_diversity",
 )
 
-DATASET_SMALL = 800  # seed 000 scenarios 2-4 (fixed: the bucket names quote them)
+DATASET_SMALL = 800  # small-data scenarios (fixed: the bucket names quote them)
 DATASET_LARGE = 1500
 BUCKET_SMALL = "<800: conservative"
 BUCKET_STANDARD = "800-1500: standard"
@@ -115,7 +115,7 @@ class RunCurves:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Decision boundaries; defaults are seed 000's numbers where it gives them."""
+    """Decision boundaries; defaults are the small-data strategy's numbers where it gives them."""
 
     gap_monitor: float = 0.2  # gap in [0.2, 0.4] → monitor
     gap_act: float = 0.4  # gap > 0.4 → conservative
@@ -123,11 +123,11 @@ class Thresholds:
     eval_rise_margin: float = 0.05  # eval-loss rise above its minimum that counts
     underfit_rel_drop: float = 0.10  # relative train-loss drop over the last quarter
     underfit_gap: float = -0.2  # eval this far below train → underfitting sign
-    perplexity_low: float = 5.0  # seed 000: "reasonable (5-20)"
+    perplexity_low: float = 5.0  # "reasonable (5-20)"
     perplexity_high: float = 20.0
     perplexity_act: float = 40.0  # "skyrocketing": twice the top of the range
-    diversity_good: float = 0.3  # seed 004: diversity "stable (0.3-0.5)"
-    diversity_collapse: float = 0.1  # seed 004: "dropping below 0.1"
+    diversity_good: float = 0.3  # diversity "stable (0.3-0.5)"
+    diversity_collapse: float = 0.1  # collapse: "dropping below 0.1"
     quality_poor: float = 0.25  # absolute floor, used without a baseline_quality
     quality_tolerance: float = 0.05  # relative loss vs baseline_quality that counts as poor
 
@@ -180,7 +180,7 @@ def _md_cell(text: str) -> str:
 
 
 def dataset_size_bucket(n: int) -> str:
-    """Seed 000's dataset-size scenario for ``n`` training examples (boundaries inclusive).
+    """The small-data strategy's dataset-size scenario for ``n`` training examples (boundaries inclusive).
 
     ``"<800: conservative"`` below 800, ``"800-1500: standard"`` for 800–1500,
     ``">1500: standard, consider rank 32"`` above 1500.
@@ -564,7 +564,7 @@ _RULES = (
 
 
 def diagnose(curves: RunCurves, thresholds: Thresholds | None = None) -> Diagnosis:
-    """Apply seed 000's decision matrix to one run's curves.
+    """Apply the overfitting decision matrix to one run's curves.
 
     Raises :class:`~polylora.errors.DataError` when the run has no train or eval loss points
     (nothing to judge) and :class:`~polylora.errors.ConfigError` for an unknown objective.

@@ -1,4 +1,4 @@
-"""``polylora diagnose RUN_ID``: seed 000's decision matrix applied to one MLflow run.
+"""``polylora diagnose RUN_ID``: the overfitting decision matrix applied to one MLflow run.
 
 Fetches what :func:`polylora.report.diagnose.diagnose` needs from the run and prints the
 numbers it used, then the diagnosis (verdict, findings, the exact next command):

@@ -26,7 +26,7 @@ from scipy import stats as sps
 
 from polylora import intervals, power, stats
 
-__all__ = ["DUPLICATE_OF", "Effect", "Plan", "analyse", "exclusions"]
+__all__ = ["DUPLICATE_OF", "Effect", "Plan", "analyse", "estimate", "exclusions"]
 
 #: Metrics that are monotone transforms of another: testing both tests one thing twice.
 DUPLICATE_OF = {"perplexity": "loss", "test_perplexity": "test_loss"}
@@ -132,8 +132,11 @@ def _common_prompts(runs: Sequence[Any], metric: str) -> list[str]:
     return sorted(set.intersection(*sets)) if sets and all(sets) else []
 
 
-def _estimate(base: Sequence[Any], cand: Sequence[Any], metric: str,
+def estimate(base: Sequence[Any], cand: Sequence[Any], metric: str,
               confidence: float) -> Effect:
+    """Δ of ``cand`` − ``base`` on ``metric`` by the best design-respecting method available
+    (crossed seeds × prompts, else paired t over seeds, else Welch), plus the sensitivity
+    tests; role and verdict are left to :func:`analyse`."""
     e = Effect("", metric, "")
     sb, sc = _seed_means(base, metric), _seed_means(cand, metric)
     shared = sorted(set(sb) & set(sc), key=str)
@@ -231,7 +234,7 @@ def analyse(runs_by_group: Mapping[str, Sequence[Any]], baseline: str, metrics: 
         family: list[Effect] = []
         primary_ok = None
         for m in metrics:
-            e = _estimate(base, runs_by_group[g], m, confidence)
+            e = estimate(base, runs_by_group[g], m, confidence)
             e.group = g
             if math.isfinite(e.se) and e.se > 0 and e.df >= 1:
                 e.mde = power.mde(e.se, e.df, plan.alpha, plan.power)

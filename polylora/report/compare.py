@@ -197,6 +197,19 @@ class ComparisonResult:
             ]))
         return "\n".join(lines) + "\n"
 
+    def power_sentences(self) -> list[str]:
+        """'This design can detect ...' for the primary endpoint (the MDE), one per group."""
+        out = []
+        for e in self.effects:
+            if e.role == "primary" and math.isfinite(e.mde):
+                design = (f"{e.n_seeds} seeds × {e.n_prompts} prompts" if e.n_prompts
+                          else f"{e.n_seeds} seeds")
+                out.append(f"This design ({e.group} vs {self.baseline}, {design}) can detect "
+                           f"|Δ| ≥ {e.mde:.3f} {e.metric} with {self.plan.power:.0%} power at "
+                           f"two-sided α = {self.plan.alpha:g}; `polylora plan` sizes a design "
+                           "for a smaller effect.")
+        return [*out, ""] if out else []
+
     def sensitivity_markdown(self) -> str:
         """Paired t over seeds (d_z) and Wilcoxon over seed-averaged prompts (r)."""
         rows = [e for e in self.effects if e.role != "excluded"]
@@ -257,6 +270,7 @@ class ComparisonResult:
             "",
             "## Analysis plan", "", self.plan_markdown(),
             "## Primary endpoint", "", self.effects_markdown(["primary"]),
+            *self.power_sentences(),
             "## Non-inferiority", "", self.effects_markdown(["non-inferiority"]),
             "## Secondary endpoints", "", self.effects_markdown(["secondary"]),
             "## Excluded metrics", "", self.effects_markdown(["excluded"]),

@@ -26,7 +26,7 @@ from scipy import stats as sps
 
 from polylora import intervals, power, stats
 
-__all__ = ["DUPLICATE_OF", "Effect", "Plan", "analyse", "estimate", "exclusions"]
+__all__ = ["DUPLICATE_OF", "Effect", "Plan", "analyse", "estimate", "exclusions", "judge"]
 
 #: Metrics that are monotone transforms of another: testing both tests one thing twice.
 DUPLICATE_OF = {"perplexity": "loss", "test_perplexity": "test_loss"}
@@ -220,6 +220,51 @@ def _claim(delta_low: float, delta_high: float, direction: str) -> str:
             "opposite direction" if delta_low > 0 else "not shown")
 
 
+def judge(effects: Sequence[Effect], higher_is_better: Mapping[str, bool], plan: Plan,
+          excluded: Mapping[str, str]) -> None:
+    """Give one group's effects their role (primary, non-inferiority, secondary, excluded),
+    MDE, Holm-adjusted p and verdict, in place."""
+    family: list[Effect] = []
+    primary_ok = None
+    for e in effects:
+        m = e.metric
+        if math.isfinite(e.se) and e.se > 0 and e.df >= 1:
+            e.mde = power.mde(e.se, e.df, plan.alpha, plan.power)
+        better = 1.0 if higher_is_better[m] else -1.0
+        if m == plan.primary:
+            e.role = "primary"
+            e.verdict = (_claim(e.low, e.high, plan.direction) if math.isfinite(e.low)
+                         else "not testable")
+            primary_ok = e.verdict == "confirmed"
+        elif m in plan.noninferiority:
+            e.role = "non-inferiority"
+            if math.isfinite(e.se) and math.isfinite(e.delta):
+                e.ni = intervals.noninferiority(better * e.delta, e.se, e.df,
+                                                plan.noninferiority[m], plan.alpha / 2)
+                e.verdict = e.ni.verdict
+            else:
+                e.verdict = "not testable"
+        elif m in excluded:
+            e.role, e.reason = "excluded", excluded[m]
+        elif plan.secondary is not None and m not in plan.secondary:
+            e.role, e.reason = "excluded", "not in compare.secondary"
+        else:
+            e.role = "secondary"
+            family.append(e)
+    testable = [e for e in family if math.isfinite(e.pvalue)]
+    for e, p in zip(testable, stats.holm([e.pvalue for e in testable]) if testable else [],
+                    strict=True):
+        e.p_holm = p
+        sig = p < plan.alpha
+        if primary_ok is None:
+            e.verdict = "exploratory: " + ("significant" if sig else "not significant")
+        elif not primary_ok:
+            e.verdict = "not tested (gate: primary not confirmed)" + (
+                "; exploratory p < α" if sig else "")
+        else:
+            e.verdict = "significant" if sig else "not significant"
+
+
 def analyse(runs_by_group: Mapping[str, Sequence[Any]], baseline: str, metrics: Sequence[str],
             higher_is_better: Mapping[str, bool], plan: Plan,
             confidence: float = 0.95) -> tuple[list[Effect], dict[str, str]]:
@@ -231,45 +276,11 @@ def analyse(runs_by_group: Mapping[str, Sequence[Any]], baseline: str, metrics: 
     effects: list[Effect] = []
     base = runs_by_group[baseline]
     for g in [g for g in runs_by_group if g != baseline]:
-        family: list[Effect] = []
-        primary_ok = None
+        group_effects = []
         for m in metrics:
             e = estimate(base, runs_by_group[g], m, confidence)
             e.group = g
-            if math.isfinite(e.se) and e.se > 0 and e.df >= 1:
-                e.mde = power.mde(e.se, e.df, plan.alpha, plan.power)
-            better = 1.0 if higher_is_better[m] else -1.0
-            if m == plan.primary:
-                e.role = "primary"
-                e.verdict = _claim(e.low, e.high, plan.direction) if math.isfinite(e.low) \
-                    else "not testable"
-                primary_ok = e.verdict == "confirmed"
-            elif m in plan.noninferiority:
-                e.role = "non-inferiority"
-                if math.isfinite(e.se) and math.isfinite(e.delta):
-                    e.ni = intervals.noninferiority(better * e.delta, e.se, e.df,
-                                                    plan.noninferiority[m], plan.alpha / 2)
-                    e.verdict = e.ni.verdict
-                else:
-                    e.verdict = "not testable"
-            elif m in excluded:
-                e.role, e.reason = "excluded", excluded[m]
-            elif plan.secondary is not None and m not in plan.secondary:
-                e.role, e.reason = "excluded", "not in compare.secondary"
-            else:
-                e.role = "secondary"
-                family.append(e)
-            effects.append(e)
-        testable = [e for e in family if math.isfinite(e.pvalue)]
-        for e, p in zip(testable, stats.holm([e.pvalue for e in testable]) if testable else [],
-                        strict=True):
-            e.p_holm = p
-            sig = p < plan.alpha
-            if primary_ok is None:
-                e.verdict = "exploratory: " + ("significant" if sig else "not significant")
-            elif not primary_ok:
-                e.verdict = "not tested (gate: primary not confirmed)" + (
-                    "; exploratory p < α" if sig else "")
-            else:
-                e.verdict = "significant" if sig else "not significant"
+            group_effects.append(e)
+        judge(group_effects, higher_is_better, plan, excluded)
+        effects.extend(group_effects)
     return effects, excluded

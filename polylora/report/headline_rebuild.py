@@ -243,7 +243,9 @@ def render(results: Path, result: ComparisonResult, all_groups: Sequence[GroupSu
            "exist yet).", "",
            *headline._tests_table(tests, CANDIDATE), "",
            *[f"## {name}\n\n{sections[name].strip()}\n" for name in CARRIED if name in sections]]
-    return "\n".join(out)
+    # the all-groups comparison was not re-derived: link its original report
+    return "\n".join(out).replace("(headline_files/all_groups/report.md)",
+                                  "(headline_files/all_groups/original/report.md)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ prints the tables, and logs everything as a run named ``comparison`` tagged
 ``polylora.kind=comparison`` (which later selections skip).
 """
 
-# Long module (~750 lines): the report's result types, their rendering and the MLflow glue
+# Long module (~850 lines): the report's result types, their rendering and the MLflow glue
 # (selection, CLI) belong together; the statistics live in report/analysis.py.
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
 """The headline report (``docs/results/headline.md``): polychromic vs CE on the builtin task.
 
+Long module (~770 lines): one report, its sections rendered from one set of inputs.
+
 Written by ``launchers/headline.py`` after ``polylora compare``; every number comes from the
-comparison's ``summary.csv`` / ``tests.csv`` (means over seeds with bootstrap CIs, the tests and
-verdicts) or straight from the MLflow runs (setup, wall times, per-run values), and the report
-names the run ids. The outcome paragraph is generated from the tests (:func:`outcome`): it only
-claims what a test supports (seed 004's verdicts: adjusted p < 0.05 and d > 0.3).
+comparison's ``summary.csv`` / ``tests.csv`` (means over seeds with t-intervals; Δ with its CI,
+the role and verdict of every metric) or straight from the MLflow runs (setup, wall times,
+per-run values), and the report names the run ids. The outcome paragraph is generated from the
+effects (:func:`outcome`): the declared primary endpoint decides, quality is judged by
+non-inferiority, and a null result states the minimum detectable effect.
 
 Regenerate from logged runs without re-running anything::
 
@@ -76,7 +79,6 @@ RESEARCH_QUESTION = (
     "Does diversity-aware optimization (polychromic LoRA) improve pass@k while keeping "
     "single-generation quality, compared with standard (cross-entropy) LoRA fine-tuning?"
 )
-SUCCESS_VERDICTS = ("success", "strong")
 
 
 # --------------------------------------------------------------------------- inputs

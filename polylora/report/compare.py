@@ -157,8 +157,9 @@ class ComparisonResult:
         """The analysis plan and where it came from."""
         p = self.plan
         ni = ", ".join(f"{m} (margin {v:g})" for m, v in p.noninferiority.items()) or "none"
-        src = ("declared in the runs' config before they ran" if p.source == "config" else
-               "given on the command line after the runs (not pre-registered)")
+        src = {"config": "declared in the runs' config before they ran",
+               "command line": "given on the command line after the runs (not pre-registered)",
+               }.get(p.source, p.source)
         lines = [
             f"- **primary endpoint:** {p.primary or 'none declared'}"
             + (f", claimed to {p.direction}" if p.primary else "") + f" ({src})",

@@ -17,6 +17,8 @@ from polylora.errors import PolyloraError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("polylora.report.compare", "compare groups of MLflow runs with statistics"),
+    "plan": ("polylora.report.plan",
+             "seeds × prompts × samples a target effect needs, from a pilot comparison"),
     "diagnose": ("polylora.report.diagnose_cli", "apply the overfitting decision matrix to a run"),
     "merge": ("polylora.merge", "merge trained adapters and evaluate the result"),
     "judge": ("polylora.metrics.judge_cli", "pairwise LLM judge of two runs' generations"),

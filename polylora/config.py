@@ -114,6 +114,9 @@ class EvalConfig:
     greedy: bool = True
     batch_size: int = 16  # prompts per generate call
     log_examples: int = 10
+    # Prompts of the validation split scored like the test subset (fixed by id) when
+    # optimized_metric names a val/<metric>; null: eval.subset_size.
+    val_subset_size: int | None = None
     allow_code_execution: bool = False
     judge: JudgeSettings = field(default_factory=JudgeSettings)
 
@@ -154,6 +157,9 @@ class TrainConfig:
     save_total_limit: int = 2
     early_stopping_patience: int = 3
     resume: bool = False  # continue from the last checkpoint in output_dir
+    # The model evaluated at the end: "final" (the last step; early stopping still stops on
+    # the validation loss) or "best" (the checkpoint with the best validation loss).
+    checkpoint: str = "final"
 
 
 @dataclass
@@ -169,6 +175,20 @@ class TrackingConfig:
 
 
 @dataclass
+class CompareConfig:
+    """The analysis plan, declared before the runs (``polylora compare`` reads it back from
+    the runs' params): one primary endpoint with the direction claimed, non-inferiority
+    margins for quality metrics, the level and power the report uses."""
+
+    primary: str | None = None  # e.g. pass@10
+    direction: str = "increase"  # increase | decrease: what the candidate does to it
+    secondary: list[str] | None = None  # null: every logged metric not excluded
+    noninferiority: dict[str, float] = field(default_factory=dict)  # {pass@1: 0.03}
+    alpha: float = 0.05
+    power: float = 0.80
+
+
+@dataclass
 class PolyloraConfig:
     """The whole composed config (``conf/config.yaml``)."""
 
@@ -180,6 +200,7 @@ class PolyloraConfig:
     hardware: HardwareConfig = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     seed: int = 42
     output_dir: str = MISSING
     optimized_metric: Any = "eval/loss"  # a name, or a list of names (multi-objective)
@@ -222,6 +243,7 @@ MODEL_SOURCES = ("smollm2_gguf", "tiny_random", "hf")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("random", "group_balanced")
 PROMPT_FORMATS = ("chat", "plain")
+CHECKPOINTS = ("final", "best")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -289,6 +311,11 @@ def validate(cfg: DictConfig) -> None:
         f"train.save_every ({t.save_every}) must be a multiple of train.eval_every "
         f"({t.eval_every}) so early stopping can keep the best checkpoint",
     )
+    _check(
+        t.checkpoint in CHECKPOINTS,
+        f"train.checkpoint={t.checkpoint!r} is unknown; use final (the last step) or best "
+        "(the best validation loss)",
+    )
     h = cfg.hardware
     _check(
         h.precision in PRECISIONS,
@@ -298,6 +325,19 @@ def validate(cfg: DictConfig) -> None:
         h.num_threads is None or h.num_threads >= 1,
         f"hardware.num_threads must be >= 1 or null, got {h.num_threads}",
     )
+    c = cfg.get("compare")
+    if c is not None:
+        _check(
+            c.direction in ("increase", "decrease"),
+            f"compare.direction={c.direction!r}: use increase or decrease (what the candidate "
+            "is claimed to do to compare.primary)",
+        )
+        bad = {k: v for k, v in (c.noninferiority or {}).items() if not v > 0}
+        _check(not bad, f"compare.noninferiority margins must be > 0, got {bad}; e.g. "
+                        "{pass@1: 0.03} (in the metric's own units)")
+        _check(0 < c.alpha < 0.5 and c.alpha < c.power < 1,
+               f"need 0 < compare.alpha < 0.5 and alpha < compare.power < 1, got alpha="
+               f"{c.alpha}, power={c.power}")
     e = cfg.eval
     if e.enabled:
         _check(e.n_samples >= 1, f"eval.n_samples must be >= 1, got {e.n_samples}")

@@ -22,7 +22,7 @@ from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
 from polylora.metrics.registry import get_metric
 from polylora.objectives.base import Objective, ObjectiveContext
-from polylora.sweeps import optimized_metrics
+from polylora.sweeps import VALIDATION_LOSS, metric_split, optimized_metrics
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,20 @@ def prepare(cfg: DictConfig) -> Prepared:
         raise DataError(f"the training split is empty ({len(examples)} examples in all)")
     if cfg.eval.enabled and not splits.test:
         raise DataError("the test split is empty; raise data.split.test or add examples")
+    if validation_metrics(cfg) and not (cfg.eval.enabled and splits.val):
+        raise ConfigError(
+            f"optimized_metric names {', '.join(validation_metrics(cfg))}, scored on the "
+            "validation split, but " + ("eval.enabled=false" if not cfg.eval.enabled else
+                                        "the validation split is empty (raise data.split.val)")
+        )
     return Prepared(objective=objective, examples=examples, splits=splits, checker=checker)
+
+
+def validation_metrics(cfg: DictConfig) -> list[str]:
+    """The ``val/<metric>`` names of ``optimized_metric`` that need the validation eval subset
+    (the validation loss needs none: it is the early-stopping curve)."""
+    return [n for n in optimized_metrics(cfg.optimized_metric)
+            if metric_split(n) == "validation" and n not in VALIDATION_LOSS]
 
 
 def _check_eval_metrics(names: list[str], has_checker: bool) -> None:
@@ -131,6 +144,7 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
         "polylora.group": cfg.tracking.group,
         "polylora.objective": getattr(cfg.objective, "_target_", "").rsplit(".", 1)[-1],
         "polylora.seed": cfg.seed,
+        "polylora.checkpoint": cfg.train.get("checkpoint", "final") if cfg.train.enabled else None,
         "polylora.output_dir": cfg.output_dir,
         "mlflow.source.git.commit": tracking.git_commit(),
     }
@@ -257,7 +271,14 @@ def _load_model(cfg: DictConfig) -> tuple[Any, Any]:
 
 
 def _optimized_value(name: str, metrics: dict[str, float]) -> float:
-    wanted = f"eval/{metric_key(name)}" if not name.startswith("train/") else name
+    if name.startswith("train/"):
+        wanted = name
+    elif name in VALIDATION_LOSS:  # val/loss is the validation curve's last point, eval/loss
+        wanted = "eval/" + name.split("/", 1)[1]
+    elif name.startswith("val/"):
+        wanted = f"val/{metric_key(name)}"
+    else:
+        wanted = f"eval/{metric_key(name)}"
     if wanted not in metrics:
         raise ConfigError(
             f"optimized_metric={name} was not computed by this run; computed: "
@@ -285,6 +306,8 @@ def _train_and_evaluate(
         step = int(metrics["train/steps"])
     if prep.splits.val:
         metrics.update(_validation_loss(cfg, model, tok, fmt, prep.splits.val, step))
+    if validation_metrics(cfg):
+        metrics.update(_validation_eval(cfg, prep, model, tok, fmt, out_dir))
     if cfg.eval.enabled:
         report = evaluate(
             model, tok, prep.splits.test, fmt, cfg.eval, prep.checker, cfg.data.max_length
@@ -346,6 +369,7 @@ def _train(
     out = {
         "train/final_loss": float(result.training_loss),
         "train/steps": float(trainer.state.global_step),
+        "train/evaluated_step": float(training.evaluated_step(trainer)),
         "train/wall_time_s": time.time() - started,
     }
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
@@ -397,6 +421,23 @@ def _validation_loss(
     out = {"eval/loss": loss, "eval/perplexity": math.exp(min(loss, 50.0))}
     tracking.log_metrics(out, step=step)
     return out
+
+
+def _validation_eval(
+    cfg: DictConfig, prep: Prepared, model: Any, tok: Any, fmt: PromptFormat, out_dir: Path
+) -> dict[str, float]:
+    """The test evaluation's machinery on a fixed subset of the validation split (by id), so
+    searches optimize ``val/<metric>`` and never see the test split."""
+    from polylora.evaluation import MODEL_METRICS, evaluate
+
+    settings = OmegaConf.to_container(cfg.eval, resolve=True)
+    settings["subset_size"] = cfg.eval.get("val_subset_size") or cfg.eval.subset_size
+    settings["metrics"] = [m for m in cfg.eval.metrics if m not in MODEL_METRICS]
+    report = evaluate(model, tok, prep.splits.val, fmt, OmegaConf.create(settings),
+                      prep.checker, cfg.data.max_length)
+    path = report.write_jsonl(out_dir / "val_generations.jsonl")
+    tracking.log_artifact(path, "val")
+    return {"val/" + k.split("/", 1)[1]: v for k, v in report.metrics.items()}
 
 
 def _batch_sampler_factory(cfg: DictConfig, train: list[Example]) -> Any:

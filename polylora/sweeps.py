@@ -55,6 +55,47 @@ def optimized_metrics(value: Any) -> list[str]:
     )
 
 
+#: Names of the validation loss curve (early stopping's metric): validation, not test.
+VALIDATION_LOSS = ("eval/loss", "eval/perplexity", "val/loss", "val/perplexity")
+
+
+def metric_split(name: str) -> str:
+    """Which split ``optimized_metric`` is computed on: ``"validation"`` (``val/<metric>``:
+    the fixed validation eval subset; ``eval/loss``: the validation loss curve), ``"train"``
+    (``train/...``) or ``"test"`` (``eval/<metric>`` or a bare name: the final evaluation)."""
+    n = name.strip()
+    if n.startswith("train/"):
+        return "train"
+    if n.startswith("val/") or n in VALIDATION_LOSS:
+        return "validation"
+    return "test"
+
+
+def validation_name(name: str) -> str:
+    """The validation counterpart of a test metric: ``eval/pass_at_10`` → ``val/pass@10``."""
+    from polylora.metrics.registry import canonical_name
+
+    key = canonical_name(name)
+    return {"test_loss": "val/loss", "test_perplexity": "val/perplexity"}.get(key, f"val/{key}")
+
+
+def check_search_metrics(metrics: Sequence[str]) -> None:
+    """Refuse a search whose ``optimized_metric`` is computed on the test split: selecting
+    hyperparameters on the data the final numbers are reported on biases them upward."""
+    from polylora.errors import ConfigError
+
+    test = [m for m in metrics if metric_split(m) == "test"]
+    if test:
+        fixed = [validation_name(m) if m in test else m for m in metrics]
+        shown = fixed[0] if len(fixed) == 1 else "[" + ",".join(fixed) + "]"
+        raise ConfigError(
+            f"optimized_metric={','.join(test)} is computed on the test split, which a search "
+            f"must not select on (test metrics are for the final report); optimize the "
+            f"validation copy instead: optimized_metric={shown} (scored on "
+            "eval.val_subset_size prompts of the validation split, fixed by id)"
+        )
+
+
 def study_name(experiment: str, search: str | None) -> str:
     """``smoke`` + ``lr`` → ``smoke-lr``: one study per (experiment, search)."""
     return f"{experiment}-{search}" if search else f"{experiment}-sweep"
@@ -373,6 +414,9 @@ def write_summary(rows: Sequence[TrialRow], metric_names: Sequence[str], out_dir
     for row in rows:
         record = _record(row)
         lines.append("| " + " | ".join(_cell(record.get(c)) for c in columns) + " |")
+    lines += ["", "Optimized on: " + "; ".join(
+        f"{m} ({metric_split(m)} split)" for m in metric_names
+    ) + ". Test-split metrics are never optimized; report them once, for the chosen config."]
     md_path.write_text("\n".join(lines) + "\n")
     return csv_path, md_path
 

@@ -43,7 +43,7 @@ def config_params(cfg: DictConfig) -> dict[str, str]:
     for key, value in flatten(resolved).items():
         if _SECRET_KEY.search(key.split(".")[-1]):
             continue
-        params[key] = str(value)[:6000]
+        params[mlflow_metric_name(key)] = str(value)[:6000]  # '@' in a key: pass_at_1
     return params
 
 

@@ -170,7 +170,9 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
         save_strategy="steps",
         save_steps=t.save_every,
         save_total_limit=t.save_total_limit,
-        load_best_model_at_end=has_eval and t.early_stopping_patience > 0,
+        # train.checkpoint=final keeps the last step (early stopping still stops on the
+        # validation loss); best restores the best-validation-loss checkpoint.
+        load_best_model_at_end=has_eval and t.get("checkpoint", "final") == "best",
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         seed=cfg.seed,
@@ -196,6 +198,17 @@ def build_callbacks(cfg: DictConfig, sink: MetricSink, has_eval: bool) -> list[T
             EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience)
         )
     return callbacks
+
+
+def evaluated_step(trainer: Trainer) -> int:
+    """The step of the weights the run ends with: the best checkpoint's when the Trainer
+    restored it (``train.checkpoint=best``), else the last step trained."""
+    best = trainer.state.best_model_checkpoint
+    if trainer.args.load_best_model_at_end and best:
+        tail = Path(best).name.rsplit("-", 1)[-1]
+        if tail.isdigit():
+            return int(tail)
+    return int(trainer.state.global_step)
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path | None:

@@ -43,6 +43,10 @@ def test_baseline_columns_match_the_standard_and_conservative_columns(compose_cf
         ("data.sampler=nope", "data.sampler"),
         ("hardware.precision=fp8", "hardware.precision"),
         ("train.save_every=7", "multiple"),
+        ("train.checkpoint=middle", "train.checkpoint"),
+        ("compare.direction=up", "compare.direction"),
+        ("+compare.noninferiority.accuracy=0", "margins must be > 0"),
+        ("compare.power=0.01", "compare.alpha"),
     ],
 )
 def test_invalid_values_are_named(compose_cfg, override: str, message: str) -> None:

@@ -116,25 +116,32 @@ def cells(base: float, cand: float, metric: str = "pass@10") -> dict[tuple[str, 
             for g, v in (("ce", base), ("poly", cand))}
 
 
-def primary(verdict: str, p: float, d: float, metric: str = "pass@10") -> TestCell:
-    return TestCell("poly", metric, "Wilcoxon signed-rank (paired prompts)", 60, 60, 1.0, p,
-                    p, p, "d_z", d, True, verdict)
+def primary(verdict: str, low: float, high: float, metric: str = "pass@10") -> TestCell:
+    return TestCell("poly", metric, "primary", "crossed seeds × prompts", 3, 60,
+                    (low + high) / 2, low, high, 0.2, float("nan"), 0.08, verdict)
 
 
-@pytest.mark.parametrize(("verdict", "p", "d", "answer"), [
-    ("not significant", 0.30, 0.10, "**Answer: no, not on this task and budget.**"),
-    ("success", 0.01, 0.45, "**Answer: yes, on this task and budget.**"),
-    ("worse", 0.001, -0.8, "**Answer: no.**"),
+@pytest.mark.parametrize(("verdict", "low", "high", "answer"), [
+    ("not shown", -0.05, 0.15, "**Answer: not shown on this task and budget.**"),
+    ("confirmed", 0.01, 0.09, "**Answer: yes, on this task and budget.**"),
+    ("opposite direction", -0.2, -0.1, "**Answer: no.**"),
 ])
-def test_outcome_claims_only_what_the_test_supports(verdict: str, p: float, d: float,
-                                                    answer: str) -> None:
-    paras = headline.outcome(cells(0.40, 0.45), [primary(verdict, p, d)], "ce", "poly")
+def test_outcome_claims_only_what_the_primary_endpoint_supports(
+    verdict: str, low: float, high: float, answer: str
+) -> None:
+    paras = headline.outcome(cells(0.40, 0.45), [primary(verdict, low, high)], "ce", "poly")
     text = "\n".join(paras)
     assert paras[0].startswith(answer)
-    assert f"p = {p:.4f}" in text and f"d_z = {d:+.2f}" in text
-    assert "(not met)" in text  # no diversity test given: the minimum criteria cannot hold
-    if verdict != "success":
-        assert "significantly better" not in text
+    assert f"[{low:+.3f}, {high:+.3f}]" in text and f"**{verdict}**" in text
+    if verdict == "not shown":
+        assert "can detect |Δ| ≥ 0.080 pass@10" in text
+        assert "absence of evidence is not evidence of absence" in text
+    assert "Seed 004's criterion" in text and "is not applied" in text
+
+
+def test_outcome_without_a_declared_primary_is_undetermined() -> None:
+    paras = headline.outcome(cells(0.40, 0.45), [], "ce", "poly")
+    assert paras[0].startswith("**Answer: undetermined.**")
 
 
 def test_portable_paths_are_relative_to_the_checkout(tmp_path: Path) -> None:

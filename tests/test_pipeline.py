@@ -171,3 +171,36 @@ def test_credential_like_keys_are_never_params_but_token_counts_are() -> None:
     params = config_params(cfg)
     assert params["eval.max_new_tokens"] == "8" and params["judge.model"] == "m"
     assert "hub.hf_token" not in params and "judge.api_key" not in params
+
+
+def test_validation_metric_is_scored_on_a_fixed_validation_subset(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """optimized_metric=val/pass@1: the test machinery on the validation split (by id), the
+    returned value is the validation one, and the final checkpoint is the one evaluated."""
+    cfg = compose_cfg(["+experiment=smoke", "optimized_metric=val/pass@1",
+                       "eval.val_subset_size=3"], output_dir=tmp_path / "v")
+    value = run(cfg)
+    (r,) = runs_of(cfg)
+    assert value == pytest.approx(r.data.metrics["val/pass_at_1"])
+    assert "eval/pass_at_1" in r.data.metrics  # the test metric, reported, not optimized
+    val_ids = [json.loads(x)["id"] for x in
+               (Path(cfg.output_dir) / "val_generations.jsonl").read_text().splitlines()]
+    test_ids = [json.loads(x)["id"] for x in
+                (Path(cfg.output_dir) / "generations.jsonl").read_text().splitlines()]
+    assert len(val_ids) == 3 and not set(val_ids) & set(test_ids)
+    assert r.data.tags["polylora.checkpoint"] == "final"
+    assert r.data.metrics["train/evaluated_step"] == r.data.metrics["train/steps"]
+
+
+def test_validation_metric_without_a_validation_split_is_refused(
+    compose_cfg, tmp_path: Path
+) -> None:
+    from polylora.errors import ConfigError
+    from polylora.pipeline import prepare
+
+    cfg = compose_cfg(["+experiment=smoke", "optimized_metric=val/pass@1",
+                       "data.split.train=0.9", "data.split.val=0.0", "data.split.test=0.1"],
+                      output_dir=tmp_path / "n")
+    with pytest.raises(ConfigError, match="validation split is empty"):
+        prepare(cfg)

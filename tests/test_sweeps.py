@@ -254,3 +254,29 @@ def test_gpu_for_job_cycles_over_the_listed_gpus(monkeypatch: pytest.MonkeyPatch
 def test_study_name() -> None:
     assert sweeps.study_name("baseline", "rank") == "baseline-rank"
     assert sweeps.study_name("baseline", None) == "baseline-sweep"
+
+
+def test_search_on_a_test_metric_is_refused_and_named_with_its_fix() -> None:
+    from polylora.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimized_metric=val/pass@10 \(scored on"):
+        sweeps.check_search_metrics(["eval/pass@10"])
+    with pytest.raises(ConfigError, match=r"\[val/loss,val/pass@10\]"):
+        sweeps.check_search_metrics(["eval/test_loss", "pass_at_10"])
+    sweeps.check_search_metrics(["eval/loss", "val/pass@10", "train/final_loss"])  # accepted
+    assert [sweeps.metric_split(m) for m in ("eval/loss", "val/accuracy", "eval/accuracy",
+                                             "train/loss")] == [
+        "validation", "validation", "test", "train"]
+
+
+def test_default_optimized_metric_is_a_validation_metric(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg([], output_dir=tmp_path)
+    assert [sweeps.metric_split(m) for m in sweeps.optimized_metrics(cfg.optimized_metric)] == [
+        "validation"]
+
+
+def test_summary_says_which_split_was_optimized(tmp_path: Path) -> None:
+    rows = [sweeps.TrialRow(trial=0, state="COMPLETE", values={"val/pass@10": 0.5}, params={},
+                            train_eval_gap=None, duration_s=1.0, run_id="r", error="")]
+    _, md = sweeps.write_summary(rows, ["val/pass@10"], tmp_path)
+    assert "Optimized on: val/pass@10 (validation split)" in md.read_text()

@@ -114,13 +114,15 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
     # --- checks before any trial ----------------------------------------------------------
 
     def _directions(self, metrics: list[str]) -> list[str]:
-        """From the registry unless set; an unknown metric name is a ConfigError."""
+        """From the registry unless set; an unknown metric name is a ConfigError, and so is a
+        test-split metric (a search selects on validation metrics only)."""
         registry = []
         for name in metrics:
             try:
                 registry.append(metric_direction(_registry_name(name)))
             except ConfigError as exc:
                 raise ConfigError(f"optimized_metric={name}: {exc}") from None
+        sweeps.check_search_metrics(metrics)
         if self.direction is None:
             return registry
         explicit = [str(d).lower() for d in self._get_directions()]

@@ -1,25 +1,20 @@
-"""``polylora compare``: groups of finished MLflow runs against a baseline, with statistics.
+"""``polylora compare``: groups of finished MLflow runs against a baseline, with statistics
+a reviewer would accept.
 
 Pipeline: select the FINISHED runs of an experiment (optionally an MLflow filter), group them
-by a tag (``polylora.group``: one group = one config over several seeds), then for every group
-and metric report the mean over seeds with a 95% bootstrap CI, and for every other group vs the
-baseline:
+by a tag (``polylora.group``: one group = one config over several seeds), then:
 
-* **Mann-Whitney U over per-prompt scores** (from each run's ``eval/generations.jsonl``; a
-  prompt's score is first averaged over the group's seeds, so each prompt counts once);
-* **Mann-Whitney U over seeds** (each run's final ``eval/<metric>``);
-* **paired Wilcoxon signed-rank** over the prompts both groups were scored on (same ids);
-* **Cohen's d** (independent; per prompt and per seed) and the paired **d_z**;
-* **Bonferroni and Holm** adjusted p-values, each test kind corrected across its family of
-  (group, metric) tests;
-* seed 004's **verdict** (:func:`polylora.stats.success_verdict`): the primary test's adjusted
-  p (``--correction``, default Holm) with Cohen's d, and the group's pass@10 gain for "strong".
-  The primary test is the paired Wilcoxon when both groups were scored on the same prompts,
-  else the per-prompt Mann-Whitney, else (no per-prompt scores) the per-seed one.
-
-Directions come from the metric registry: for lower-is-better metrics (self-BLEU, loss,
-perplexity) values are negated before Δ and d, so **positive always means "candidate better"**;
-two-sided p-values do not depend on the sign.
+* every group × metric: the mean over seeds with a **t-interval** (and a statement when there
+  are too few seeds for an interval to be informative);
+* every other group vs the baseline (:mod:`polylora.report.analysis`): **Δ in native units
+  with its CI** as the effect, from the crossed seeds × prompts random-effects model where
+  the arms share seeds and per-prompt scores exist (else a paired t over seeds, else Welch);
+  the **primary endpoint** declared in the runs' config (``compare.primary`` + direction)
+  decides the verdict; secondaries form one **Holm** family behind it (serial gatekeeping),
+  duplicates and degenerate metrics excluded with the reason; **non-inferiority** at
+  ``compare.noninferiority`` margins; the **MDE** at the configured power; sensitivity
+  analyses (paired t over seeds with d_z, Wilcoxon over seed-averaged prompts with r);
+* which checkpoint each group evaluated (``train.checkpoint``, the step).
 
 The statistics are pure (:func:`compare_groups` on :class:`RunData`); :func:`run` is the MLflow
 glue: it writes ``report.md``, ``summary.csv``, ``tests.csv`` and PNG plots to ``--out``,
@@ -27,6 +22,8 @@ prints the tables, and logs everything as a run named ``comparison`` tagged
 ``polylora.kind=comparison`` (which later selections skip).
 """
 
+# Long module (~850 lines): the report's result types, their rendering and the MLflow glue
+# (selection, CLI) belong together; the statistics live in report/analysis.py.
 from __future__ import annotations
 
 import argparse
@@ -35,26 +32,23 @@ import math
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from polylora import stats
+from polylora import intervals
 from polylora.errors import ConfigError, PolyloraError
 from polylora.report import runs as mlruns
+from polylora.report.analysis import Effect, Plan, analyse
 
 __all__ = [
-    "TEST_PAIRED",
-    "TEST_PROMPTS",
-    "TEST_SEEDS",
     "ComparisonResult",
     "GroupSummary",
+    "Plan",
     "RunData",
-    "TestRow",
-    "VerdictRow",
     "add_arguments",
     "available_metrics",
     "choose_baseline",
@@ -63,12 +57,6 @@ __all__ = [
     "resolve_metrics",
     "run",
 ]
-
-TEST_PROMPTS = "Mann-Whitney U (prompts)"
-TEST_SEEDS = "Mann-Whitney U (seeds)"
-TEST_PAIRED = "Wilcoxon signed-rank (paired prompts)"
-_TEST_ORDER = (TEST_PAIRED, TEST_PROMPTS, TEST_SEEDS)
-CORRECTIONS = ("holm", "bonferroni", "none")
 
 QUALITY_PREFERENCE = ("accuracy", "pass@1", "rouge_l", "sample_accuracy",
                       "embedding_similarity", "bertscore_f1")
@@ -93,11 +81,14 @@ class RunData:
     seed: str | None = None
     name: str | None = None
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # "train/loss" → pts
+    checkpoint: str | None = None  # train.checkpoint: final | best
+    evaluated_step: float | None = None  # the step of the weights evaluated
+    steps: float | None = None  # steps trained
 
 
 @dataclass(frozen=True)
 class GroupSummary:
-    """Mean of a metric over a group's runs (seeds) with its bootstrap CI."""
+    """Mean of a metric over a group's runs (seeds) with its t-interval."""
 
     group: str
     metric: str
@@ -106,40 +97,7 @@ class GroupSummary:
     low: float
     high: float
     n_prompts: int  # prompts with per-prompt scores (seed-averaged), 0 if none
-
-
-@dataclass
-class TestRow:
-    """One significance test of a group against the baseline on one metric."""
-
-    __test__ = False  # not a pytest class
-
-    group: str
-    metric: str
-    test: str
-    n_a: int
-    n_b: int
-    statistic: float
-    pvalue: float
-    effect_name: str  # "d" or "d_z"; positive = candidate better
-    effect: float
-    p_bonferroni: float = math.nan
-    p_holm: float = math.nan
-
-
-@dataclass(frozen=True)
-class VerdictRow:
-    """Seed 004's verdict for one (group, metric) against the baseline."""
-
-    group: str
-    metric: str
-    delta: float  # mean over seeds, candidate − baseline, sign-flipped for lower-is-better
-    rel_delta: float  # delta / |baseline mean|
-    primary: str | None  # the test whose adjusted p decides
-    pvalue: float
-    p_adjusted: float
-    d: float
-    verdict: str
+    note: str = ""
 
 
 @dataclass
@@ -151,38 +109,33 @@ class ComparisonResult:
     metrics: list[str]
     higher_is_better: dict[str, bool]
     summaries: list[GroupSummary]
-    tests: list[TestRow]
-    verdicts: list[VerdictRow]
-    pass10_gain: dict[str, float | None]
+    effects: list[Effect]
+    excluded: dict[str, str]
+    plan: Plan
     runs: dict[str, list[RunData]]
-    correction: str = "holm"
-    seed: int = 0
     confidence: float = 0.95
+    seed: int = 0
     notes: list[str] = field(default_factory=list)
 
     def summary(self, group: str, metric: str) -> GroupSummary | None:
         """The summary cell for ``(group, metric)``, if any run of the group has the metric."""
         return next((s for s in self.summaries if s.group == group and s.metric == metric), None)
 
-    def tests_for(self, group: str, metric: str) -> dict[str, TestRow]:
-        """The tests of ``group`` vs the baseline on ``metric``, by test kind."""
-        return {t.test: t for t in self.tests if t.group == group and t.metric == metric}
-
-    def verdict(self, group: str, metric: str) -> VerdictRow | None:
-        """The verdict row for ``(group, metric)``."""
-        return next((v for v in self.verdicts if v.group == group and v.metric == metric), None)
+    def effect(self, group: str, metric: str) -> Effect | None:
+        """``group`` vs the baseline on ``metric``."""
+        return next((e for e in self.effects if e.group == group and e.metric == metric), None)
 
     # ----------------------------------------------------------------- rendering
 
     def summary_markdown(self) -> str:
-        """Metrics × groups: ``mean [CI low, CI high]`` over seeds."""
+        """Metrics × groups: ``mean [t-interval]`` over seeds."""
         pct = f"{self.confidence:.0%}"
         head = ["metric"]
         for g in self.groups:
             mark = " (baseline)" if g == self.baseline and g != "baseline" else ""
             head.append(f"{g}{mark} (n={len(self.runs.get(g, []))})")
-        lines = [f"Mean over seeds [{pct} bootstrap CI]; ↑ higher is better, ↓ lower is better.",
-                 "", _md_row(head), _md_row(["---"] * len(head))]
+        lines = [f"Mean over seeds [{pct} t-interval over seeds]; ↑ higher is better, "
+                 "↓ lower is better.", "", _md_row(head), _md_row(["---"] * len(head))]
         for m in self.metrics:
             cells = [f"{m} {'↑' if self.higher_is_better[m] else '↓'}"]
             for g in self.groups:
@@ -195,39 +148,97 @@ class ComparisonResult:
                     cell += f" (n={s.n_runs})"
                 cells.append(cell)
             lines.append(_md_row(cells))
+        small = sorted({s.note for s in self.summaries if s.note})
+        if small:
+            lines += ["", *(f"Note: {n}." for n in small)]
         return "\n".join(lines) + "\n"
 
-    def verdict_markdown(self) -> str:
-        """One row per (group, metric): Δ, primary test, adjusted p, d, verdict."""
-        if not self.verdicts:
-            return "No other group to compare with the baseline.\n"
-        corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "no"}[self.correction]
-        head = ["group", "metric", "Δ vs baseline (better +)", "rel. Δ", "primary test", "p",
-                f"p ({corr}-adjusted)", "Cohen's d (better +)", "verdict"]
-        lines = [_md_row(head), _md_row(["---"] * len(head))]
-        for v in self.verdicts:
-            lines.append(_md_row([
-                v.group, v.metric, _signed(v.delta), _pct(v.rel_delta), v.primary or "–",
-                _p(v.pvalue), _p(v.p_adjusted), _signed(v.d), f"**{v.verdict}**",
-            ]))
-        gains = [f"{g}: {_pct(x)}" for g, x in self.pass10_gain.items() if x is not None]
-        if gains:
-            lines += ["", f"pass@10 gain over the baseline (strong needs > "
-                          f"{stats.STRONG_PASS10_IMPROVEMENT:.0%}): {'; '.join(gains)}"]
+    def plan_markdown(self) -> str:
+        """The analysis plan and where it came from."""
+        p = self.plan
+        ni = ", ".join(f"{m} (margin {v:g})" for m, v in p.noninferiority.items()) or "none"
+        src = {"config": "declared in the runs' config before they ran",
+               "command line": "given on the command line after the runs (not pre-registered)",
+               }.get(p.source, p.source)
+        lines = [
+            f"- **primary endpoint:** {p.primary or 'none declared'}"
+            + (f", claimed to {p.direction}" if p.primary else "") + f" ({src})",
+            f"- **non-inferiority:** {ni}; one-sided α = {p.alpha / 2:g} (the lower bound of "
+            f"the {1 - p.alpha:.0%} CI against −margin)",
+            f"- **secondaries:** {', '.join(p.secondary) if p.secondary else 'every other metric'}"
+            f", Holm-adjusted as one family at α = {p.alpha:g}"
+            + (", tested only if the primary is confirmed (serial gatekeeping)"
+               if p.primary else ", exploratory (no primary endpoint declared)"),
+            f"- **power:** MDE = the |Δ| a two-sided test at α = {p.alpha:g} detects with "
+            f"{p.power:.0%} power, from this design's variance components",
+        ]
+        if self.excluded:
+            lines.append("- **excluded from the family:** " + "; ".join(
+                f"{m}: {why}" for m, why in self.excluded.items()))
         return "\n".join(lines) + "\n"
 
-    def tests_markdown(self) -> str:
-        """Every test with raw, Bonferroni- and Holm-adjusted p and its effect size."""
-        if not self.tests:
-            return "No tests (a single group).\n"
-        head = ["group", "metric", "test", "n (base, cand)", "statistic", "p", "p Bonferroni",
-                "p Holm", "effect (better +)"]
+    def effects_markdown(self, roles: Sequence[str]) -> str:
+        """Δ with CI, p, MDE and verdict for the effects of the given roles."""
+        rows = [e for e in self.effects if e.role in roles]
+        if not rows:
+            return "None.\n"
+        pct = f"{self.confidence:.0%}"
+        head = ["group", "metric", f"Δ (cand − base) [{pct} CI]", "method", "seeds × prompts",
+                "p", "p Holm", "MDE (80% power)" if self.plan.power == 0.8 else
+                f"MDE ({self.plan.power:.0%} power)", "verdict"]
         lines = [_md_row(head), _md_row(["---"] * len(head))]
-        for t in self.tests:
+        for e in rows:
+            arrow = "↑" if self.higher_is_better[e.metric] else "↓"
             lines.append(_md_row([
-                t.group, t.metric, t.test, f"{t.n_a}, {t.n_b}", _num(t.statistic), _p(t.pvalue),
-                _p(t.p_bonferroni), _p(t.p_holm), f"{t.effect_name} = {_signed(t.effect)}",
+                e.group, f"{e.metric} {arrow}",
+                f"{_signed(e.delta)} [{_signed(e.low)}, {_signed(e.high)}]", e.method,
+                f"{e.n_seeds} × {e.n_prompts}" if e.n_prompts else f"{e.n_seeds} seeds",
+                _p(e.pvalue), _p(e.p_holm), f"±{_num(e.mde)}" if math.isfinite(e.mde) else "–",
+                f"**{e.verdict}**" if e.verdict else "–",
             ]))
+        return "\n".join(lines) + "\n"
+
+    def power_sentences(self) -> list[str]:
+        """'This design can detect ...' for the primary endpoint (the MDE), one per group."""
+        out = []
+        for e in self.effects:
+            if e.role == "primary" and math.isfinite(e.mde):
+                design = (f"{e.n_seeds} seeds × {e.n_prompts} prompts" if e.n_prompts
+                          else f"{e.n_seeds} seeds")
+                out.append(f"This design ({e.group} vs {self.baseline}, {design}) can detect "
+                           f"|Δ| ≥ {e.mde:.3f} {e.metric} with {self.plan.power:.0%} power at "
+                           f"two-sided α = {self.plan.alpha:g}; `polylora plan` sizes a design "
+                           "for a smaller effect.")
+        return [*out, ""] if out else []
+
+    def sensitivity_markdown(self) -> str:
+        """Paired t over seeds (d_z) and Wilcoxon over seed-averaged prompts (r)."""
+        rows = [e for e in self.effects if e.role != "excluded"]
+        if not rows:
+            return "None.\n"
+        head = ["group", "metric", "paired t over seeds: Δ [CI], p", "d_z",
+                "Wilcoxon (prompts, seeds fixed): p", "rank-biserial r"]
+        lines = [_md_row(head), _md_row(["---"] * len(head))]
+        for e in rows:
+            t = e.seed_test
+            lines.append(_md_row([
+                e.group, e.metric,
+                f"{_signed(t.delta)} [{_signed(t.low)}, {_signed(t.high)}], p = {_p(t.pvalue)}"
+                f" (n = {len(t.seeds)})" if t else "– (no shared seeds)",
+                _signed(t.d_z) if t else "–", _p(e.wilcoxon_p), _signed(e.rank_biserial),
+            ]))
+        return "\n".join(lines) + "\n"
+
+    def checkpoints_markdown(self) -> str:
+        """Which step of each run was evaluated."""
+        lines = [_md_row(["group", "checkpoint", "evaluated step / steps trained"]),
+                 _md_row(["---"] * 3)]
+        for g in self.groups:
+            rs = self.runs.get(g, [])
+            kinds = sorted({r.checkpoint or "unrecorded" for r in rs})
+            steps = ", ".join(
+                f"{_int(r.evaluated_step)}/{_int(r.steps)}" for r in rs) or "–"
+            lines.append(_md_row([g, ", ".join(kinds), steps]))
         return "\n".join(lines) + "\n"
 
     def runs_markdown(self) -> str:
@@ -238,33 +249,39 @@ class ComparisonResult:
                 lines.append(_md_row([g, f"`{r.run_id}`", r.name or "", r.seed or ""]))
         return "\n".join(lines) + "\n"
 
+    def verdict_markdown(self) -> str:
+        """Primary and non-inferiority tables (what the command prints)."""
+        return (self.effects_markdown(["primary"]) + "\n"
+                + self.effects_markdown(["non-inferiority"]))
+
     def to_markdown(
         self,
         title: str = "Comparison",
         context: Mapping[str, str] | None = None,
         plots: Mapping[str, str] | None = None,
     ) -> str:
-        """The full report: selection, tables, tests, verdicts, run ids, notes, plots."""
-        lower = [m for m in self.metrics if not self.higher_is_better[m]]
+        """The full report."""
         out = [f"# {title}", ""]
         for key, value in (context or {}).items():
             out.append(f"- **{key}:** {value}")
         out += [
             f"- **baseline:** {self.baseline}",
-            f"- **bootstrap:** {self.confidence:.0%} percentile CI over seeds, seed {self.seed}",
-            f"- **verdict:** seed 004: success = adjusted p < {stats.MIN_PVALUE} and d > "
-            f"{stats.MIN_EFFECT_SIZE}; strong = p < {stats.STRONG_PVALUE}, d > "
-            f"{stats.STRONG_EFFECT_SIZE} and pass@10 gain > "
-            f"{stats.STRONG_PASS10_IMPROVEMENT:.0%}",
-            "- **sign:** Δ and effect sizes are positive when the candidate is better"
-            + (f"; for lower-is-better metrics ({', '.join(lower)}) the values were negated "
-               "first (sign flipped)" if lower else ""),
+            "- **sign:** Δ = candidate − baseline in the metric's own units (↑: higher is "
+            "better, ↓: lower is better)",
             "",
+            "## Analysis plan", "", self.plan_markdown(),
+            "## Primary endpoint", "", self.effects_markdown(["primary"]),
+            *self.power_sentences(),
+            "## Non-inferiority", "", self.effects_markdown(["non-inferiority"]),
+            "## Secondary endpoints", "", self.effects_markdown(["secondary"]),
+            "## Excluded metrics", "", self.effects_markdown(["excluded"]),
             "## Groups × metrics", "", self.summary_markdown(),
-            "## Verdicts vs the baseline", "", self.verdict_markdown(),
-            "## Significance tests", "",
-            "Each test kind is corrected across its family of (group, metric) tests.", "",
-            self.tests_markdown(),
+            "## Sensitivity analyses", "",
+            "The paired t over seeds uses one number per seed (d_z is its standardized effect);"
+            " the Wilcoxon over seed-averaged prompts treats the seeds as fixed, so it "
+            "overstates certainty when seeds differ (r is its rank-biserial effect).", "",
+            self.sensitivity_markdown(),
+            "## Evaluated checkpoints", "", self.checkpoints_markdown(),
         ]
         if plots:
             out += ["## Plots", ""]
@@ -276,34 +293,45 @@ class ComparisonResult:
         return "\n".join(out)
 
     def write_csv(self, folder: str | Path) -> tuple[Path, Path]:
-        """``summary.csv`` (groups × metrics with CI) and ``tests.csv`` (+ verdicts)."""
+        """``summary.csv`` (groups × metrics with CI) and ``tests.csv`` (one row per effect)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         summary_path = folder / "summary.csv"
         with summary_path.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["group", "metric", "higher_is_better", "n_runs", "mean", "ci_low",
-                        "ci_high", "n_prompts", "is_baseline"])
+                        "ci_high", "ci_method", "n_prompts", "is_baseline"])
             for s in self.summaries:
                 w.writerow([s.group, s.metric, self.higher_is_better[s.metric], s.n_runs,
-                            s.mean, s.low, s.high, s.n_prompts, s.group == self.baseline])
+                            s.mean, s.low, s.high, "t over seeds", s.n_prompts,
+                            s.group == self.baseline])
         tests_path = folder / "tests.csv"
         with tests_path.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["group", "metric", "test", "n_baseline", "n_candidate", "statistic",
-                        "p", "p_bonferroni", "p_holm", "effect_name", "effect", "primary",
-                        "verdict"])
-            for t in self.tests:
-                v = self.verdict(t.group, t.metric)
-                primary = v is not None and v.primary == t.test
-                w.writerow([t.group, t.metric, t.test, t.n_a, t.n_b, t.statistic, t.pvalue,
-                            t.p_bonferroni, t.p_holm, t.effect_name, t.effect, primary,
-                            v.verdict if primary and v else ""])
+            w.writerow(["group", "metric", "role", "method", "n_seeds", "n_prompts", "delta",
+                        "ci_low", "ci_high", "se", "df", "p", "p_holm", "mde", "verdict",
+                        "reason", "ni_margin", "ni_p", "seed_delta", "seed_ci_low",
+                        "seed_ci_high", "seed_p", "seed_d_z", "wilcoxon_p", "rank_biserial",
+                        "var_seed", "var_prompt", "var_residual"])
+            for e in self.effects:
+                t, vc = e.seed_test, e.components
+                w.writerow([
+                    e.group, e.metric, e.role, e.method, e.n_seeds, e.n_prompts, e.delta,
+                    e.low, e.high, e.se, e.df, e.pvalue, e.p_holm, e.mde, e.verdict, e.reason,
+                    e.ni.margin if e.ni else "", e.ni.pvalue if e.ni else "",
+                    *((t.delta, t.low, t.high, t.pvalue, t.d_z) if t else ("",) * 5),
+                    e.wilcoxon_p, e.rank_biserial,
+                    *((vc.seed, vc.prompt, vc.residual) if vc else ("",) * 3),
+                ])
         return summary_path, tests_path
 
 
 def _md_row(cells: Iterable[str]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _int(x: float | None) -> str:
+    return "–" if x is None or not math.isfinite(x) else str(int(x))
 
 
 def _num(x: float) -> str:
@@ -320,14 +348,6 @@ def _signed(x: float) -> str:
     if math.isinf(x):
         return "+∞" if x > 0 else "−∞"
     return f"{x:+.3f}"
-
-
-def _pct(x: float | None) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    if math.isinf(x):
-        return "+∞" if x > 0 else "−∞"
-    return f"{x:+.1%}"
 
 
 def _p(x: float) -> str:
@@ -404,50 +424,24 @@ def group_prompt_means(runs: Iterable[RunData], metric: str) -> dict[str, float]
     return {pid: float(np.mean(v)) for pid, v in sorted(acc.items())}
 
 
-def _safe(fn: Any, *args: Any) -> float:
-    try:
-        return float(fn(*args))
-    except stats.StatsError:
-        return math.nan
-
-
-def _pass10_gain(base: Sequence[RunData], cand: Sequence[RunData]) -> float | None:
-    a = [r.metrics["pass@10"] for r in base if "pass@10" in r.metrics]
-    b = [r.metrics["pass@10"] for r in cand if "pass@10" in r.metrics]
-    if not a or not b:
-        return None
-    ma, mb = float(np.mean(a)), float(np.mean(b))
-    if ma == 0:
-        return 0.0 if mb == 0 else math.inf
-    return mb / ma - 1.0
-
-
-def _min_mwu_p(n_a: int, n_b: int) -> float:
-    """Smallest two-sided exact Mann-Whitney p for samples of these sizes."""
-    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
-
-
 def compare_groups(
     runs: Sequence[RunData],
     baseline: str,
     metrics: Sequence[str] | None = None,
-    seed: int = 0,
-    correction: str = "holm",
-    n_resamples: int = 10_000,
+    plan: Plan | None = None,
     confidence: float = 0.95,
+    seed: int = 0,
 ) -> ComparisonResult:
     """Compare every group of ``runs`` with ``baseline`` on ``metrics`` (see the module doc).
 
-    Pure: no MLflow, no files. ``seed`` fixes the bootstrap, so equal inputs give equal CIs.
-    Raises :class:`~polylora.errors.PolyloraError` for an unknown baseline or a metric no run
-    has, :class:`~polylora.errors.ConfigError` for an unknown correction.
+    Pure: no MLflow, no files. Raises :class:`~polylora.errors.PolyloraError` for an unknown
+    baseline, a metric no run has, or a declared primary endpoint the runs did not log.
     """
     from polylora.metrics.registry import get_metric
 
-    if correction not in CORRECTIONS:
-        raise ConfigError(f"correction={correction!r}; use one of {', '.join(CORRECTIONS)}")
     if not runs:
         raise PolyloraError("compare_groups: no runs given")
+    plan = plan or Plan()
     by_group: dict[str, list[RunData]] = {}
     for r in runs:
         by_group.setdefault(r.group, []).append(r)
@@ -456,7 +450,17 @@ def compare_groups(
             f"baseline group {baseline!r} has no runs; groups: {', '.join(sorted(by_group))}"
         )
     groups = [baseline, *sorted(g for g in by_group if g != baseline)]
-    chosen = resolve_metrics(metrics, available_metrics(runs))
+    available = available_metrics(runs)
+    chosen = resolve_metrics(metrics, available)
+    for declared in [plan.primary, *plan.noninferiority]:
+        if declared and declared not in available:
+            raise PolyloraError(
+                f"compare.primary/noninferiority names {declared!r}, which the selected runs "
+                f"did not log; logged: {', '.join(available)} (fix compare.* in the config, "
+                "or pass --primary/--noninferiority)"
+            )
+        if declared and declared not in chosen:
+            chosen.append(declared)
     hib = {m: get_metric(m).higher_is_better for m in chosen}
     notes: list[str] = []
 
@@ -469,126 +473,35 @@ def compare_groups(
             if not values:
                 summaries.append(GroupSummary(g, m, 0, math.nan, math.nan, math.nan, n_prompts))
                 continue
-            ci = stats.bootstrap_ci(values, confidence=confidence, n_resamples=n_resamples,
-                                    seed=seed)
+            ci = intervals.t_interval(values, confidence)
             summaries.append(GroupSummary(g, m, len(values), ci.estimate, ci.low, ci.high,
-                                          n_prompts))
-
-    tests: list[TestRow] = []
-    primaries: dict[tuple[str, str], tuple[str | None, float]] = {}  # → (test, d for verdict)
-    pass10 = {g: _pass10_gain(by_group[baseline], by_group[g]) for g in groups[1:]}
-    no_prompt_metrics: set[str] = set()
-    for g in groups[1:]:
-        for m in chosen:
-            sign = 1.0 if hib[m] else -1.0
-            base_vals = [sign * r.metrics[m] for r in by_group[baseline] if m in r.metrics]
-            cand_vals = [sign * r.metrics[m] for r in by_group[g] if m in r.metrics]
-            row_tests: dict[str, TestRow] = {}
-            d_seeds = math.nan
-            if base_vals and cand_vals:
-                res = stats.mann_whitney(base_vals, cand_vals)
-                d_seeds = _safe(stats.cohens_d, base_vals, cand_vals)
-                row_tests[TEST_SEEDS] = TestRow(g, m, TEST_SEEDS, res.n_a, res.n_b,
-                                                res.statistic, res.pvalue, "d", d_seeds)
-            pa = group_prompt_means(by_group[baseline], m)
-            pb = group_prompt_means(by_group[g], m)
-            d_prompts = math.nan
-            paired_full = False
-            if pa and pb:
-                a = [sign * v for v in pa.values()]
-                b = [sign * v for v in pb.values()]
-                res = stats.mann_whitney(a, b)
-                d_prompts = _safe(stats.cohens_d, a, b)
-                row_tests[TEST_PROMPTS] = TestRow(g, m, TEST_PROMPTS, res.n_a, res.n_b,
-                                                  res.statistic, res.pvalue, "d", d_prompts)
-                shared = sorted(pa.keys() & pb.keys())
-                if len(shared) >= 2:
-                    xa = [sign * pa[i] for i in shared]
-                    xb = [sign * pb[i] for i in shared]
-                    res = stats.wilcoxon_paired(xa, xb)
-                    dz = _safe(stats.paired_cohens_d, xa, xb)
-                    row_tests[TEST_PAIRED] = TestRow(g, m, TEST_PAIRED, res.n_a, res.n_b,
-                                                     res.statistic, res.pvalue, "d_z", dz)
-                    paired_full = set(pa) == set(pb)
-                    if not paired_full:
-                        notes.append(
-                            f"{g} vs {baseline} on {m}: {len(shared)} shared prompts of "
-                            f"{len(pa)} / {len(pb)}; the per-prompt Mann-Whitney decides"
-                        )
-            else:
-                no_prompt_metrics.add(m)
-            if paired_full:
-                primary: str | None = TEST_PAIRED
-            elif TEST_PROMPTS in row_tests:
-                primary = TEST_PROMPTS
-            elif TEST_SEEDS in row_tests:
-                primary = TEST_SEEDS
-            else:
-                primary = None
-            d_verdict = d_prompts if TEST_PROMPTS in row_tests else d_seeds
-            primaries[(g, m)] = (primary, d_verdict)
-            tests.extend(row_tests[k] for k in _TEST_ORDER if k in row_tests)
-
-    for kind in _TEST_ORDER:
-        family = [t for t in tests if t.test == kind]
-        if not family:
-            continue
-        bonf = stats.bonferroni([t.pvalue for t in family])
-        holm = stats.holm([t.pvalue for t in family])
-        for t, pb_, ph in zip(family, bonf, holm, strict=True):
-            t.p_bonferroni, t.p_holm = pb_, ph
-
-    cells = {(s.group, s.metric): s for s in summaries}
-    verdicts: list[VerdictRow] = []
-    for g in groups[1:]:
-        for m in chosen:
-            primary, d = primaries[(g, m)]
-            base, cand = cells[(baseline, m)], cells[(g, m)]
-            sign = 1.0 if hib[m] else -1.0
-            delta = sign * (cand.mean - base.mean)
-            rel = delta / abs(base.mean) if base.mean != 0.0 else math.nan
-            if primary is None:
-                verdicts.append(VerdictRow(g, m, delta, rel, None, math.nan, math.nan, d,
-                                           "not tested"))
-                continue
-            t = next(t for t in tests if t.group == g and t.metric == m and t.test == primary)
-            p_adj = {"holm": t.p_holm, "bonferroni": t.p_bonferroni, "none": t.pvalue}[correction]
-            verdict = stats.success_verdict(p_adj, d, pass10[g])
-            verdicts.append(VerdictRow(g, m, delta, rel, primary, t.pvalue, p_adj, d, verdict))
-
-    # ------------------------------------------------------------------ notes
-    if no_prompt_metrics and len(groups) > 1:
-        notes.append(
-            f"no per-prompt scores for {', '.join(sorted(no_prompt_metrics, key=_metric_order))} "
-            "in the baseline's or a candidate's eval/generations.jsonl: only the per-seed test "
-            "applies there"
-        )
-    if len(groups) > 1:
-        n_base = len(by_group[baseline])
-        small = [g for g in groups[1:] if _min_mwu_p(n_base, len(by_group[g])) >= stats.MIN_PVALUE]
-        if small:
-            notes.append(
-                f"with {n_base} baseline seed(s) the per-seed Mann-Whitney cannot reach "
-                f"p < {stats.MIN_PVALUE} for {', '.join(small)} (smallest possible two-sided p: "
-                f"{', '.join(_p(_min_mwu_p(n_base, len(by_group[g]))) for g in small)}); "
-                "run more seeds or rely on the per-prompt tests"
-            )
-        if all(v is None for v in pass10.values()):
-            notes.append("pass@10 was not logged: 'strong' is judged on p and d only")
+                                          n_prompts, ci.note))
+    ordered = {g: by_group[g] for g in groups}
+    effects, excluded = analyse(ordered, baseline, chosen, hib, plan, confidence)
     if len(groups) == 1:
         notes.append(f"only one group ({baseline}): nothing to test; use --group-by or --filter")
+    elif not plan.primary:
+        notes.append("no primary endpoint was declared (compare.primary): every test is "
+                     "exploratory; declare one in the experiment's config before the runs")
+    crossed = [e for e in effects if e.method.startswith("crossed")]
+    if len(groups) > 1 and not crossed:
+        notes.append("no per-prompt scores for seeds both arms share: Δ comes from seed-level "
+                     "tests only (run both arms with the same seeds and keep "
+                     "eval/generations.jsonl)")
+    kinds = {r.checkpoint for r in runs if r.checkpoint}
+    if len(kinds) > 1:
+        notes.append(f"groups evaluated different checkpoints ({', '.join(sorted(kinds))}): "
+                     "set the same train.checkpoint for every arm")
     return ComparisonResult(
         baseline=baseline, groups=groups, metrics=chosen, higher_is_better=hib,
-        summaries=summaries, tests=tests, verdicts=verdicts, pass10_gain=pass10,
-        runs={g: by_group[g] for g in groups}, correction=correction, seed=seed,
-        confidence=confidence, notes=notes,
+        summaries=summaries, effects=effects, excluded=excluded, plan=plan,
+        runs={g: by_group[g] for g in groups}, confidence=confidence, seed=seed, notes=notes,
     )
 
 
-def passk_series(
-    runs: Sequence[RunData], seed: int = 0, n_resamples: int = 10_000
-) -> dict[str, dict[int, tuple[float, float, float]]]:
-    """``{group: {k: (mean, CI low, CI high)}}`` of every pass@k the runs logged."""
+def passk_series(runs: Sequence[RunData]) -> dict[str, dict[int, tuple[float, float, float]]]:
+    """``{group: {k: (mean, CI low, CI high)}}`` of every pass@k the runs logged (t-interval
+    over seeds; a single seed has no interval and is drawn as a point)."""
     out: dict[str, dict[int, tuple[float, float, float]]] = {}
     by_group: dict[str, list[RunData]] = {}
     for r in runs:
@@ -598,8 +511,9 @@ def passk_series(
                      if re.fullmatch(r"pass@\d+", m)})
         for k in ks:
             values = [r.metrics[f"pass@{k}"] for r in members if f"pass@{k}" in r.metrics]
-            ci = stats.bootstrap_ci(values, n_resamples=n_resamples, seed=seed)
-            out.setdefault(g, {})[k] = (ci.estimate, ci.low, ci.high)
+            ci = intervals.t_interval(values)
+            low, high = (ci.low, ci.high) if math.isfinite(ci.low) else (ci.estimate,) * 2
+            out.setdefault(g, {})[k] = (ci.estimate, low, high)
     return out
 
 
@@ -658,7 +572,11 @@ def collect_runs(
                     value = mlruns.final_value(client, info.run_id, key)
                     if value is not None and math.isfinite(value):
                         final[mlruns.canonical_metric(key)] = value
-            data = RunData(info.run_id, group, final, per_prompt, seed=info.seed, name=info.name)
+            data = RunData(info.run_id, group, final, per_prompt, seed=info.seed, name=info.name,
+                           checkpoint=info.tags.get("polylora.checkpoint"),
+                           evaluated_step=info.metrics.get("train/evaluated_step",
+                                                           info.metrics.get("train/steps")),
+                           steps=info.metrics.get("train/steps"))
             if curves:
                 for key in ("train/loss", "eval/loss"):
                     if key in info.metrics:
@@ -686,7 +604,7 @@ def make_plots(
     all_runs = [r for g in result.groups for r in result.runs[g]]
     made: dict[str, str] = {}
     notes: list[str] = []
-    series = passk_series(all_runs, seed=result.seed)
+    series = passk_series(all_runs)
     ordered = {g: series[g] for g in result.groups if g in series}
     if ordered:
         plots.passk_curves(ordered, out / "passk.png")
@@ -752,6 +670,59 @@ def log_comparison(
     return run_id
 
 
+def resolve_plan(infos: Sequence[mlruns.RunInfo],
+                 args: argparse.Namespace) -> tuple[Plan, list[str]]:
+    """The plan the runs logged (they must agree), with command-line overrides applied."""
+    notes: list[str] = []
+    logged = {}
+    for r in infos:
+        p = Plan.from_params(r.params)
+        if p is not None:
+            logged[r.run_id] = p
+    plans = {(p.primary, p.direction, tuple(sorted(p.noninferiority.items())))
+             for p in logged.values()}
+    plan = Plan()
+    if len(plans) > 1:
+        raise PolyloraError(
+            "the selected runs declared different analysis plans (compare.primary/direction/"
+            f"noninferiority: {sorted(plans, key=str)}); select runs of one plan with --filter, "
+            "or pass --primary and --noninferiority"
+        )
+    if logged:
+        plan = next(iter(logged.values()))
+    overrides: dict[str, Any] = {}
+    if getattr(args, "primary", None):
+        overrides["primary"] = mlruns.canonical_metric(args.primary)
+    if getattr(args, "direction", None):
+        overrides["direction"] = args.direction
+    if getattr(args, "noninferiority", None):
+        margins = {}
+        for item in args.noninferiority:
+            name, _, value = item.partition("=")
+            try:
+                margins[mlruns.canonical_metric(name.strip())] = float(value)
+            except ValueError:
+                raise PolyloraError(f"--noninferiority {item!r}: use METRIC=MARGIN, e.g. "
+                                    "pass@1=0.03") from None
+            if not margins[mlruns.canonical_metric(name.strip())] > 0:
+                raise PolyloraError(f"--noninferiority {item!r}: the margin must be > 0")
+        overrides["noninferiority"] = margins
+    for key in ("alpha", "power"):
+        if getattr(args, key, None) is not None:
+            overrides[key] = getattr(args, key)
+    changed = {k for k, v in overrides.items() if getattr(plan, k) != v}
+    if changed & {"primary", "direction", "noninferiority"}:
+        overrides["source"] = "command line"
+        if logged:
+            notes.append("the command line changed the analysis plan the runs declared ("
+                         + ", ".join(sorted(changed)) + "): the report marks it post hoc")
+    plan = replace(plan, **overrides)
+    if not 0 < plan.alpha < 0.5 or not plan.alpha < plan.power < 1:
+        raise PolyloraError(f"need 0 < --alpha < 0.5 and alpha < --power < 1, got "
+                            f"{plan.alpha}, {plan.power}")
+    return plan, notes
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``polylora compare`` options."""
     parser.add_argument("--experiment", required=True, help="MLflow experiment name")
@@ -765,15 +736,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="baseline group (default: 'baseline', baseline*, or the CE group)")
     parser.add_argument("--metrics", default=None,
                         help="comma-separated metrics (default: every eval metric logged)")
-    parser.add_argument("--correction", choices=CORRECTIONS, default="holm",
-                        help="p-value adjustment used for the verdict (default: %(default)s)")
+    parser.add_argument("--primary", default=None,
+                        help="primary endpoint, overriding the runs' compare.primary (the report "
+                             "then says it was not declared before the runs)")
+    parser.add_argument("--direction", choices=("increase", "decrease"), default=None,
+                        help="what the candidate is claimed to do to the primary endpoint")
+    parser.add_argument("--noninferiority", action="append", default=None,
+                        metavar="METRIC=MARGIN",
+                        help="non-inferiority margin, e.g. pass@1=0.03 (repeatable; overrides "
+                             "the runs' compare.noninferiority)")
+    parser.add_argument("--alpha", type=float, default=None, help="test level (default 0.05)")
+    parser.add_argument("--power", type=float, default=None,
+                        help="power of the MDE (default 0.8)")
     parser.add_argument("--quality-metric", default=None, help="y axis of the scatter plot")
     parser.add_argument("--diversity-metric", default=None, help="x axis of the scatter plot")
     parser.add_argument("--out", default=None,
                         help="output folder (default: reports/compare-<timestamp>)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    parser.add_argument("--n-resamples", type=int, default=10_000,
-                        help="bootstrap resamples (default: %(default)s)")
     parser.add_argument("--no-log", action="store_true",
                         help="do not log the comparison as an MLflow run")
 
@@ -809,9 +787,10 @@ def run(args: argparse.Namespace) -> int:
     for extra in (args.quality_metric, args.diversity_metric):
         if extra:
             resolve_metrics([extra], available)
+    plan, plan_notes = resolve_plan(infos, args)
     data, without = collect_runs(client, grouped, metrics)
-    result = compare_groups(data, baseline, metrics, seed=args.seed,
-                            correction=args.correction, n_resamples=args.n_resamples)
+    result = compare_groups(data, baseline, metrics, plan=plan)
+    result.notes.extend(plan_notes)
     if not args.baseline and baseline != "baseline":
         result.notes.insert(0, f"baseline chosen automatically: {baseline!r} (named baseline*, "
                                "or the only CE group); pass --baseline to pick another")
@@ -857,8 +836,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_log:
         params = {
             "experiment": args.experiment, "group_by": args.group_by, "baseline": baseline,
-            "filter": args.filter or "", "metrics": ",".join(metrics), "seed": str(args.seed),
-            "correction": args.correction, "n_resamples": str(args.n_resamples),
+            "filter": args.filter or "", "metrics": ",".join(metrics),
+            "primary": plan.primary or "", "direction": plan.direction,
+            "plan_source": plan.source,
         }
         run_id = log_comparison(client, exp_id, out, result, params, report)
         print(f"logged comparison run {run_id} (tag {mlruns.KIND_TAG}={mlruns.COMPARISON_KIND})")

@@ -1,10 +1,13 @@
 """The headline report (``docs/results/headline.md``): polychromic vs CE on the builtin task.
 
+Long module (~770 lines): one report, its sections rendered from one set of inputs.
+
 Written by ``launchers/headline.py`` after ``polylora compare``; every number comes from the
-comparison's ``summary.csv`` / ``tests.csv`` (means over seeds with bootstrap CIs, the tests and
-verdicts) or straight from the MLflow runs (setup, wall times, per-run values), and the report
-names the run ids. The outcome paragraph is generated from the tests (:func:`outcome`): it only
-claims what a test supports (seed 004's verdicts: adjusted p < 0.05 and d > 0.3).
+comparison's ``summary.csv`` / ``tests.csv`` (means over seeds with t-intervals; Δ with its CI,
+the role and verdict of every metric) or straight from the MLflow runs (setup, wall times,
+per-run values), and the report names the run ids. The outcome paragraph is generated from the
+effects (:func:`outcome`): the declared primary endpoint decides, quality is judged by
+non-inferiority, and a null result states the minimum detectable effect.
 
 Regenerate from logged runs without re-running anything::
 
@@ -76,7 +79,6 @@ RESEARCH_QUESTION = (
     "Does diversity-aware optimization (polychromic LoRA) improve pass@k while keeping "
     "single-generation quality, compared with standard (cross-entropy) LoRA fine-tuning?"
 )
-SUCCESS_VERDICTS = ("success", "strong")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -98,23 +100,32 @@ class SummaryCell:
 
 @dataclass(frozen=True)
 class TestCell:
-    """One row of compare's ``tests.csv`` (candidate vs baseline on one metric, one test)."""
+    """One row of compare's ``tests.csv``: the candidate vs the baseline on one metric."""
 
     __test__ = False  # not a pytest class
 
     group: str
     metric: str
-    test: str
-    n_baseline: int
-    n_candidate: int
-    statistic: float
+    role: str  # primary | secondary | non-inferiority | excluded
+    method: str
+    n_seeds: int
+    n_prompts: int
+    delta: float  # candidate − baseline, native units
+    low: float
+    high: float
     p: float
-    p_bonferroni: float
     p_holm: float
-    effect_name: str
-    effect: float
-    primary: bool
+    mde: float
     verdict: str
+    reason: str = ""
+    seed_p: float = math.nan
+    seed_d_z: float = math.nan
+    wilcoxon_p: float = math.nan
+
+    @property
+    def primary(self) -> bool:
+        """Whether this is the declared primary endpoint."""
+        return self.role == "primary"
 
 
 @dataclass(frozen=True)
@@ -187,19 +198,20 @@ def read_tests(path: Path) -> list[TestCell]:
     with path.open(newline="", encoding="utf-8") as f:
         for row in csv.DictReader(f):
             out.append(TestCell(
-                group=row["group"], metric=row["metric"], test=row["test"],
-                n_baseline=int(row["n_baseline"]), n_candidate=int(row["n_candidate"]),
-                statistic=_float(row["statistic"]), p=_float(row["p"]),
-                p_bonferroni=_float(row["p_bonferroni"]), p_holm=_float(row["p_holm"]),
-                effect_name=row["effect_name"], effect=_float(row["effect"]),
-                primary=row["primary"] == "True", verdict=row.get("verdict") or "",
+                group=row["group"], metric=row["metric"], role=row["role"],
+                method=row["method"], n_seeds=int(row["n_seeds"] or 0),
+                n_prompts=int(row["n_prompts"] or 0), delta=_float(row["delta"]),
+                low=_float(row["ci_low"]), high=_float(row["ci_high"]), p=_float(row["p"]),
+                p_holm=_float(row["p_holm"]), mde=_float(row["mde"]), verdict=row["verdict"],
+                reason=row.get("reason") or "", seed_p=_float(row.get("seed_p")),
+                seed_d_z=_float(row.get("seed_d_z")), wilcoxon_p=_float(row.get("wilcoxon_p")),
             ))
     return out
 
 
 def primary_tests(tests: Sequence[TestCell], group: str) -> dict[str, TestCell]:
-    """The deciding test (with the verdict) of ``group`` per metric."""
-    return {t.metric: t for t in tests if t.group == group and t.primary}
+    """``group``'s effect row per metric (role, Δ with CI, verdict)."""
+    return {t.metric: t for t in tests if t.group == group}
 
 
 def _runs_of_launch(inputs: ReportInputs) -> list[mlruns.RunInfo]:
@@ -273,30 +285,25 @@ def _cell(s: SummaryCell | None) -> str:
 # --------------------------------------------------------------------------- outcome
 
 
-def _test_phrase(t: TestCell) -> str:
-    return (f"{t.test}, p = {_p(t.p)}, Holm-adjusted p = {_p(t.p_holm)}, "
-            f"{t.effect_name} = {_signed(t.effect)}")
+def _effect_phrase(t: TestCell) -> str:
+    ci = f"Δ = {_signed(t.delta, 3)} [{_signed(t.low, 3)}, {_signed(t.high, 3)}]"
+    extra = f"p = {_p(t.p)}" + (f", Holm p = {_p(t.p_holm)}" if math.isfinite(t.p_holm) else "")
+    design = f"{t.n_seeds} seeds × {t.n_prompts} prompts" if t.n_prompts else f"{t.n_seeds} seeds"
+    return f"{ci}; {t.method}, {design}; {extra}"
 
 
-def _compare_sentence(metric: str, t: TestCell | None, base: SummaryCell | None,
-                      cand: SummaryCell | None, baseline: str, candidate: str) -> str:
-    """One sentence on ``metric`` that claims exactly what its primary test supports."""
+def _sentence(metric: str, t: TestCell | None, base: SummaryCell | None,
+              cand: SummaryCell | None, baseline: str, candidate: str) -> str:
+    """One sentence on ``metric``: the means, Δ with its CI, and the verdict of its role."""
     means = ""
     if base is not None and cand is not None:
         lower = "" if base.higher_is_better else ", lower is better"
-        means = f"{baseline} {_n(base.mean)} vs {candidate} {_n(cand.mean)}{lower}"
-    if t is None:
-        return f"{metric}: no test available ({means or 'no values'})."
-    detail = f"{means}; {_test_phrase(t)}"
-    verdict = t.verdict or "not significant"
-    if verdict in SUCCESS_VERDICTS:
-        return f"{metric}: significantly better with {candidate} ({detail}): **{verdict}**."
-    if verdict == "worse":
-        return f"{metric}: significantly worse with {candidate} ({detail}): **worse**."
-    if verdict == "no effect":
-        return (f"{metric}: a significant but small difference, |d| ≤ {stats.MIN_EFFECT_SIZE} "
-                f"({detail}): **no effect**.")
-    return f"{metric}: no significant difference ({detail}): **not significant**."
+        means = f"{baseline} {_n(base.mean)} vs {candidate} {_n(cand.mean)}{lower}; "
+    if t is None or not math.isfinite(t.delta):
+        return f"{metric}: no estimate available ({means.rstrip('; ') or 'no values'})."
+    role = {"primary": "primary endpoint", "non-inferiority": "non-inferiority",
+            "secondary": "secondary", "excluded": f"excluded: {t.reason}"}.get(t.role, t.role)
+    return f"{metric} ({role}): {means}{_effect_phrase(t)}: **{t.verdict or '–'}**."
 
 
 def outcome(
@@ -307,71 +314,52 @@ def outcome(
     costs: Mapping[str, GroupCost] | None = None,
     lambda_best: str | None = None,
 ) -> list[str]:
-    """Paragraphs stating the result honestly, generated from the tests and means only."""
-    prim = primary_tests(tests, candidate)
+    """Paragraphs stating the result as what it is, generated from compare's effects only:
+    the declared primary endpoint decides; non-inferiority speaks for quality."""
+    rows = primary_tests(tests, candidate)
 
     def s(group: str, metric: str) -> SummaryCell | None:
         return summary.get((group, metric))
 
     def bullets(metrics: Sequence[str]) -> list[str]:
-        return ["- " + _compare_sentence(m, prim.get(m), s(baseline, m), s(candidate, m),
-                                         baseline, candidate)
-                for m in metrics if s(baseline, m) is not None]
+        return ["- " + _sentence(m, rows.get(m), s(baseline, m), s(candidate, m), baseline,
+                                 candidate)
+                for m in metrics if s(baseline, m) is not None or m in rows]
 
     paras: list[str] = []
-    p10 = prim.get("pass@10")
-    wins = [m for m in PASSK_METRICS if m in prim and prim[m].verdict in SUCCESS_VERDICTS]
-    if p10 is None:
-        answer = (f"**Answer: undetermined.** No pass@10 test of {candidate} against "
-                  f"{baseline} was available.")
+    prim = next((t for t in rows.values() if t.role == "primary"), None)
+    if prim is None:
+        answer = (f"**Answer: undetermined.** No primary endpoint was declared for {candidate} "
+                  f"against {baseline} (compare.primary), so no test is confirmatory.")
     else:
-        stat = (f"pass@10 {_n(s(baseline, 'pass@10').mean) if s(baseline, 'pass@10') else '–'}"
-                f" → {_n(s(candidate, 'pass@10').mean) if s(candidate, 'pass@10') else '–'}; "
-                f"{p10.test} p = {_p(p10.p)}, Holm-adjusted p = {_p(p10.p_holm)}, "
-                f"{p10.effect_name} = {_signed(p10.effect)}")
-        if p10.verdict in SUCCESS_VERDICTS:
-            answer = (f"**Answer: yes, on this task and budget.** {candidate} beat {baseline} "
-                      f"at pass@10 by seed 004's criteria ({stat}; verdict **{p10.verdict}**).")
-        elif p10.verdict == "worse":
-            answer = (f"**Answer: no.** {candidate} was significantly *worse* than {baseline} "
-                      f"at pass@10 on this task and budget ({stat}).")
-        elif p10.verdict == "no effect":
-            answer = (f"**Answer: no, not on this task and budget.** The pass@10 difference "
-                      f"between {candidate} and {baseline} was significant but small, "
-                      f"|d| ≤ {stats.MIN_EFFECT_SIZE} ({stat}).")
+        stat = _effect_phrase(prim)
+        mde = (f" This design can detect |Δ| ≥ {_n(prim.mde)} {prim.metric} (80% power, "
+               "α = 0.05)" if math.isfinite(prim.mde) else "")
+        if prim.verdict == "confirmed":
+            answer = (f"**Answer: yes, on this task and budget.** {candidate} changed "
+                      f"{prim.metric} in the declared direction ({stat}).")
+        elif prim.verdict == "opposite direction":
+            answer = (f"**Answer: no.** {prim.metric} moved against the declared direction "
+                      f"with {candidate} ({stat}).")
         else:
-            answer = (f"**Answer: no, not on this task and budget.** {candidate} did not "
-                      f"significantly beat {baseline} at pass@10 ({stat}).")
-    if wins and (p10 is None or p10.verdict not in SUCCESS_VERDICTS):
-        answer += f" Significant pass@k gains appeared only at {', '.join(wins)}."
+            answer = (f"**Answer: not shown on this task and budget.** The primary endpoint "
+                      f"{prim.metric}: {stat}; the interval includes 0.{mde}: a smaller effect "
+                      "may exist (absence of evidence is not evidence of absence).")
     paras.append("\n".join([answer, "", "**pass@k**:", "", *bullets(PASSK_METRICS)]))
-
-    worse_q = [m for m in QUALITY_METRICS if m in prim and prim[m].verdict == "worse"]
-    quality = bullets([m for m in QUALITY_METRICS if m not in PASSK_METRICS])
-    if quality or any(s(baseline, m) for m in QUALITY_METRICS):
-        head = ("**Single-generation quality** (pass@1 above, greedy accuracy below) was "
-                f"significantly lower with {candidate} ({', '.join(worse_q)}):" if worse_q else
-                "**Single-generation quality** (pass@1 above, greedy accuracy below): no "
-                "significant loss was detected (which is not proof of equality):")
-        paras.append("\n".join([head, "", *quality]))
+    quality = bullets([m for m in QUALITY_METRICS])
+    if quality:
+        paras.append("\n".join(["**Single-generation quality** (non-inferiority at the "
+                                 "declared margins: the lower CI bound must stay above "
+                                 "−margin):", "", *quality]))
     diversity = bullets(DIVERSITY_METRICS)
     if diversity:
-        paras.append("\n".join(["**Diversity**:", "", *diversity]))
+        paras.append("\n".join(["**Diversity** (secondaries: tested only if the primary is "
+                                 "confirmed):", "", *diversity]))
 
-    # Seed 004's minimum criteria, one by one.
-    div_up = any(m in prim and prim[m].verdict in SUCCESS_VERDICTS for m in DIVERSITY_METRICS)
-    quality_ok = not worse_q
-    p10_ok = p10 is not None and p10.verdict in SUCCESS_VERDICTS
-    met = p10_ok and div_up and quality_ok
-    paras.append(
-        "**Seed 004's minimum success criteria** "
-        f"({'met' if met else 'not met'}): pass@10 adjusted p < {stats.MIN_PVALUE} with "
-        f"d > {stats.MIN_EFFECT_SIZE}: {'yes' if p10_ok else 'no'}; significantly higher "
-        f"diversity: {'yes' if div_up else 'no'}; no significant quality loss: "
-        f"{'yes' if quality_ok else 'no'}."
-    )
-
-    notes: list[str] = []
+    notes: list[str] = [
+        f"Seed 004's criterion (p < {stats.MIN_PVALUE} and Cohen's d > {stats.MIN_EFFECT_SIZE})"
+        " is not applied: a d on prompt means measures the spread between prompts, not the "
+        "effect; the verdict is the declared primary endpoint's confidence interval."]
     ce_p1, ce_p10 = s(baseline, "pass@1"), s(baseline, "pass@10")
     lo, hi = MID_RANGE
 
@@ -396,16 +384,11 @@ def outcome(
     if refs and ce_p1 is not None:
         notes.append(f"For reference (means only, untested here): pass@1 of the base model "
                      f"was {' and '.join(refs)}, against {_n(ce_p1.mean)} after CE fine-tuning.")
-    seed_tests = [t for t in tests if t.group == candidate and t.test == "Mann-Whitney U (seeds)"]
-    if seed_tests:
-        n_a, n_b = seed_tests[0].n_baseline, seed_tests[0].n_candidate
-        smallest = min(1.0, 2.0 / math.comb(n_a + n_b, n_a))  # exact two-sided MWU floor
-        if smallest >= stats.MIN_PVALUE:
-            notes.append(
-                f"With {n_a} vs {n_b} seeds the per-seed Mann-Whitney test cannot reach "
-                f"p < {stats.MIN_PVALUE} (its smallest p is {smallest:.3f}); the verdicts rest "
-                "on the paired per-prompt test (the same fixed evaluation prompts for every run)."
-            )
+    n_seeds = max((c.n_runs for (g, _), c in summary.items() if g == baseline), default=0)
+    if 0 < n_seeds < 5:
+        notes.append(f"With {n_seeds} seeds per arm the seed-to-seed variance is estimated "
+                     f"from {n_seeds - 1} degree(s) of freedom: intervals are wide by "
+                     "construction (`polylora plan` sizes a design for a target effect).")
     if costs and baseline in costs and candidate in costs:
         b, c = costs[baseline], costs[candidate]
         if math.isfinite(b.train_wall_s) and b.train_wall_s > 0:
@@ -414,11 +397,10 @@ def outcome(
                 f"{_duration(b.train_wall_s)} for {baseline} "
                 f"({c.train_wall_s / b.train_wall_s:.2f}× the training wall time)."
             )
-    if not p10_ok:
+    if prim is None or prim.verdict != "confirmed":
         notes.append(lambda_best or "The λ sweep was not run for this report "
                      "(`python launchers/headline.py --lambda-sweep`).")
-    if notes:
-        paras.append(" ".join(notes))
+    paras.append(" ".join(notes))
     return paras
 
 
@@ -497,8 +479,9 @@ def _setup(inputs: ReportInputs, runs: Sequence[mlruns.RunInfo]) -> list[str]:
                           f"{p('train.grad_accum')}, lr {p('train.learning_rate')} "
                           f"({p('train.lr_scheduler')}), eval every "
                           f"{p('train.eval_every')} steps, early stopping patience "
-                          f"{p('train.early_stopping_patience')} (best eval-loss checkpoint "
-                          "kept)"]),
+                          f"{p('train.early_stopping_patience')}, evaluated checkpoint: "
+                          + (p('train.checkpoint') if p('train.checkpoint') != "–" else
+                             "best validation loss (runs before train.checkpoint existed)")]),
         _row(["steps trained", ", ".join(f"{int(x)}" for x in steps) or "–"]),
         _row(["objectives", f"{b}: {p('objective._target_')}; {c}: "
                             f"{p('objective._target_', c)} with λ "
@@ -545,17 +528,22 @@ def _results(summary: Mapping[tuple[str, str], SummaryCell], groups: Sequence[st
 
 
 def _tests_table(tests: Sequence[TestCell], candidate: str) -> list[str]:
-    head = ["metric", "test", "n (CE, cand.)", "p", "p Holm", "p Bonferroni",
-            "effect (better +)", "primary", "verdict"]
+    head = ["metric", "role", "Δ (cand − CE) [95% CI]", "method", "p", "p Holm",
+            "MDE (80%)", "verdict", "paired t over seeds: p, d_z", "Wilcoxon (prompts): p"]
     lines = [_row(head), _row(["---"] * len(head))]
     order = {m: i for i, m in enumerate(TABLE_METRICS)}
+    roles = {"primary": 0, "non-inferiority": 1, "secondary": 2, "excluded": 3}
     rows = sorted((t for t in tests if t.group == candidate),
-                  key=lambda t: (order.get(t.metric, 99), t.metric, not t.primary, t.test))
+                  key=lambda t: (roles.get(t.role, 9), order.get(t.metric, 99), t.metric))
     for t in rows:
-        lines.append(_row([t.metric, t.test, f"{t.n_baseline}, {t.n_candidate}", _p(t.p),
-                           _p(t.p_holm), _p(t.p_bonferroni),
-                           f"{t.effect_name} = {_signed(t.effect)}",
-                           "✓" if t.primary else "", f"**{t.verdict}**" if t.verdict else ""]))
+        lines.append(_row([
+            t.metric, t.role + (f" ({t.reason})" if t.reason else ""),
+            f"{_signed(t.delta, 3)} [{_signed(t.low, 3)}, {_signed(t.high, 3)}]", t.method,
+            _p(t.p), _p(t.p_holm), f"±{_n(t.mde)}" if math.isfinite(t.mde) else "–",
+            f"**{t.verdict}**" if t.verdict else "–",
+            f"{_p(t.seed_p)}, {_signed(t.seed_d_z)}" if math.isfinite(t.seed_p) else "–",
+            _p(t.wilcoxon_p),
+        ]))
     return lines
 
 
@@ -674,21 +662,25 @@ def render(inputs: ReportInputs, out_path: Path) -> str:
                                           costs, lam_best)],
         "## Setup", "", *_setup(inputs, runs), "",
         "## Results", "",
-        "Mean over seeds with a 95% percentile-bootstrap CI over seeds (compare's "
-        "`summary.csv`); ↑ higher is better, ↓ lower is better. pass@k: unbiased estimator "
-        "over the fixed evaluation prompts; accuracy: the greedy answer; sample_accuracy: "
+        "Mean over seeds with a 95% t-interval over seeds (compare's `summary.csv`; with 3 "
+        "seeds it is ±4.30 standard errors wide); ↑ higher is better, ↓ lower is better. "
+        "pass@k: unbiased estimator over the fixed evaluation prompts; accuracy: the greedy "
+        "answer; sample_accuracy: "
         "the mean over samples. Self-BLEU: BLEU-4 of each sample against the prompt's other "
         "samples; distinct-n pooled over a prompt's samples (whitespace tokens, so distinct-2 "
         "is 0 for one-word answers: distinct-1 is the informative lexical diversity here); "
         "semantic diversity: mean pairwise cosine distance of MiniLM embeddings.", "",
         *_results(table_summary, groups), "",
         "## Significance tests", "",
-        f"{inputs.candidate} against {inputs.baseline} (compare run on these two groups only, "
-        "so each Holm/Bonferroni family holds this question's tests). Effects are positive "
-        "when the candidate is better (values of lower-is-better metrics negated first). The "
-        "primary test (✓) decides the verdict: the paired Wilcoxon over the shared prompts "
-        "when available; seed 004: success = adjusted p < 0.05 and d > 0.3, strong = "
-        "p < 0.01, d > 0.5 and pass@10 +20%.", "",
+        f"{inputs.candidate} against {inputs.baseline} (compare run on these two groups only)."
+        " Δ is candidate − baseline in the metric's own units with its 95% CI, from the "
+        "crossed seeds × prompts model (seeds and prompts both random) where per-prompt scores"
+        " of shared seeds exist. The primary endpoint was declared in the config before the "
+        "runs (`compare.primary`); quality metrics are tested for non-inferiority at "
+        "`compare.noninferiority`; secondaries form one Holm family, tested only if the "
+        "primary is confirmed; duplicates and degenerate metrics are excluded (reason "
+        "given). The last two columns are sensitivity analyses (d_z: the paired seed test's "
+        "standardized effect; the Wilcoxon treats seeds as fixed).", "",
         *_tests_table(tests, inputs.candidate), "",
         "## Cost", "", *_cost(costs, inputs.baseline, inputs.candidate), "",
         "## Plots", "",

@@ -29,7 +29,7 @@ __all__ = [
     "quality_diversity_scatter",
 ]
 
-#: ``(mean, low, high)`` of one value, e.g. a bootstrap CI over seeds.
+#: ``(mean, low, high)`` of one value, e.g. a t-interval over seeds.
 Interval = tuple[float, float, float]
 #: ``(group, quality, diversity)`` of one run.
 RunPoint = tuple[str, float, float]

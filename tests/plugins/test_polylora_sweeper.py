@@ -117,7 +117,10 @@ def test_every_search_config_composes(search: str) -> None:
     if "rank" in search:
         assert cfg.lora.alpha_ratio == 4.0  # α/r held constant across ranks
     if search == "pareto":
-        assert list(cfg.optimized_metric) == ["eval/pass@10", "eval/semantic_diversity"]
+        assert list(cfg.optimized_metric) == ["val/pass@10", "val/semantic_diversity"]
+    # a search selects on validation metrics only (the default eval/loss is the val curve)
+    names = sweeps.optimized_metrics(cfg.optimized_metric)
+    assert {sweeps.metric_split(n) for n in names} == {"validation"}
 
 
 def test_direction_comes_from_the_metric_registry() -> None:
@@ -128,14 +131,16 @@ def test_direction_comes_from_the_metric_registry() -> None:
         return PolyloraOptunaSweeperImpl(None, direction, None, None, 1, 1, 1.0, None, None)
 
     assert impl(None)._directions(["eval/loss"]) == ["minimize"]
-    assert impl(None)._directions(["eval/pass@10", "eval/semantic_diversity"]) == [
+    assert impl(None)._directions(["val/pass@10", "val/semantic_diversity"]) == [
         "maximize", "maximize"]
-    assert impl(None)._directions(["eval/pass_at_4"]) == ["maximize"]
+    assert impl(None)._directions(["val/pass_at_4"]) == ["maximize"]
     assert impl("maximize")._directions(["eval/loss"]) == ["maximize"]  # explicit wins
     with pytest.raises(ConfigError, match="optimized_metric=eval/nope"):
         impl(None)._directions(["eval/nope"])
     with pytest.raises(ConfigError, match="1 direction"):
-        impl("maximize")._directions(["eval/pass@1", "eval/self_bleu"])
+        impl("maximize")._directions(["val/pass@1", "val/self_bleu"])
+    with pytest.raises(ConfigError, match="computed on the test split"):
+        impl(None)._directions(["eval/pass@1"])
 
 
 # --- subprocess sweeps ----------------------------------------------------------------------
@@ -224,7 +229,7 @@ def test_pareto_search_records_two_objectives_and_the_front(tmp_path: Path) -> N
     """+hparams_search=pareto: the task returns one value per metric, both directions come
     from the registry (maximize), the parent run names the Pareto-optimal trials."""
     proc = sweep(tmp_path, "+experiment=smoke_polychromic", "+hparams_search=pareto",
-                 "hydra.sweeper.n_trials=2", "optimized_metric=[eval/pass@2,eval/distinct_2]",
+                 "hydra.sweeper.n_trials=2", "optimized_metric=[val/pass@2,val/distinct_2]",
                  "train.max_steps=2", "train.eval_every=2", "train.save_every=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load_study(tmp_path, "smoke_polychromic-pareto")
@@ -237,17 +242,19 @@ def test_pareto_search_records_two_objectives_and_the_front(tmp_path: Path) -> N
     assert {int(n) for n in parent.data.tags["polylora.pareto_trials"].split(",")} == front
     summary = (tmp_path / "multirun" / "smoke_polychromic-pareto" / sweeps.SUMMARY_CSV)
     header = summary.read_text().splitlines()[0].split(",")
-    assert header[2:4] == ["eval/pass@2", "eval/distinct_2"]
+    assert header[2:4] == ["val/pass@2", "val/distinct_2"]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["optimized_metric=eval/nope"], "optimized_metric=eval/nope: unknown metric"),
+        (["optimized_metric=eval/pass@1"], "optimized_metric=eval/pass@1 is computed on the "
+                                           "test split"),
         (["lora.rnk=choice(4,8)"], "the search space does not fit the config"),
         (["hydra/sweeper/sampler=grid"], "the grid sampler needs discrete parameters"),
     ],
-    ids=["unknown-metric", "unknown-key", "grid-on-interval"],
+    ids=["unknown-metric", "test-metric", "unknown-key", "grid-on-interval"],
 )
 def test_bad_input_is_one_line_before_any_trial(tmp_path: Path, args: list[str],
                                                 message: str) -> None:

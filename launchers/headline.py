@@ -1,7 +1,7 @@
 """python launchers/headline.py [--smoke] [--seeds 42,123,456] [--tracking-uri ...] [--experiment-name headline] [--lambda-sweep]
 
 The headline experiment in one command: does polychromic training beat CE at pass@k on the
-builtin word task (seed 004's research question)? Steps, each printed before it runs:
+builtin word task (the research question)? Steps, each printed before it runs:
 
 1. ``python -m polylora -m +experiment=headline_ce,headline_polychromic seed=<seeds>``: both
    objectives × seeds (one Hydra multirun, one MLflow run per job);

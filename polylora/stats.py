@@ -1,4 +1,4 @@
-"""Statistics that make a baseline-vs-candidate comparison publishable (seed 004).
+"""Statistics that make a baseline-vs-candidate comparison publishable.
 
 Primitives only: bootstrap confidence intervals, rank tests (Mann-Whitney U for independent
 samples, Wilcoxon signed-rank for paired ones), Cohen's d, multiple-comparison corrections
@@ -53,7 +53,7 @@ __all__ = [
 Alternative = Literal["two-sided", "less", "greater"]
 _ALTERNATIVES = ("two-sided", "less", "greater")
 
-# Seed 004 "Success Criteria": minimum = p < 0.05 and d > 0.3; strong = p < 0.01, d > 0.5 and
+# The comparison protocol's "success criteria": minimum = p < 0.05 and d > 0.3; strong = p < 0.01, d > 0.5 and
 # pass@10 improvement > 20 %.
 MIN_PVALUE = 0.05
 MIN_EFFECT_SIZE = 0.3
@@ -310,7 +310,7 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> list[float]:
 def margin_of_error(p: float, n: int, confidence: float = 0.95) -> float:
     """Half-width of the normal-approximation CI of a proportion: ``z * sqrt(p(1-p)/n)``.
 
-    Sizes evaluation subsets: p = 0.5, n = 100 gives about ±0.098 (seed 001's "±10 % at 95 %").
+    Sizes evaluation subsets: p = 0.5, n = 100 gives about ±0.098 (the "±10 % at 95 %" evaluation-size rule).
     The approximation is poor when ``n*p`` or ``n*(1-p)`` is below ~5; use
     :func:`bootstrap_ci` there.
     """
@@ -324,7 +324,7 @@ def margin_of_error(p: float, n: int, confidence: float = 0.95) -> float:
 
 
 def success_verdict(pvalue: float, d: float, pass10_rel_improvement: float | None = None) -> str:
-    """Classify a candidate-vs-baseline result by seed 004's success criteria.
+    """Classify a candidate-vs-baseline result by the comparison protocol's success criteria.
 
     ``d`` is Cohen's d signed as in :func:`cohens_d` (positive = candidate better) and
     ``pass10_rel_improvement`` the relative pass@10 gain as a fraction (0.25 = +25 %).

@@ -197,10 +197,10 @@ def test_corrections_reject_invalid_pvalues() -> None:
 # ----------------------------------------------------------------------------- proportions
 
 
-def test_margin_of_error_seed_001_example() -> None:
+def test_margin_of_error_ten_points_at_n_100() -> None:
     moe = margin_of_error(0.5, 100)
     assert moe == pytest.approx(1.959964 * 0.05, rel=1e-5)
-    assert round(moe, 2) == 0.10  # seed 001: "±10 % at 95 % confidence" for n = 100
+    assert round(moe, 2) == 0.10  # "±10 % at 95 % confidence" for n = 100
     assert margin_of_error(0.5, 400) == pytest.approx(moe / 2)
     assert margin_of_error(0.0, 50) == 0.0
     assert margin_of_error(0.5, 100, confidence=0.99) > moe
@@ -232,7 +232,7 @@ def test_margin_of_error_seed_001_example() -> None:
         (0.001, -0.8, None, "worse"),
     ],
 )
-def test_success_verdict_follows_seed_004(
+def test_success_verdict_follows_the_success_criteria(
     pvalue: float, d: float, pass10: float | None, expected: str
 ) -> None:
     assert success_verdict(pvalue, d, pass10) == expected

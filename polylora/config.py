@@ -99,6 +99,14 @@ class JudgeSettings:
 
 
 @dataclass
+class CodeExecutionSettings:
+    """Model-written code runs only in the OS jail (``polylora.sandbox``); ``unsafe_ok=true``
+    is the only way to run it where the jail cannot be built, and it warns."""
+
+    unsafe_ok: bool = False
+
+
+@dataclass
 class EvalConfig:
     """What the end-of-run evaluation generates and scores."""
 
@@ -115,6 +123,7 @@ class EvalConfig:
     batch_size: int = 16  # prompts per generate call
     log_examples: int = 10
     allow_code_execution: bool = False
+    code_execution: CodeExecutionSettings = field(default_factory=CodeExecutionSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
 
 

@@ -51,6 +51,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     for name in optimized_metrics(cfg.optimized_metric):
         get_metric(metric_key(name))  # unknown name → ConfigError
     objective = build(cfg.objective, _convert_="all")
+    _set_code_execution_policy(cfg)
     checker = build(cfg.data.checker) if cfg.data.checker is not None else None
     objective.check_data(has_checker=checker is not None)
     source = build(cfg.data.source)
@@ -75,6 +76,19 @@ def prepare(cfg: DictConfig) -> Prepared:
     if cfg.eval.enabled and not splits.test:
         raise DataError("the test split is empty; raise data.split.test or add examples")
     return Prepared(objective=objective, examples=examples, splits=splits, checker=checker)
+
+
+def _set_code_execution_policy(cfg: DictConfig) -> None:
+    """``eval.code_execution.unsafe_ok`` → the sandbox's process-wide policy (warned)."""
+    from polylora import sandbox
+
+    unsafe_ok = bool(OmegaConf.select(cfg, "eval.code_execution.unsafe_ok", default=False))
+    if unsafe_ok:
+        log.warning(
+            "eval.code_execution.unsafe_ok=true: where the jail cannot be built, model-written "
+            "code runs WITHOUT it"
+        )
+    sandbox.allow_unsafe(unsafe_ok)
 
 
 def _check_eval_metrics(names: list[str], has_checker: bool) -> None:

@@ -217,7 +217,11 @@ def build(node: Any, **kwargs: Any) -> Any:
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent)."""
+    """Put the schemas into Hydra's ConfigStore and register polylora's resolvers
+    (idempotent)."""
+    from polylora.rundir import register_resolver
+
+    register_resolver()
     cs = ConfigStore.instance()
     cs.store(name="polylora_schema", node=PolyloraConfig, replace=True)
     cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)

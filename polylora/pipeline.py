@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import tracking
+from polylora import rundir, tracking
 from polylora.checking import Checker
 from polylora.config import build, validate
 from polylora.data.example import Example
@@ -201,7 +201,7 @@ def execute(cfg: DictConfig) -> RunResult:
     resume_id = None
     if cfg.train.resume and run_id_path.exists():  # continue the same MLflow run
         resume_id = run_id_path.read_text().strip()
-    with tracking.mlflow_run(cfg, run_tags(cfg), resume_run_id=resume_id) as active:
+    with rundir.claim(out_dir), tracking.mlflow_run(cfg, run_tags(cfg), resume_id) as active:
         run_id_path.write_text(active.info.run_id)
         (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         tracking.log_artifact(out_dir / "config.yaml")

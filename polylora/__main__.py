@@ -14,8 +14,10 @@ from omegaconf import DictConfig
 
 from polylora.config import register_configs
 from polylora.errors import PolyloraError
+from polylora.redaction import install_log_redaction
 
 register_configs()
+install_log_redaction()
 
 
 def _in_multirun() -> bool:

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from polylora import redaction
 from polylora.errors import ConfigError, DataError, PolyloraError
 
 PEFT_METHODS: tuple[str, ...] = ("linear", "ties", "dare_linear", "dare_ties", "cat")
@@ -542,7 +543,7 @@ def evaluate_sparse(
     }
     names_wanted = list(cfg.eval.metrics)
     with tracking.mlflow_run(cfg, tags) as active:
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (out_dir / "config.yaml").write_text(redaction.config_yaml(cfg))
         tracking.log_artifact(out_dir / "config.yaml")
         pipeline.log_data_summary(prep, out_dir)
         set_seed(cfg.seed)

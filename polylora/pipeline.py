@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import rundir, tracking
+from polylora import redaction, rundir, tracking
 from polylora.checking import Checker
 from polylora.config import build, validate
 from polylora.data.example import Example
@@ -188,6 +188,7 @@ def execute(cfg: DictConfig) -> RunResult:
     from transformers import set_seed
 
     started = time.time()
+    redaction.redact_hydra_dumps()
     prep = prepare(cfg)
     if cfg.hardware.num_threads:
         import torch
@@ -203,7 +204,7 @@ def execute(cfg: DictConfig) -> RunResult:
         resume_id = run_id_path.read_text().strip()
     with rundir.claim(out_dir), tracking.mlflow_run(cfg, run_tags(cfg), resume_id) as active:
         run_id_path.write_text(active.info.run_id)
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (out_dir / "config.yaml").write_text(redaction.config_yaml(cfg))
         tracking.log_artifact(out_dir / "config.yaml")
         log_data_summary(prep, out_dir)
         set_seed(cfg.seed)

@@ -1,7 +1,7 @@
 """MLflow: one run per job with the flattened config as params, curves, tags and artifacts.
 
-A run that raises ends FAILED (never left RUNNING). Secrets are never logged: keys that look
-like credentials are dropped from params.
+A run that raises ends FAILED (never left RUNNING). Secrets are never logged: params and
+tags go through ``polylora.redaction`` (credential keys dropped, secret values replaced).
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-# Whole key names only: `hf_token`, `api_key`, `client_secret` are dropped; `max_new_tokens`
-# is not a secret.
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password)$", re.IGNORECASE)
 PARENT_RUN_ENV = "POLYLORA_PARENT_RUN_ID"
 
 
@@ -37,11 +34,13 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as MLflow params (values ≤ 6000 chars, credentials dropped)."""
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    """The resolved config as MLflow params (values ≤ 6000 chars, credential keys dropped,
+    secret values redacted)."""
+    from polylora.redaction import is_secret_key, redacted_config
+
     params = {}
-    for key, value in flatten(resolved).items():
-        if _SECRET_KEY.search(key.split(".")[-1]):
+    for key, value in flatten(redacted_config(cfg)).items():
+        if is_secret_key(key):
             continue
         params[key] = str(value)[:6000]
     return params
@@ -86,7 +85,7 @@ def mlflow_run(
     import mlflow
 
     setup(cfg.tracking.uri, cfg.tracking.experiment)
-    all_tags = {k: str(v) for k, v in tags.items() if v is not None}
+    all_tags = redact_tags(tags)
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:
         all_tags["mlflow.parentRunId"] = parent
@@ -107,6 +106,23 @@ def mlflow_run(
         raise
     else:
         mlflow.end_run(status="FINISHED")
+
+
+def redact_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as strings, through the one redaction (``polylora.overrides`` item by item)."""
+    from polylora.redaction import REDACTED, is_secret_key, redact_override, redact_text
+
+    out = {}
+    for key, value in tags.items():
+        if value is None:
+            continue
+        if is_secret_key(key):
+            out[key] = REDACTED
+        elif key == "polylora.overrides":
+            out[key] = " ".join(redact_override(o) for o in str(value).split(" "))
+        else:
+            out[key] = redact_text(str(value))
+    return out
 
 
 def _interrupted() -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import redaction, rundir, tracking
+from polylora import preemption, redaction, resume, rundir, tracking
 from polylora.checking import Checker
 from polylora.config import build, validate
 from polylora.data.example import Example
@@ -202,7 +202,13 @@ def execute(cfg: DictConfig) -> RunResult:
     resume_id = None
     if cfg.train.resume and run_id_path.exists():  # continue the same MLflow run
         resume_id = run_id_path.read_text().strip()
-    with rundir.claim(out_dir), tracking.mlflow_run(cfg, run_tags(cfg), resume_id) as active:
+    if cfg.train.resume:
+        resume.check(cfg, out_dir / "checkpoints")  # a changed training config is refused
+    with (
+        rundir.claim(out_dir),
+        preemption.handle_sigterm(),
+        tracking.mlflow_run(cfg, run_tags(cfg), resume_id) as active,
+    ):
         run_id_path.write_text(active.info.run_id)
         (out_dir / "config.yaml").write_text(redaction.config_yaml(cfg))
         tracking.log_artifact(out_dir / "config.yaml")
@@ -348,11 +354,15 @@ def _train(
         objective=prep.objective,
         batch_sampler_factory=_batch_sampler_factory(cfg, prep.splits.train),
     )
-    resume = training.last_checkpoint(checkpoint_dir) if cfg.train.resume else None
-    if cfg.train.resume and resume is None:
+    trainer.add_callback(preemption.PreemptionCallback())
+    last = training.last_checkpoint(checkpoint_dir) if cfg.train.resume else None
+    if cfg.train.resume and last is None:
         log.warning("train.resume=true but no checkpoint in %s: starting fresh", checkpoint_dir)
+    if last is None and tracking.is_main_process():
+        resume.record(cfg, checkpoint_dir)
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with preemption.deferred():
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     adapter_dir = out_dir / "adapter"
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(adapter_dir)

@@ -17,6 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from polylora.tracking_store import TrackingError, call
+
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "POLYLORA_PARENT_RUN_ID"
@@ -67,12 +69,16 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def setup(uri: str, experiment: str) -> None:
-    """Point MLflow at the tracking store and experiment (created on first use)."""
+    """Point MLflow at the tracking store and experiment (created on first use, one process
+    at a time: see ``polylora.tracking_store``)."""
     import mlflow
+
+    from polylora.tracking_store import first_use_lock
 
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
+    with first_use_lock(uri):
+        call(f"open experiment {experiment!r}", uri, mlflow.set_experiment, experiment)
 
 
 @contextmanager
@@ -89,7 +95,11 @@ def mlflow_run(
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:
         all_tags["mlflow.parentRunId"] = parent
-    run = mlflow.start_run(
+    uri = str(cfg.tracking.uri)
+    run = call(
+        "start the run",
+        uri,
+        mlflow.start_run,
         run_id=resume_run_id,
         run_name=None if resume_run_id else cfg.tracking.run_name,
         tags=all_tags,
@@ -99,13 +109,17 @@ def mlflow_run(
             params = config_params(cfg)
             items = list(params.items())
             for start in range(0, len(items), 90):  # MLflow caps params per batch at 100
-                mlflow.log_params(dict(items[start : start + 90]))
+                call("log params", uri, mlflow.log_params, dict(items[start : start + 90]))
         yield run
     except BaseException:
-        mlflow.end_run(status="FAILED" if not _interrupted() else "KILLED")
+        status = "FAILED" if not _interrupted() else "KILLED"
+        try:
+            call("end the run", uri, mlflow.end_run, status=status)
+        except TrackingError as exc:
+            log.error("%s (the run may show RUNNING)", exc)
         raise
     else:
-        mlflow.end_run(status="FINISHED")
+        call("end the run", uri, mlflow.end_run, status="FINISHED")
 
 
 def redact_tags(tags: Mapping[str, Any]) -> dict[str, str]:
@@ -152,7 +166,7 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
         if isinstance(v, (int, float)) and math.isfinite(float(v))
     }
     if clean:
-        mlflow.log_metrics(clean, step=step)
+        call("log metrics", mlflow.get_tracking_uri(), mlflow.log_metrics, clean, step=step)
 
 
 def mlflow_metric_name(name: str) -> str:
@@ -166,7 +180,5 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
 
     if not is_main_process():
         return
-    if path.is_dir():
-        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
-    else:
-        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    log_fn = mlflow.log_artifacts if path.is_dir() else mlflow.log_artifact
+    call(f"log {path.name}", mlflow.get_tracking_uri(), log_fn, str(path), artifact_path)

@@ -93,6 +93,10 @@ class JudgeSettings:
     )
     max_calls: int = 200
     max_cost_usd: float = 5.0
+    # USD per million tokens; null = the model's entry in polylora.metrics.judge.PRICES_PER_MTOK
+    # (a model not in the table must be priced here, or the judge refuses to run).
+    price_per_mtok_in: float | None = None
+    price_per_mtok_out: float | None = None
     cache_dir: str = ".cache/polylora/judge"
     seed: int = 0
     base_url: str | None = None

@@ -1,8 +1,9 @@
 """The jail: each attack that escaped the old audit-hook sandbox, now contained; the refusal
 path where bubblewrap is missing; unsafe_ok as the only, warned, way past it.
 
-The attack tests need the jail; where the machine cannot build it they are not skipped
-silently: ``test_jail_is_available_where_ci_runs`` fails, naming what to install.
+The attack tests need the jail. Where this machine cannot build it they are skipped with the
+line saying what to install, and the refusal tests (which simulate a missing bwrap) still
+run; with ``POLYLORA_REQUIRE_JAIL=1`` (set by ``.ci/run``) a missing jail fails instead.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from polylora import sandbox
 from polylora.errors import ConfigError
 from polylora.sandbox import run_python, run_tests
 
+_PROBLEM = sandbox.jail_problem()
+needs_jail = pytest.mark.skipif(
+    _PROBLEM is not None and os.environ.get("POLYLORA_REQUIRE_JAIL") != "1",
+    reason=f"no jail here: {_PROBLEM}",
+)
 
-def test_jail_is_available_where_ci_runs() -> None:
-    assert sandbox.jail_problem() is None  # else: apt-get install -y bubblewrap
+
+def test_jail_is_available_where_required() -> None:
+    if os.environ.get("POLYLORA_REQUIRE_JAIL") == "1":
+        assert _PROBLEM is None, _PROBLEM
+    else:  # the probe's answer is one line naming what to install, or nothing
+        assert _PROBLEM is None or "bubblewrap" in _PROBLEM
 
 
 def _host_processes_with(marker: str) -> list[int]:
@@ -36,6 +46,7 @@ def _host_processes_with(marker: str) -> list[int]:
     return found
 
 
+@needs_jail
 def test_shell_escape_through_fork_exec_cannot_touch_the_host(tmp_path: Path) -> None:
     target = tmp_path / "pwned"
     program = f"""
@@ -52,6 +63,7 @@ os.waitpid(pid, 0)
     assert result.status in ("passed", "failed")
 
 
+@needs_jail
 def test_network_is_unreachable() -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -68,6 +80,7 @@ def test_network_is_unreachable() -> None:
         server.close()
 
 
+@needs_jail
 @pytest.mark.parametrize(
     "attack",
     [
@@ -102,6 +115,7 @@ def test_writes_outside_are_impossible(tmp_path: Path, attack: str) -> None:
     assert sorted(p.name for p in shared.iterdir()) == ["keep.txt"]
 
 
+@needs_jail
 def test_mknod_of_a_device_is_denied() -> None:
     program = (
         "import os, stat\n"
@@ -114,6 +128,7 @@ def test_mknod_of_a_device_is_denied() -> None:
     assert "PermissionError" in result.output or "OperationNotPermitted" in result.output
 
 
+@needs_jail
 def test_the_host_filesystem_is_not_visible(tmp_path: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("do-not-read")
@@ -124,6 +139,7 @@ def test_the_host_filesystem_is_not_visible(tmp_path: Path) -> None:
     assert home.status == "passed"
 
 
+@needs_jail
 @pytest.mark.parametrize("kind", ["fifo", "dev_zero"])
 def test_output_files_replaced_by_fifo_or_dev_zero_do_not_hang_the_parent(kind: str) -> None:
     make = "os.mkfifo(name)" if kind == "fifo" else "os.symlink('/dev/zero', name)"
@@ -138,6 +154,7 @@ def test_output_files_replaced_by_fifo_or_dev_zero_do_not_hang_the_parent(kind: 
     assert len(result.output) == 1000
 
 
+@needs_jail
 def test_endless_output_is_bounded_and_timed_out() -> None:
     result = run_python(
         "import sys\nwhile True:\n    sys.stdout.write('y' * 65536)\n",
@@ -148,6 +165,7 @@ def test_endless_output_is_bounded_and_timed_out() -> None:
     assert len(result.output) <= 2048
 
 
+@needs_jail
 def test_printed_or_stolen_markers_do_not_forge_a_pass() -> None:
     # The old sandbox printed a nonce at the end; reading it from a frame or exiting 0 early
     # faked a pass. Now the record is written by the judge process only.
@@ -177,12 +195,14 @@ def test_printed_or_stolen_markers_do_not_forge_a_pass() -> None:
     assert run_tests("def f(x):\n    return x * 2\n", tests, "f").status == "passed"
 
 
+@needs_jail
 def test_early_exit_is_not_a_pass_of_a_program() -> None:
     assert run_python("import os\nos._exit(0)\nassert False\n").status == "failed"
     assert run_python("import sys\nsys.exit(0)\n").status == "failed"
     assert run_python("print('fine')\n").status == "passed"
 
 
+@needs_jail
 def test_setsid_child_does_not_outlive_the_run() -> None:
     marker = f"survivor-{uuid.uuid4().hex}"
     program = f"""
@@ -199,6 +219,7 @@ print("started" if child.poll() is None else "child ended early")
     assert _host_processes_with(marker) == []
 
 
+@needs_jail
 def test_fork_bomb_is_bounded() -> None:
     program = """
 import os, time
@@ -218,12 +239,14 @@ except OSError as exc:
     assert count < 16
 
 
+@needs_jail
 def test_memory_limit() -> None:
     result = run_python("x = bytearray(2 * 1024 ** 3)\n", memory_mb=256)
     assert result.status == "failed"
     assert "MemoryError" in result.output
 
 
+@needs_jail
 def test_environment_and_secrets_are_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "sk-ant-" + uuid.uuid4().hex
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
@@ -243,12 +266,14 @@ for pid in os.listdir('/proc'):
     assert "ANTHROPIC_API_KEY" not in result.output
 
 
+@needs_jail
 def test_scratch_files_in_the_own_dir_work() -> None:
     program = "open('scratch.txt', 'w').write('hi')\nassert open('scratch.txt').read() == 'hi'\n"
     assert run_python(program).status == "passed"
     assert run_python("open('/tmp/x', 'w').write('1')\n").status == "passed"
 
 
+@needs_jail
 def test_timeout_kills_the_program() -> None:
     result = run_python("while True:\n    pass\n", timeout_s=1.0)
     assert result.status == "timeout"

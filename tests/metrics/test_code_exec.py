@@ -4,6 +4,7 @@ jail (the attacks themselves are in tests/test_sandbox.py)."""
 from __future__ import annotations
 
 import pytest
+from helpers import jail_or_skip
 
 from polylora import sandbox
 from polylora.errors import ConfigError
@@ -19,6 +20,7 @@ from polylora.metrics.code_exec import (
 
 @pytest.fixture(scope="module")
 def checker() -> HumanEvalChecker:
+    jail_or_skip()
     return HumanEvalChecker(allow_code_execution=True, timeout=5.0, memory_mb=512)
 
 
@@ -84,6 +86,7 @@ def test_refuses_where_the_jail_cannot_be_built(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_build_program_and_extract_code() -> None:
+    jail_or_skip()
     assert extract_code("```python\nx = 1\n```\ntrailing") == "x = 1\n"
     assert extract_code("x = 1") == "x = 1"
     program = build_program(

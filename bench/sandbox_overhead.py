@@ -25,13 +25,13 @@ def _time_all(examples: list, unsafe: bool) -> float:
             saved = sandbox._probe
             sandbox._probe = lambda _bwrap: "benchmark: no jail"  # type: ignore[assignment]
             try:
-                result = sandbox.run_tests(candidate, f["test"], f["entry_point"],
-                                           prelude=f["prompt"], unsafe_ok=True)
+                result = sandbox.run_tests(
+                    candidate, f["test"], f["entry_point"], prelude=f["prompt"], unsafe_ok=True
+                )
             finally:
                 sandbox._probe = saved  # type: ignore[assignment]
         else:
-            result = sandbox.run_tests(candidate, f["test"], f["entry_point"],
-                                       prelude=f["prompt"])
+            result = sandbox.run_tests(candidate, f["test"], f["entry_point"], prelude=f["prompt"])
         assert result.passed, (e.id, result)
     return (time.perf_counter() - started) / len(examples)
 
@@ -53,8 +53,10 @@ def main() -> None:
         plain.append(_time_all(examples, unsafe=True))
         jail.append(_time_all(examples, unsafe=False))
     j, p = statistics.median(jail), statistics.median(plain)
-    print(f"per check: jail {j * 1000:.0f} ms, plain subprocess {p * 1000:.0f} ms, "
-          f"ratio {j / p:.2f} ({args.programs} programs x {args.rounds} rounds)")
+    print(
+        f"per check: jail {j * 1000:.0f} ms, plain subprocess {p * 1000:.0f} ms, "
+        f"ratio {j / p:.2f} ({args.programs} programs x {args.rounds} rounds)"
+    )
 
 
 if __name__ == "__main__":

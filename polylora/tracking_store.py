@@ -99,7 +99,6 @@ def call(what: str, uri: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -
                     "MLflow server (tracking.uri=http://...) for many parallel runs"
                 ) from None
             raise TrackingError(
-                f"the MLflow store {uri} failed to {what}: {type(exc).__name__}: "
-                f"{_one_line(exc)}"
+                f"the MLflow store {uri} failed to {what}: {type(exc).__name__}: {_one_line(exc)}"
             ) from None
     raise AssertionError("unreachable")

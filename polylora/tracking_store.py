@@ -48,8 +48,14 @@ def first_use_lock(uri: str) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot create the MLflow store {uri}: {exc.strerror or exc} ({path.parent}); "
+            "set tracking.uri to a writable place"
+        ) from None
     try:
         deadline = time.monotonic() + LOCK_TIMEOUT_S
         while True:

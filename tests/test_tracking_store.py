@@ -93,3 +93,10 @@ def test_sqlite_path() -> None:
     assert tracking_store.sqlite_path("sqlite:////a/b.db") == Path("/a/b.db")
     assert tracking_store.sqlite_path("sqlite:///rel.db?x=1") == Path("rel.db")
     assert tracking_store.sqlite_path("http://host:5000") is None
+
+
+def test_an_unusable_store_path_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(TrackingError, match=r"cannot create the MLflow store .*tracking\.uri"):
+        tracking.setup(f"sqlite:///{blocker / 'mlflow.db'}", "x")

@@ -142,10 +142,15 @@ def _bwrap_args(
 def _probe(bwrap: str | None) -> str | None:
     if bwrap is None:
         return f"the code-execution jail needs bubblewrap (bwrap), not installed: {INSTALL_HINT}"
+    exe, prefix = _interpreter()
+    if not os.path.isfile(exe):
+        return (
+            f"the jail runs as nobody and cannot read this Python ({sys.executable}); install the "
+            "system python3 (apt-get install -y python3) or an interpreter others can read"
+        )
     with tempfile.TemporaryDirectory(prefix="polylora-probe-") as tmp:
         job, work = Path(tmp, "job"), Path(tmp, "work")
         _prepare_dirs(job, work)
-        exe, prefix = _interpreter()
         cmd = [*_bwrap_args(bwrap, job, work, prefix), exe, "-I", "-S", "-c", "pass"]
         try:
             done = subprocess.run(

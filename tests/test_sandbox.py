@@ -315,3 +315,13 @@ def test_unsafe_ok_is_the_only_way_past_and_it_warns(
 def test_bad_limits_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="timeout_s"):
         run_python("pass", timeout_s=0)
+
+
+def test_an_interpreter_the_jail_cannot_read_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox, "_interpreter", lambda: ("/nonexistent/python3", "/usr"))
+    sandbox._probe.cache_clear()
+    try:
+        problem = sandbox.jail_problem()
+        assert problem is not None and "apt-get install -y python3" in problem
+    finally:
+        sandbox._probe.cache_clear()

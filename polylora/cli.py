@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``polylora`` console script and ``python -m polylora.cli``."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from polylora.redaction import install_log_redaction
+
+    install_log_redaction()
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)

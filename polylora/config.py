@@ -93,9 +93,21 @@ class JudgeSettings:
     )
     max_calls: int = 200
     max_cost_usd: float = 5.0
+    # USD per million tokens; null = the model's entry in polylora.metrics.judge.PRICES_PER_MTOK
+    # (a model not in the table must be priced here, or the judge refuses to run).
+    price_per_mtok_in: float | None = None
+    price_per_mtok_out: float | None = None
     cache_dir: str = ".cache/polylora/judge"
     seed: int = 0
     base_url: str | None = None
+
+
+@dataclass
+class CodeExecutionSettings:
+    """Model-written code runs only in the OS jail (``polylora.sandbox``); ``unsafe_ok=true``
+    is the only way to run it where the jail cannot be built, and it warns."""
+
+    unsafe_ok: bool = False
 
 
 @dataclass
@@ -118,6 +130,7 @@ class EvalConfig:
     # optimized_metric names a val/<metric>; null: eval.subset_size.
     val_subset_size: int | None = None
     allow_code_execution: bool = False
+    code_execution: CodeExecutionSettings = field(default_factory=CodeExecutionSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
 
 
@@ -229,7 +242,11 @@ def build(node: Any, **kwargs: Any) -> Any:
 
 
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent)."""
+    """Put the schemas into Hydra's ConfigStore and register polylora's resolvers
+    (idempotent)."""
+    from polylora.rundir import register_resolver
+
+    register_resolver()
     cs = ConfigStore.instance()
     cs.store(name="polylora_schema", node=PolyloraConfig, replace=True)
     cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)

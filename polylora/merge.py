@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,10 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from polylora import redaction
 from polylora.errors import ConfigError, DataError, PolyloraError
+
+log = logging.getLogger(__name__)
 
 PEFT_METHODS: tuple[str, ...] = ("linear", "ties", "dare_linear", "dare_ties", "cat")
 METHODS: tuple[str, ...] = (*PEFT_METHODS, "sparse_topk")
@@ -542,7 +546,7 @@ def evaluate_sparse(
     }
     names_wanted = list(cfg.eval.metrics)
     with tracking.mlflow_run(cfg, tags) as active:
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (out_dir / "config.yaml").write_text(redaction.config_yaml(cfg))
         tracking.log_artifact(out_dir / "config.yaml")
         pipeline.log_data_summary(prep, out_dir)
         set_seed(cfg.seed)
@@ -719,6 +723,42 @@ def _tracking_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def stored_section(run: Mapping[str, Any], name: str, ref: str) -> DictConfig:
+    """The ``model`` or ``hardware`` section of a run's stored config, read as data: only the
+    schema's scalar fields, no interpolation (``${...}`` is refused, never resolved), and
+    ``trust_remote_code`` always false (pass ``--base "... model.trust_remote_code=true"`` to
+    opt in yourself). An artifact can be written by anyone with access to the store."""
+    from polylora.config import HardwareConfig, ModelConfig
+
+    schema = {"model": ModelConfig, "hardware": HardwareConfig}[name]
+    import dataclasses
+
+    base = OmegaConf.structured(schema)
+    known = {f.name for f in dataclasses.fields(schema)}
+    clean: dict[str, Any] = {}
+    for key, value in (run.get(name) or {}).items():
+        if key not in known or isinstance(value, dict | list):
+            continue
+        if isinstance(value, str) and "${" in value:
+            raise ConfigError(
+                f"the stored config of {ref} has an interpolation in {name}.{key} ({value!r}); "
+                'stored configs are data: pass the base model with --base "model=..."'
+            )
+        clean[key] = value
+    if clean.get("trust_remote_code"):
+        log.warning(
+            "ignoring %s.trust_remote_code=true from the stored config of %s; pass --base "
+            '"... model.trust_remote_code=true" to allow remote code yourself', name, ref
+        )
+        clean["trust_remote_code"] = False
+    try:
+        return OmegaConf.merge(base, clean)
+    except Exception as exc:
+        raise ConfigError(
+            f"the stored config of {ref} has an invalid {name} section: {str(exc).splitlines()[0]}"
+        ) from None
+
+
 def _base_configs(
     args: argparse.Namespace, sources: Sequence[AdapterSource]
 ) -> tuple[DictConfig, DictConfig]:
@@ -730,7 +770,8 @@ def _base_configs(
     for source in sources:
         run = source.run_config or {}
         if isinstance(run.get("model"), dict) and isinstance(run.get("hardware"), dict):
-            return OmegaConf.create(run["model"]), OmegaConf.create(run["hardware"])
+            model = stored_section(run, "model", source.ref)
+            return model, stored_section(run, "hardware", source.ref)
     raise ConfigError(
         "cannot tell which base model the adapters belong to (no run config.yaml beside "
         'them); pass --base "model=..." (Hydra overrides, e.g. --base "model=smollm2_135m")'

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import tracking
+from polylora import preemption, redaction, resume, rundir, tracking
 from polylora.checking import Checker
 from polylora.config import build, validate
 from polylora.data.example import Example
@@ -51,6 +51,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     for name in optimized_metrics(cfg.optimized_metric):
         get_metric(metric_key(name))  # unknown name → ConfigError
     objective = build(cfg.objective, _convert_="all")
+    _set_code_execution_policy(cfg)
     checker = build(cfg.data.checker) if cfg.data.checker is not None else None
     objective.check_data(has_checker=checker is not None)
     source = build(cfg.data.source)
@@ -88,6 +89,19 @@ def validation_metrics(cfg: DictConfig) -> list[str]:
     (the validation loss needs none: it is the early-stopping curve)."""
     return [n for n in optimized_metrics(cfg.optimized_metric)
             if metric_split(n) == "validation" and n not in VALIDATION_LOSS]
+
+
+def _set_code_execution_policy(cfg: DictConfig) -> None:
+    """``eval.code_execution.unsafe_ok`` → the sandbox's process-wide policy (warned)."""
+    from polylora import sandbox
+
+    unsafe_ok = bool(OmegaConf.select(cfg, "eval.code_execution.unsafe_ok", default=False))
+    if unsafe_ok:
+        log.warning(
+            "eval.code_execution.unsafe_ok=true: where the jail cannot be built, model-written "
+            "code runs WITHOUT it"
+        )
+    sandbox.allow_unsafe(unsafe_ok)
 
 
 def _check_eval_metrics(names: list[str], has_checker: bool) -> None:
@@ -188,6 +202,7 @@ def execute(cfg: DictConfig) -> RunResult:
     from transformers import set_seed
 
     started = time.time()
+    redaction.redact_hydra_dumps()
     prep = prepare(cfg)
     if cfg.hardware.num_threads:
         import torch
@@ -201,9 +216,15 @@ def execute(cfg: DictConfig) -> RunResult:
     resume_id = None
     if cfg.train.resume and run_id_path.exists():  # continue the same MLflow run
         resume_id = run_id_path.read_text().strip()
-    with tracking.mlflow_run(cfg, run_tags(cfg), resume_run_id=resume_id) as active:
+    if cfg.train.resume:
+        resume.check(cfg, out_dir / "checkpoints")  # a changed training config is refused
+    with (
+        rundir.claim(out_dir),
+        preemption.handle_sigterm(),
+        tracking.mlflow_run(cfg, run_tags(cfg), resume_id) as active,
+    ):
         run_id_path.write_text(active.info.run_id)
-        (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (out_dir / "config.yaml").write_text(redaction.config_yaml(cfg))
         tracking.log_artifact(out_dir / "config.yaml")
         log_data_summary(prep, out_dir)
         set_seed(cfg.seed)
@@ -356,11 +377,15 @@ def _train(
         objective=prep.objective,
         batch_sampler_factory=_batch_sampler_factory(cfg, prep.splits.train),
     )
-    resume = training.last_checkpoint(checkpoint_dir) if cfg.train.resume else None
-    if cfg.train.resume and resume is None:
+    trainer.add_callback(preemption.PreemptionCallback())
+    last = training.last_checkpoint(checkpoint_dir) if cfg.train.resume else None
+    if cfg.train.resume and last is None:
         log.warning("train.resume=true but no checkpoint in %s: starting fresh", checkpoint_dir)
+    if last is None and tracking.is_main_process():
+        resume.record(cfg, checkpoint_dir)
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with preemption.deferred():
+        result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     adapter_dir = out_dir / "adapter"
     if trainer.is_world_process_zero():
         trainer.model.save_pretrained(adapter_dir)

@@ -234,7 +234,12 @@ class ParentRun:
         client = mlflow.MlflowClient(tracking_uri=tracking_uri)
         exp = client.get_experiment_by_name(experiment)
         exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
-        all_tags = {ROLE_TAG: "sweep", STUDY_TAG: study, "mlflow.runName": study, **tags}
+        from polylora.redaction import redact
+        from polylora.tracking import redact_tags
+
+        all_tags = redact_tags({ROLE_TAG: "sweep", STUDY_TAG: study, "mlflow.runName": study,
+                                **tags})
+        params = redact(dict(params))
         if existing_run_id:
             try:
                 run = client.get_run(existing_run_id)

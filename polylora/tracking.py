@@ -1,7 +1,7 @@
 """MLflow: one run per job with the flattened config as params, curves, tags and artifacts.
 
-A run that raises ends FAILED (never left RUNNING). Secrets are never logged: keys that look
-like credentials are dropped from params.
+A run that raises ends FAILED (never left RUNNING). Secrets are never logged: params and
+tags go through ``polylora.redaction`` (credential keys dropped, secret values replaced).
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from polylora.tracking_store import TrackingError, call
 
 log = logging.getLogger(__name__)
 
-# Whole key names only: `hf_token`, `api_key`, `client_secret` are dropped; `max_new_tokens`
-# is not a secret.
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password)$", re.IGNORECASE)
 PARENT_RUN_ENV = "POLYLORA_PARENT_RUN_ID"
 
 
@@ -37,11 +36,13 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_params(cfg: DictConfig) -> dict[str, str]:
-    """The resolved config as MLflow params (values ≤ 6000 chars, credentials dropped)."""
-    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    """The resolved config as MLflow params (values ≤ 6000 chars, credential keys dropped,
+    secret values redacted)."""
+    from polylora.redaction import is_secret_key, redacted_config
+
     params = {}
-    for key, value in flatten(resolved).items():
-        if _SECRET_KEY.search(key.split(".")[-1]):
+    for key, value in flatten(redacted_config(cfg)).items():
+        if is_secret_key(key):
             continue
         params[mlflow_metric_name(key)] = str(value)[:6000]  # '@' in a key: pass_at_1
     return params
@@ -68,12 +69,16 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def setup(uri: str, experiment: str) -> None:
-    """Point MLflow at the tracking store and experiment (created on first use)."""
+    """Point MLflow at the tracking store and experiment (created on first use, one process
+    at a time: see ``polylora.tracking_store``)."""
     import mlflow
+
+    from polylora.tracking_store import first_use_lock
 
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(experiment)
+    with first_use_lock(uri):
+        call(f"open experiment {experiment!r}", uri, mlflow.set_experiment, experiment)
 
 
 @contextmanager
@@ -86,11 +91,15 @@ def mlflow_run(
     import mlflow
 
     setup(cfg.tracking.uri, cfg.tracking.experiment)
-    all_tags = {k: str(v) for k, v in tags.items() if v is not None}
+    all_tags = redact_tags(tags)
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:
         all_tags["mlflow.parentRunId"] = parent
-    run = mlflow.start_run(
+    uri = str(cfg.tracking.uri)
+    run = call(
+        "start the run",
+        uri,
+        mlflow.start_run,
         run_id=resume_run_id,
         run_name=None if resume_run_id else cfg.tracking.run_name,
         tags=all_tags,
@@ -100,13 +109,34 @@ def mlflow_run(
             params = config_params(cfg)
             items = list(params.items())
             for start in range(0, len(items), 90):  # MLflow caps params per batch at 100
-                mlflow.log_params(dict(items[start : start + 90]))
+                call("log params", uri, mlflow.log_params, dict(items[start : start + 90]))
         yield run
     except BaseException:
-        mlflow.end_run(status="FAILED" if not _interrupted() else "KILLED")
+        status = "FAILED" if not _interrupted() else "KILLED"
+        try:
+            call("end the run", uri, mlflow.end_run, status=status)
+        except TrackingError as exc:
+            log.error("%s (the run may show RUNNING)", exc)
         raise
     else:
-        mlflow.end_run(status="FINISHED")
+        call("end the run", uri, mlflow.end_run, status="FINISHED")
+
+
+def redact_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags as strings, through the one redaction (``polylora.overrides`` item by item)."""
+    from polylora.redaction import REDACTED, is_secret_key, redact_override, redact_text
+
+    out = {}
+    for key, value in tags.items():
+        if value is None:
+            continue
+        if is_secret_key(key):
+            out[key] = REDACTED
+        elif key == "polylora.overrides":
+            out[key] = " ".join(redact_override(o) for o in str(value).split(" "))
+        else:
+            out[key] = redact_text(str(value))
+    return out
 
 
 def _interrupted() -> bool:
@@ -136,7 +166,7 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
         if isinstance(v, (int, float)) and math.isfinite(float(v))
     }
     if clean:
-        mlflow.log_metrics(clean, step=step)
+        call("log metrics", mlflow.get_tracking_uri(), mlflow.log_metrics, clean, step=step)
 
 
 def mlflow_metric_name(name: str) -> str:
@@ -150,7 +180,5 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
 
     if not is_main_process():
         return
-    if path.is_dir():
-        mlflow.log_artifacts(str(path), artifact_path=artifact_path)
-    else:
-        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+    log_fn = mlflow.log_artifacts if path.is_dir() else mlflow.log_artifact
+    call(f"log {path.name}", mlflow.get_tracking_uri(), log_fn, str(path), artifact_path)

@@ -212,6 +212,14 @@ def evaluated_step(trainer: Trainer) -> int:
 
 
 def last_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The newest ``checkpoint-N`` folder, if any (what ``train.resume=true`` continues)."""
+    """The newest complete ``checkpoint-N`` folder, if any (what ``train.resume=true``
+    continues). The Trainer writes ``trainer_state.json`` last, so a folder without it was
+    cut short (a kill mid-save) and is skipped for the previous one."""
+    import logging
+
     found = [p for p in checkpoint_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    for path in sorted(found, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return path
+        logging.getLogger(__name__).warning("skipping incomplete checkpoint %s", path)
+    return None

@@ -52,3 +52,20 @@ def tiny_configs() -> tuple[object, object, object]:
         }
     )
     return model, hardware, lora
+
+
+def jail_or_skip() -> None:
+    """Skip a test that needs the code jail where it cannot be built (the reason names what
+    to install); fail instead under ``POLYLORA_REQUIRE_JAIL=1`` (CI)."""
+    import os
+
+    import pytest
+
+    from polylora.sandbox import jail_problem
+
+    problem = jail_problem()
+    if problem is None:
+        return
+    if os.environ.get("POLYLORA_REQUIRE_JAIL") == "1":
+        pytest.fail(problem)
+    pytest.skip(f"no jail here: {problem}")

@@ -394,3 +394,44 @@ def test_ties_needs_density(tiny_adapters, tmp_path, capsys) -> None:
     )
     assert code == 2
     _one_line_error(capsys, "--density")
+
+
+def test_stored_configs_are_data_not_code(caplog) -> None:
+    from polylora.errors import ConfigError
+    from polylora.merge import stored_section
+
+    run = {
+        "model": {"name": "m", "source": "hf", "path": "/models/x", "trust_remote_code": True},
+        "hardware": {"name": "cpu", "device": "cpu"},
+    }
+    model = stored_section(run, "model", "runs:/abc/adapter")
+    assert model.trust_remote_code is False and model.path == "/models/x"
+    assert "ignoring model.trust_remote_code=true" in caplog.text
+    sneaky = {"model": {"name": "m", "source": "hf", "path": "${oc.env:ANTHROPIC_API_KEY}"}}
+    with pytest.raises(ConfigError, match=r"interpolation in model\.path"):
+        stored_section(sneaky, "model", "runs:/abc/adapter")
+
+
+def test_cli_merge_never_takes_trust_remote_code_from_a_run(
+    tiny_adapters, tmp_path, monkeypatch, capsys
+) -> None:
+    import shutil
+
+    _, ad = tiny_adapters
+    run_dir = tmp_path / "tampered"
+    shutil.copytree(ad["a"].parent, run_dir)
+    stored = OmegaConf.load(run_dir / "config.yaml")
+    stored.model.trust_remote_code = True
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(stored))
+    seen = []
+    real = models.load_base_model
+
+    def spy(model_cfg, hardware_cfg):
+        seen.append(bool(model_cfg.trust_remote_code))
+        return real(model_cfg, hardware_cfg)
+
+    monkeypatch.setattr(models, "load_base_model", spy)
+    code = main(["merge", str(run_dir / "adapter"), str(ad["b"]), "--weights", "1,0",
+                 "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert seen and not any(seen)

@@ -1,5 +1,6 @@
 """Killing a run after a checkpoint and resuming gives the same final adapter as a run that
-was never interrupted (CPU, same seed)."""
+was never interrupted (CPU, same seed); a changed training config is refused on resume; an
+incomplete last checkpoint is skipped; SIGTERM ends the run KILLED with a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 from helpers import REPO
 from safetensors.torch import load_file
@@ -73,3 +77,66 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path: Path) -> None:
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
     assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
+
+
+def test_an_incomplete_last_checkpoint_is_skipped(tmp_path: Path) -> None:
+    from polylora.training import last_checkpoint
+
+    for step, complete in ((3, True), (6, True), (9, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoint-6"
+    assert last_checkpoint(tmp_path / "none") is None
+
+
+def test_resume_with_a_changed_rank_is_refused_naming_the_keys(
+    tmp_path: Path, compose_cfg: Callable[..., Any]
+) -> None:
+    from polylora import pipeline, resume
+    from polylora.errors import ConfigError
+
+    run_dir = tmp_path / "run"
+    small = ["+experiment=smoke", "train.max_steps=3", "eval.enabled=false"]
+    pipeline.execute(compose_cfg(small, output_dir=run_dir))
+    assert (run_dir / "checkpoints" / resume.RECORD).is_file()
+    changed = compose_cfg([*small, "train.resume=true", "lora.rank=8"], output_dir=run_dir)
+    with pytest.raises(ConfigError, match=r"differs from the checkpoint's in lora\.rank"):
+        pipeline.execute(changed)
+    # evaluation settings may change on resume; the training ones match, so it goes on
+    same = compose_cfg([*small, "train.resume=true", "eval.n_samples=2"], output_dir=run_dir)
+    assert resume.changed_keys(same, run_dir / "checkpoints") == []
+
+
+def test_sigterm_ends_the_run_killed_with_a_resumable_checkpoint(tmp_path: Path) -> None:
+    import mlflow
+
+    from polylora.training import last_checkpoint
+
+    run_dir = tmp_path / "run"
+    proc = start(
+        tmp_path,
+        run_dir,
+        "train.max_steps=100000",
+        "train.save_every=100000",
+        "train.eval_every=100000",
+        "train.logging_steps=1",
+    )
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    deadline = time.time() + 300
+    while True:  # wait until training has logged a step
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline
+        time.sleep(0.5)
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+        if runs and client.get_metric_history(runs[0].info.run_id, "train/loss"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 143
+    err = proc.stderr.read()
+    assert "Traceback" not in err and "train.resume=true" in err
+    assert client.get_run(runs[0].info.run_id).info.status == "KILLED"
+    checkpoint = last_checkpoint(run_dir / "checkpoints")
+    assert checkpoint is not None and (checkpoint / "trainer_state.json").is_file()

@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polylora.errors import ConfigError, PolyloraError
+from polylora.errors import ConfigError, DataError, PolyloraError
 from polylora.metrics.judge import JudgeConfig, JudgeResult, judge_pairwise
 
 GENERATIONS_ARTIFACT = "eval/generations.jsonl"
 _JUDGE_FIELDS = ("model", "criteria", "max_calls", "max_cost_usd", "cache_dir", "seed",
-                 "base_url")
+                 "base_url", "price_per_mtok_in", "price_per_mtok_out")
 
 
 def judge_config(settings: Mapping[str, Any]) -> JudgeConfig:
@@ -50,6 +50,17 @@ def _answer(row: Mapping[str, Any], which: str) -> str:
     return str(samples[0])
 
 
+def _by_id(rows: Sequence[Mapping[str, Any]], label: str) -> dict[Any, Mapping[str, Any]]:
+    out: dict[Any, Mapping[str, Any]] = {}
+    for row in rows:
+        if row["id"] in out:
+            raise DataError(
+                f"the {label} run has prompt id {row['id']!r} twice; ids must be unique"
+            )
+        out[row["id"]] = row
+    return out
+
+
 def _prompt_text(row: Mapping[str, Any]) -> str:
     prompt = row["prompt"]
     if isinstance(prompt, str):
@@ -67,11 +78,19 @@ def judge_rows(
     """Judge the candidate's answers against the baseline's on the prompts both answered."""
     if answers not in ("greedy", "first_sample"):
         raise ConfigError(f"eval.judge.answers={answers!r}; use greedy or first_sample")
-    by_id = {r["id"]: r for r in baseline}
+    by_id = _by_id(baseline, labels[0])
+    _by_id(candidate, labels[1])
     shared = [r for r in candidate if r["id"] in by_id]
     if not shared:
         raise PolyloraError(
             "the two runs share no prompt ids; judge runs evaluated on the same data config"
+        )
+    differ = [r["id"] for r in shared if _prompt_text(r) != _prompt_text(by_id[r["id"]])]
+    if differ:
+        raise DataError(
+            f"the {labels[0]} and {labels[1]} prompts differ for {len(differ)} of {len(shared)} "
+            f"shared ids (first: {differ[0]!r}); rows are paired by id and prompt text: judge "
+            "runs evaluated with the same data, split and prompt format"
         )
     return judge_pairwise(
         prompts=[_prompt_text(r) for r in shared],
@@ -108,6 +127,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="claude-sonnet-4-5")
     parser.add_argument("--max-calls", type=int, default=200)
     parser.add_argument("--max-cost-usd", type=float, default=5.0)
+    parser.add_argument("--price-per-mtok-in", type=float, default=None,
+                        help="USD per million input tokens (required for a model not in the "
+                        "price table)")
+    parser.add_argument("--price-per-mtok-out", type=float, default=None,
+                        help="USD per million output tokens")
     parser.add_argument("--base-url", default=None, help="API base URL (default: the SDK's)")
     parser.add_argument("--out", default="reports/judge", help="where judge.jsonl is written")
     parser.add_argument("--no-log", action="store_true", help="don't log to the candidate run")
@@ -116,7 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Judge, print the headline numbers, log them to the candidate run."""
     cfg = JudgeConfig(model=args.model, max_calls=args.max_calls,
-                      max_cost_usd=args.max_cost_usd, base_url=args.base_url)
+                      max_cost_usd=args.max_cost_usd, base_url=args.base_url,
+                      price_per_mtok_in=args.price_per_mtok_in,
+                      price_per_mtok_out=args.price_per_mtok_out)
     result = judge_rows(load_run_rows(args.baseline_run, args.tracking_uri),
                         load_run_rows(args.candidate_run, args.tracking_uri), cfg, args.answers)
     if result is None:  # no key: judge_pairwise already said so

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import jail_or_skip
 
 from polylora.checking import Checker
 from polylora.data.example import Example
@@ -85,6 +86,7 @@ def test_build_errors() -> None:
 def test_build_humaneval_requires_opt_in() -> None:
     with pytest.raises(ConfigError, match=r"eval\.allow_code_execution=true"):
         build_checker({"type": "humaneval"})
+    jail_or_skip()
     checker = build_checker({"type": "humaneval", "timeout": 2}, allow_code_execution=True)
     assert checker.name == "humaneval"
     assert build_checker({"type": "humaneval", "allow_code_execution": True}).name == "humaneval"

@@ -1,16 +1,12 @@
-"""Sandboxed HumanEval execution: opt-in, correct/wrong verdicts, timeout, write and network
-confinement, memory limit."""
+"""HumanEval in the jail: opt-in, correct/wrong verdicts, prompt helpers, refusal without the
+jail (the attacks themselves are in tests/test_sandbox.py)."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
+from helpers import jail_or_skip
 
+from polylora import sandbox
 from polylora.errors import ConfigError
 from polylora.metrics.code_exec import (
     HumanEvalChecker,
@@ -18,33 +14,14 @@ from polylora.metrics.code_exec import (
     extract_code,
     humaneval_problems,
     load_humaneval_examples,
-    network_namespace_prefix,
     run_program,
 )
 
 
 @pytest.fixture(scope="module")
 def checker() -> HumanEvalChecker:
+    jail_or_skip()
     return HumanEvalChecker(allow_code_execution=True, timeout=5.0, memory_mb=512)
-
-
-@pytest.fixture
-def listening_server() -> Iterator[tuple[socket.socket, int]]:
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    server.setblocking(False)
-    yield server, server.getsockname()[1]
-    server.close()
-
-
-def _accepted(server: socket.socket) -> bool:
-    try:
-        conn, _ = server.accept()
-    except BlockingIOError:
-        return False
-    conn.close()
-    return True
 
 
 def test_requires_explicit_opt_in() -> None:
@@ -82,72 +59,34 @@ def test_check_batch_matches_single_calls(checker: HumanEvalChecker) -> None:
     assert [r.correct for r in batch] == [True, False, True]
 
 
-def test_early_exit_is_not_a_pass() -> None:
-    assert run_program("import os\nos._exit(0)\nassert False\n").status == "failed"
-    assert run_program("import sys\nsys.exit(0)\n").status == "failed"
-    assert run_program("print('fine')\n").status == "passed"
+def test_checker_runs_answers_in_the_jail_and_wrong_answers_fail(
+    checker: HumanEvalChecker,
+) -> None:
+    example = load_humaneval_examples(task_ids=["HumanEval/0"])[0]
+    leave_early = "    import os\n    os._exit(0)\n"
+    assert not checker(example, leave_early).correct
+    crash = "    raise ValueError('no')\n"
+    result = checker.run(example, crash)
+    assert result.status == "failed" and "ValueError" in result.output
 
 
-def test_infinite_loop_is_killed_by_timeout() -> None:
-    result = run_program("while True:\n    pass\n", timeout=1.0)
-    assert result.status == "timeout"
-    assert result.returncode is not None  # the process was reaped, not left running
+def test_helpers_from_the_prompt_are_available_to_the_tests(checker: HumanEvalChecker) -> None:
+    example = load_humaneval_examples(task_ids=["HumanEval/38"])[0]  # check uses encode_cyclic
+    assert checker(example, example.response).correct
+    assert not checker(example, "    return s\n").correct
 
 
-def test_write_outside_temp_dir_is_blocked(tmp_path: Path) -> None:
-    target = tmp_path / "escape.txt"
-    result = run_program(f"open({str(target)!r}, 'w').write('x')\n")
-    assert result.status == "failed"
-    assert "sandbox: writing" in result.output
-    assert not target.exists()
-    os_level = run_program(f"import os\nos.open({str(target)!r}, os.O_CREAT | os.O_WRONLY)\n")
-    assert os_level.status == "failed" and not target.exists()
-    # deleting outside is blocked too
-    keep = tmp_path / "keep.txt"
-    keep.write_text("x")
-    assert run_program(f"import os\nos.remove({str(keep)!r})\n").status == "failed"
-    assert keep.exists()
-
-
-def test_write_inside_temp_dir_is_allowed() -> None:
-    program = "open('scratch.txt', 'w').write('hi')\nassert open('scratch.txt').read() == 'hi'\n"
-    assert run_program(program).status == "passed"
-
-
-def test_audit_hook_blocks_sockets(listening_server: tuple[socket.socket, int]) -> None:
-    server, port = listening_server
-    program = f"import socket\ns = socket.socket()\ns.connect(('127.0.0.1', {port}))\n"
-    result = run_program(program, network_namespace=False)  # the hook alone
-    assert result.status == "failed"
-    assert "sandbox: socket" in result.output
-    assert not _accepted(server)
-    assert run_program(program).status == "failed"  # default: namespace (if any) + hook
-    assert not _accepted(server)
-
-
-def test_network_namespace_has_no_network(listening_server: tuple[socket.socket, int]) -> None:
-    prefix = network_namespace_prefix()
-    if not prefix:
-        pytest.skip("unprivileged network namespaces are unavailable here")
-    server, port = listening_server
-    code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=2)"
-    done = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True, check=False)
-    assert done.returncode != 0
-    assert not _accepted(server)
-
-
-def test_subprocesses_and_ctypes_are_blocked() -> None:
-    assert run_program("import subprocess\nsubprocess.run(['true'])\n").status == "failed"
-    assert run_program("import ctypes\n").status == "failed"
-
-
-def test_memory_limit() -> None:
-    result = run_program("x = bytearray(2 * 1024 ** 3)\n", memory_mb=256)
-    assert result.status == "failed"
-    assert "MemoryError" in result.output
+def test_refuses_where_the_jail_cannot_be_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(sandbox.BWRAP_ENV, "/nonexistent/bwrap")
+    with pytest.raises(ConfigError, match=r"bubblewrap.*eval\.code_execution\.unsafe_ok=true"):
+        HumanEvalChecker(allow_code_execution=True)
+    unsafe = HumanEvalChecker(allow_code_execution=True, unsafe_ok=True)
+    example = load_humaneval_examples(task_ids=["HumanEval/0"])[0]
+    assert unsafe(example, example.response).correct
 
 
 def test_build_program_and_extract_code() -> None:
+    jail_or_skip()
     assert extract_code("```python\nx = 1\n```\ntrailing") == "x = 1\n"
     assert extract_code("x = 1") == "x = 1"
     program = build_program(

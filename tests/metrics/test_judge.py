@@ -52,6 +52,9 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
+PRICED = {"price_per_mtok_in": 1.0, "price_per_mtok_out": 1.0}  # a model not in the table
+
+
 def make_cfg(stub: StubAnthropic, tmp_path: Path, **kw: object) -> JudgeConfig:
     """A config pointed at the stub with a per-test cache directory."""
     base = {"base_url": stub.url, "cache_dir": str(tmp_path / "cache"), "seed": 7}
@@ -175,7 +178,8 @@ def test_second_run_is_served_from_cache(tmp_path: Path) -> None:
         assert second.rows[0]["cached"] and not first.rows[0]["cached"]
         assert second.win_rate == first.win_rate == 1.0
         # the key covers the model: another judge model is a miss
-        judge_pairwise(prompts[:2], a[:2], b[:2], make_cfg(stub, tmp_path, model="other-model"))
+        other = make_cfg(stub, tmp_path, model="other-model", **PRICED)
+        judge_pairwise(prompts[:2], a[:2], b[:2], other)
         assert len(stub.requests) == 8
 
 
@@ -214,7 +218,7 @@ def test_rejected_request_is_not_retried(tmp_path: Path, sleeps: list[float]) ->
         StubAnthropic(fail_first=100, fail_status=404) as stub,
         pytest.raises(JudgeError, match=r"eval\.judge\.model='no-such-model'"),
     ):
-        judge_pairwise(prompts, a, b, make_cfg(stub, tmp_path, model="no-such-model"))
+        judge_pairwise(prompts, a, b, make_cfg(stub, tmp_path, model="no-such-model", **PRICED))
     assert len(stub.requests) == 1 and sleeps == []
 
 
@@ -337,3 +341,17 @@ def test_nan_rates_when_nothing_valid(tmp_path: Path) -> None:
     assert res is not None
     m = res.to_metrics()
     assert math.isnan(m["judge/win_rate"]) and m["judge/invalid_rate"] == 1.0
+
+
+def test_cost_cap_uses_the_configured_models_price() -> None:
+    from polylora.metrics.judge import PRICES_PER_MTOK, model_prices
+
+    opus = JudgeConfig(model="claude-opus-4-1-20250805")
+    assert (opus.price_per_mtok_in, opus.price_per_mtok_out) == PRICES_PER_MTOK["claude-opus-4-1"]
+    haiku = JudgeConfig(model="claude-haiku-4-5")
+    assert opus.cost_usd(10**6, 10**6) == 90.0 and haiku.cost_usd(10**6, 10**6) == 6.0
+    assert model_prices("claude-opus-4-5") == (5.0, 25.0)  # longest prefix, not claude-opus-4
+    with pytest.raises(ConfigError, match=r"no known price.*price_per_mtok_in"):
+        JudgeConfig(model="some-new-model")
+    priced = JudgeConfig(model="some-new-model", price_per_mtok_in=2.0, price_per_mtok_out=4.0)
+    assert priced.cost_usd(10**6, 10**6) == 6.0

@@ -88,3 +88,20 @@ def test_cli_unknown_run_is_one_line_error(tmp_path: Path, mlflow_uri: str, caps
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("polylora: error:")
+
+
+def test_rows_are_paired_by_id_and_equal_prompt_text() -> None:
+    from polylora.errors import DataError
+    from polylora.metrics.judge import JudgeConfig
+    from polylora.metrics.judge_cli import judge_rows
+
+    cfg = JudgeConfig(max_calls=1)
+    base = [{"id": "a", "prompt": "Say hi", "greedy": "hi"},
+            {"id": "b", "prompt": "Say bye", "greedy": "bye"}]
+    moved = [{"id": "a", "prompt": "Say hi", "greedy": "hey"},
+             {"id": "b", "prompt": "Say hello", "greedy": "hello"}]  # same id, other prompt
+    with pytest.raises(DataError, match=r"prompts differ for 1 of 2 shared ids \(first: 'b'\)"):
+        judge_rows(base, moved, cfg)
+    twice = [*base, {"id": "a", "prompt": "Say hi", "greedy": "yo"}]
+    with pytest.raises(DataError, match=r"prompt id 'a' twice"):
+        judge_rows(base, twice, cfg)

@@ -1,6 +1,6 @@
 """``polylora cluster``: assign k-means clusters (MiniLM embeddings) to the records of a JSONL.
 
-The per-cluster workflow trains one adapter per cluster of personas and reports the clustering's silhouette
+Per-cluster work trains one adapter per cluster of personas and reports the clustering's silhouette
 score (0.022 there: barely separated clusters). This step writes the cluster id into each
 record (``--field``, default ``cluster``) so that ``data.partition_by=cluster`` trains one
 adapter per cluster, saves the L2-normalized centroids (``.npy``, row i = cluster i) that
@@ -22,7 +22,7 @@ import numpy as np
 from polylora.data.clustering import ClusterResult, Embedder, cluster_examples
 from polylora.errors import ConfigError, DataError
 
-#: Below this silhouette the clusters are hardly distinct (a persona clustering that failed had 0.022).
+#: Below this silhouette the clusters are hardly distinct (a failed clustering had 0.022).
 LOW_SILHOUETTE = 0.1
 
 

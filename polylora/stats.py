@@ -53,7 +53,7 @@ __all__ = [
 Alternative = Literal["two-sided", "less", "greater"]
 _ALTERNATIVES = ("two-sided", "less", "greater")
 
-# The comparison protocol's "success criteria": minimum = p < 0.05 and d > 0.3; strong = p < 0.01, d > 0.5 and
+# The protocol's "success criteria": minimum = p < 0.05 and d > 0.3; strong = p < 0.01, d > 0.5 and
 # pass@10 improvement > 20 %.
 MIN_PVALUE = 0.05
 MIN_EFFECT_SIZE = 0.3
@@ -310,7 +310,7 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> list[float]:
 def margin_of_error(p: float, n: int, confidence: float = 0.95) -> float:
     """Half-width of the normal-approximation CI of a proportion: ``z * sqrt(p(1-p)/n)``.
 
-    Sizes evaluation subsets: p = 0.5, n = 100 gives about ±0.098 (the "±10 % at 95 %" evaluation-size rule).
+    Sizes evaluation subsets: p = 0.5, n = 100 gives about ±0.098 (the "±10 % at 95 %" rule).
     The approximation is poor when ``n*p`` or ``n*(1-p)`` is below ~5; use
     :func:`bootstrap_ci` there.
     """

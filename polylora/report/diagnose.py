@@ -180,7 +180,7 @@ def _md_cell(text: str) -> str:
 
 
 def dataset_size_bucket(n: int) -> str:
-    """The small-data strategy's dataset-size scenario for ``n`` training examples (boundaries inclusive).
+    """The small-data dataset-size scenario for ``n`` training examples (boundaries inclusive).
 
     ``"<800: conservative"`` below 800, ``"800-1500: standard"`` for 800–1500,
     ``">1500: standard, consider rank 32"`` above 1500.

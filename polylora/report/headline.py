@@ -357,7 +357,7 @@ def outcome(
                                  "confirmed):", "", *diversity]))
 
     notes: list[str] = [
-        f"The old success criterion (p < {stats.MIN_PVALUE} and Cohen's d > {stats.MIN_EFFECT_SIZE})"
+        f"The old criterion (p < {stats.MIN_PVALUE} and Cohen's d > {stats.MIN_EFFECT_SIZE})"
         " is not applied: a d on prompt means measures the spread between prompts, not the "
         "effect; the verdict is the declared primary endpoint's confidence interval."]
     ce_p1, ce_p10 = s(baseline, "pass@1"), s(baseline, "pass@10")
@@ -562,7 +562,7 @@ def _cost(costs: Mapping[str, GroupCost], baseline: str, candidate: str) -> list
                       if b.seconds_per_step > 0 else math.nan)
         lines += ["", f"**{candidate} / {baseline}:** {_n(ratio_train, 2)}× the training wall "
                       f"time, {_n(ratio_step, 2)}× per optimizer step, {_n(ratio_run, 2)}× the "
-                      "whole run (training + evaluation). The research plan budgeted 3× (12 h vs 4 h). "
+                      "whole run (training + evaluation). The plan budgeted 3× (12 h vs 4 h). "
                       "Wall times are each run's `train/wall_time_s` and `run/wall_time_s`, "
                       "measured on the launch's machine (other load on it inflates them)."]
     return lines

@@ -1,4 +1,4 @@
-"""Tests for polylora.report.diagnose: synthetic curves that hit each cell of the overfitting decision matrix."""
+"""Tests for polylora.report.diagnose: curves that hit each cell of the overfitting matrix."""
 
 from __future__ import annotations
 
@@ -105,7 +105,7 @@ def test_gap_above_04_switches_to_matching_conservative_config(
 
 
 def test_seed_severe_overfitting_example() -> None:
-    """Worked example: epoch 1 train 0.8 / eval 1.0, epoch 2 train 0.3 / eval 1.2 → gap 0.9, stop."""
+    """Example: epoch 1 train 0.8 / eval 1.0, epoch 2 train 0.3 / eval 1.2 → gap 0.9, stop."""
     train = [(s, 0.8 - 0.5 * (s - 100) / 100) for s in range(100, 201, 20)] + [(50, 1.0)]
     diag = diagnose(curves([(100, 1.0), (200, 1.2)], train_loss=train))
     assert finding(diag, "train_eval_gap").level == "act"

@@ -226,7 +226,7 @@ def execute(cfg: DictConfig) -> RunResult:
         run_id_path.write_text(active.info.run_id)
         (out_dir / "config.yaml").write_text(redaction.config_yaml(cfg))
         tracking.log_artifact(out_dir / "config.yaml")
-        log_data_summary(prep, out_dir)
+        log_data_summary(cfg, prep, out_dir)
         set_seed(cfg.seed)
         metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
         metrics["run/wall_time_s"] = time.time() - started
@@ -247,8 +247,9 @@ def execute(cfg: DictConfig) -> RunResult:
         )
 
 
-def log_data_summary(prep: Prepared, out_dir: Path) -> None:
-    """Split sizes (and groups per split) as metrics, the seed-000 size bucket as a tag."""
+def log_data_summary(cfg: DictConfig, prep: Prepared, out_dir: Path) -> None:
+    """Split sizes (and groups per split) as metrics, the small-data size bucket as a tag,
+    and each split as an MLflow dataset input."""
     import mlflow
 
     from polylora.report.diagnose import dataset_size_bucket
@@ -263,6 +264,12 @@ def log_data_summary(prep: Prepared, out_dir: Path) -> None:
     path = out_dir / "split_report.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     tracking.log_artifact(path)
+    data_path = OmegaConf.select(cfg, "data.path", default=None)
+    source = {"polylora.data": str(cfg.data.name)}
+    if data_path:
+        source["path"] = str(data_path)
+    splits = {"train": prep.splits.train, "validation": prep.splits.val, "test": prep.splits.test}
+    tracking.log_datasets(splits, str(cfg.data.name), source)
 
 
 def _train_only(cfg: DictConfig, prep: Prepared) -> RunResult:

@@ -10,18 +10,23 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
+from polylora.data.example import Example
 from polylora.tracking_store import TrackingError, call
 
 log = logging.getLogger(__name__)
 
 PARENT_RUN_ENV = "POLYLORA_PARENT_RUN_ID"
+# MLflow 3 opens an untagged experiment in its GenAI view (traces, "No data"); this kind opens
+# the training view with runs, metrics and charts.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -78,7 +83,53 @@ def setup(uri: str, experiment: str) -> None:
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(uri)
     with first_use_lock(uri):
-        call(f"open experiment {experiment!r}", uri, mlflow.set_experiment, experiment)
+        exp = call(f"open experiment {experiment!r}", uri, mlflow.set_experiment, experiment)
+        if exp is not None and EXPERIMENT_KIND_TAG not in (exp.tags or {}):
+            call(f"tag experiment {experiment!r}", uri, mlflow.MlflowClient().set_experiment_tag,
+                 exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+
+def default_run_name(cfg: DictConfig) -> str:
+    """``<experiment>-s<seed>``, plus ``-t<job>`` inside a Hydra multirun, so the MLflow
+    runs table reads as what ran instead of random names."""
+    name = f"{cfg.experiment}-s{cfg.seed}"
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_cfg = HydraConfig.get()
+        if str(hydra_cfg.mode) == "RunMode.MULTIRUN":
+            name += f"-t{hydra_cfg.job.num}"
+    except ValueError:  # composed outside a Hydra job (tests, notebooks)
+        pass
+    return name
+
+
+def log_datasets(
+    splits: Mapping[str, Sequence[Example]], name: str, source: Mapping[str, str]
+) -> None:
+    """Each split as an MLflow dataset input (id, prompt, response), so the UI's Datasets
+    column names the data a run saw and its digest shows when two runs saw different data."""
+    import mlflow
+    import pandas as pd
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    if not is_main_process():
+        return
+    for split, examples in splits.items():
+        if not examples:
+            continue
+        frame = pd.DataFrame(
+            {
+                "id": [e.id for e in examples],
+                "prompt": [e.prompt if isinstance(e.prompt, str) else str(e.prompt)
+                           for e in examples],
+                "response": [e.response for e in examples],
+            }
+        )
+        dataset = mlflow.data.from_pandas(
+            frame, source=CodeDatasetSource(dict(source)), name=f"{name}-{split}"
+        )
+        mlflow.log_input(dataset, context=split)
 
 
 @contextmanager
@@ -101,7 +152,7 @@ def mlflow_run(
         uri,
         mlflow.start_run,
         run_id=resume_run_id,
-        run_name=None if resume_run_id else cfg.tracking.run_name,
+        run_name=None if resume_run_id else (cfg.tracking.run_name or default_run_name(cfg)),
         tags=all_tags,
     )
     try:

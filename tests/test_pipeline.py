@@ -88,6 +88,23 @@ def test_mlflow_run_records_everything(smoke_result) -> None:
     assert all(len(row["samples"]) == cfg.eval.n_samples for row in rows)
 
 
+
+def test_mlflow_ui_reads_as_a_training_experiment(smoke_result) -> None:
+    """The experiment opens in MLflow's training view, the run is named after what ran, and
+    the splits are logged as dataset inputs (names, contexts, row counts)."""
+    cfg, result = smoke_result
+    client = mlflow.MlflowClient(cfg.tracking.uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    run = client.get_run(result.run_id)
+    assert run.info.run_name == f"smoke-s{cfg.seed}"
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {f"{cfg.data.name}-{s}" for s in ("train", "validation", "test")}
+    train = inputs[f"{cfg.data.name}-train"]
+    assert {t.value for t in train.tags} >= {"train"}
+    profile = json.loads(train.dataset.profile)
+    assert profile["num_rows"] == run.data.metrics["data/train"] > 0
+
 def test_returns_optimized_metric_and_evaluates_saved_adapter(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg(
         ["+experiment=smoke", "optimized_metric=eval/pass@1"], output_dir=tmp_path / "a"

@@ -537,20 +537,29 @@ def test_smoke_polychromic_trains_end_to_end(compose_cfg) -> None:
 
 
 @pytest.mark.parametrize(
-    ("baseline", "polychromic", "lam", "n"),
+    ("baseline", "variant", "target", "values"),
     [
-        ("baseline", "polychromic_0.3", 0.3, 3),
-        ("baseline_conservative", "polychromic_conservative", 0.15, 2),
+        ("baseline", "polychromic_0.3", "PolychromicObjective",
+         {"diversity_weight": 0.3, "n_generations": 3}),
+        ("baseline_conservative", "polychromic_conservative", "PolychromicObjective",
+         {"diversity_weight": 0.15, "n_generations": 2}),
+        ("baseline", "polychromic_correct", "PolychromicObjective",
+         {"set_score": "correct_diversity"}),
+        ("baseline", "polychromic_coverage", "PolychromicObjective", {"set_score": "coverage"}),
+        ("baseline", "grpo", "GRPOObjective", {"pg_weight": 1.0, "advantage_norm": "group_std"}),
+        ("baseline", "dr_grpo", "GRPOObjective", {"advantage_norm": "none"}),
+        ("baseline", "passk_4", "PassKObjective", {"k": 4, "n_generations": 6}),
+        ("baseline", "rl_from_ce", "GRPOObjective", {"ce_weight": 0.0}),
     ],
 )
-def test_polychromic_experiments_differ_from_baselines_only_in_the_objective(
-    compose_cfg, baseline: str, polychromic: str, lam: float, n: int
+def test_rl_experiments_differ_from_baselines_only_in_the_objective(
+    compose_cfg, baseline: str, variant: str, target: str, values: dict
 ) -> None:
     base = OmegaConf.to_container(compose_cfg([f"+experiment={baseline}"]), resolve=True)
-    poly = OmegaConf.to_container(compose_cfg([f"+experiment={polychromic}"]), resolve=True)
-    assert poly["objective"]["_target_"].endswith("PolychromicObjective")
-    assert (poly["objective"]["diversity_weight"], poly["objective"]["n_generations"]) == (lam, n)
-    assert poly["experiment"] == polychromic and poly["tracking"]["group"] == polychromic
+    poly = OmegaConf.to_container(compose_cfg([f"+experiment={variant}"]), resolve=True)
+    assert poly["objective"]["_target_"].endswith(target)
+    assert {k: poly["objective"][k] for k in values} == values
+    assert poly["experiment"] == variant and poly["tracking"]["group"] == variant
     for cfg in (base, poly):
         del cfg["objective"], cfg["experiment"], cfg["tracking"]["group"]
     assert base == poly

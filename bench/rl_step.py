@@ -1,4 +1,4 @@
-"""HF_HUB_OFFLINE=1 .venv/bin/python bench/rl_step.py --model smollm2 --reps 2 --threads 1 --ce-warmup-steps 30
+"""HF_HUB_OFFLINE=1 .venv/bin/python bench/rl_step.py --reps 2 --threads 1 --ce-warmup-steps 30
 
 Step time of every RL objective (grpo, passk, polychromic) over the CE step on the same batch
 in one process, with each RL step split into generation, scoring and the extra
@@ -21,7 +21,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 

@@ -202,7 +202,8 @@ class PolychromicObjective(SampledSetObjective):
         if self.set_baseline == "batch":
             advantages = add_set_advantages(advantages, set_scores)
         return SetScores(advantages=advantages, qualities=qualities, diversities=diversities,
-                         set_scores=set_scores, metrics={"train/set_score": float(np.mean(set_scores))})
+                         set_scores=set_scores,
+                         metrics={"train/set_score": float(np.mean(set_scores))})
 
     def score(self, examples: Sequence[Example], texts: list[list[str]]) -> SetScores:
         """Alias of :meth:`score_sets` (the raw, unscaled advantages)."""

@@ -263,8 +263,9 @@ class SampledSetObjective(Objective):
             logp = packed.token_logprobs(model, self.temperature)
         mask = packed.target_mask
         adv = torch.tensor(flat, device=device, dtype=logp.dtype)
+        per_token = logp.detach().sum(1) / mask.sum(1).clamp(min=1)
         terms = PGTerms(pg_loss=self._reduce(-adv * logp.sum(1), mask),
-                        mean_logprob=float((logp.detach().sum(1) / mask.sum(1).clamp(min=1)).mean()))
+                        mean_logprob=float(per_token.mean()))
         if self.kl_weight > 0:
             with torch.no_grad(), self._base_model(model), eval_mode(model):
                 ref = packed.token_logprobs(model, self.temperature)

@@ -175,8 +175,10 @@ def test_wrong_sample_never_gains_under_correct_diversity_random_sets() -> None:
         keys = [str(rng.randint(0, 2)) for _ in range(n)]
         for kind in ("correct_diversity", "coverage"):
             for rule in ("marginal", "leave_one_out"):
-                adv = compute_advantages(n, subset_scorer(q, d, kind, keys), rule)  # type: ignore[arg-type]
-                assert all(a <= 1e-12 for a, ok in zip(adv, q) if ok == 0.0), (kind, rule, q)
+                f = subset_scorer(q, d, kind, keys)  # type: ignore[arg-type]
+                adv = compute_advantages(n, f, rule)  # type: ignore[arg-type]
+                wrong = [a for a, ok in zip(adv, q, strict=True) if ok == 0.0]
+                assert all(a <= 1e-12 for a in wrong), (kind, rule, q)
 
 
 def test_coverage_counts_distinct_correct_answers() -> None:

@@ -26,7 +26,7 @@ def test_grpo_advantages_by_hand() -> None:
 
 
 def test_grpo_scores_with_the_checker() -> None:
-    model, tok = lora_model()
+    _, tok = lora_model()
     examples = WordTask(n_examples=1, seed=0).load()
     obj = GRPOObjective(n_generations=3)
     obj.bind(context(tok, WordChecker()))

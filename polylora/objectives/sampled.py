@@ -331,11 +331,13 @@ class SampledSetObjective(Objective):
         t2 = time.perf_counter()
         ce = (cross_entropy_loss(model, batch, num_items_in_batch, ga)
               if self.ce_weight > 0 else None)
+        # With CE, the PG pass runs on the unwrapped module: one DDP forward (the CE one) per
+        # backward. Without CE it must be the DDP forward itself (gradients are all-reduced).
+        net = unwrapped if ce is not None else model
         if ce is None and all(a == 0 for aa in advantages for a in aa) and self.kl_weight == 0:
-            terms = self._zero_graph_terms(unwrapped, prompts, sample_ids)
+            terms = self._zero_graph_terms(net, prompts, sample_ids)
         else:
-            # On the unwrapped module: one DDP forward (the CE one) per backward.
-            terms = self.pg_terms(unwrapped, prompts, sample_ids, advantages)
+            terms = self.pg_terms(net, prompts, sample_ids, advantages)
         t3 = time.perf_counter()
 
         extra = self.pg_weight * terms.pg_loss

@@ -92,3 +92,56 @@ def kl_surrogate(
         k2 = (0.5 * r * r).sum(1)
         return k2, k2.detach()
     raise ValueError(f"unknown KL estimator {estimator!r}; use k1 or k2")
+
+
+def prefix_token_logprobs(
+    net: torch.nn.Module,
+    prompt_ids: Sequence[Sequence[int]],
+    sample_ids: Sequence[Sequence[Sequence[int]]],
+    pad_id: int,
+    temperature: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The same log-probs as :meth:`Packed.token_logprobs`, running each prompt ONCE.
+
+    The B prompts (left-padded) go through the model with a KV cache, which is repeated for
+    each prompt's N samples; the samples then run from it. Gradients flow through the cache
+    into the prompt pass, so this equals teacher-forcing ``[prompt + sample]`` row by row, at
+    B·P + B·N·L token positions instead of B·N·(P + L). Returns ``(logp, mask)`` of shape
+    (B·N, L), prompt-major, or None when the model gives no cache (e.g. under gradient
+    checkpointing) or takes no ``logits_to_keep``: then use :func:`pack`.
+    """
+    from polylora.data.formatting import left_pad
+
+    n = len(sample_ids[0]) if sample_ids else 0
+    if n == 0 or any(len(s) != n for s in sample_ids):
+        return None
+    device = next(net.parameters()).device
+    p_ids, p_mask = (t.to(device) for t in left_pad(prompt_ids, pad_id))
+    try:
+        out = net(input_ids=p_ids, attention_mask=p_mask, use_cache=True, logits_to_keep=1,
+                  position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0))
+    except TypeError:  # a model without logits_to_keep
+        return None
+    cache = getattr(out, "past_key_values", None)
+    if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    rows = [list(s) for ss in sample_ids for s in ss]
+    width = max(len(r) for r in rows)
+    s_ids = torch.full((len(rows), max(width, 1)), pad_id, dtype=torch.long)
+    s_mask = torch.zeros_like(s_ids)
+    for r, s in enumerate(rows):
+        s_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
+        s_mask[r, : len(s)] = 1
+    s_ids, s_mask = s_ids.to(device), s_mask.to(device)
+    logits = [out.logits[:, -1:].repeat_interleave(n, dim=0)]  # predicts each sample's token 0
+    if width > 1:
+        cache.batch_repeat_interleave(n)
+        start = p_mask.sum(1).repeat_interleave(n)[:, None]
+        out2 = net(input_ids=s_ids[:, :-1], past_key_values=cache, use_cache=True,
+                   attention_mask=torch.cat([p_mask.repeat_interleave(n, dim=0),
+                                             s_mask[:, :-1]], dim=1),
+                   position_ids=start + torch.arange(width - 1, device=device))
+        logits.append(out2.logits)
+    logp = torch.log_softmax(torch.cat(logits, dim=1).float() / temperature, dim=-1)
+    mask = s_mask.float()
+    return logp.gather(-1, s_ids.unsqueeze(-1)).squeeze(-1) * mask, mask

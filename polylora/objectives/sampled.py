@@ -36,7 +36,7 @@ from polylora.generation import SamplingParams, eval_mode, sample
 from polylora.objectives.advantages import ADVANTAGE_NORMS, normalize_advantages
 from polylora.objectives.base import LossOutput, Objective, ObjectiveContext
 from polylora.objectives.ce import cross_entropy_loss
-from polylora.objectives.logprobs import kl_surrogate, pack
+from polylora.objectives.logprobs import kl_surrogate, pack, prefix_token_logprobs
 from polylora.objectives.monitors import (
     MonitorWarning,
     NoSignalMonitor,
@@ -256,23 +256,40 @@ class SampledSetObjective(Objective):
         if not flat or (self.kl_weight == 0 and all(a == 0.0 for a in flat)):
             zero = torch.zeros((), device=device)
             return PGTerms(pg_loss=zero, skipped=True)
-        tok = self.context.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        packed = pack(prompt_ids, sample_ids, pad, device)
-        with eval_mode(model):
-            logp = packed.token_logprobs(model, self.temperature)
-        mask = packed.target_mask
+        logp, mask = self.sample_logprobs(model, prompt_ids, sample_ids)
         adv = torch.tensor(flat, device=device, dtype=logp.dtype)
         per_token = logp.detach().sum(1) / mask.sum(1).clamp(min=1)
         terms = PGTerms(pg_loss=self._reduce(-adv * logp.sum(1), mask),
                         mean_logprob=float(per_token.mean()))
         if self.kl_weight > 0:
-            with torch.no_grad(), self._base_model(model), eval_mode(model):
-                ref = packed.token_logprobs(model, self.temperature)
+            with torch.no_grad(), self._base_model(model):
+                ref, _ = self.sample_logprobs(model, prompt_ids, sample_ids)
             surrogate, estimate = kl_surrogate(logp, ref, mask, self.kl_estimator)
             terms.kl_loss = self._reduce(surrogate, mask)
             terms.kl = float(estimate.mean())
         return terms
+
+    def sample_logprobs(
+        self,
+        model: torch.nn.Module,
+        prompt_ids: Sequence[Sequence[int]],
+        sample_ids: Sequence[Sequence[Sequence[int]]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B·N, L) token log-probs under softmax(logits / T) and their mask, eval mode.
+
+        Each prompt runs once with its KV cache shared by its N samples
+        (:func:`prefix_token_logprobs`) unless the model gives no cache or is a DDP wrapper
+        (two forwards before one backward); then one [prompt | sample] row per sample."""
+        tok = self.context.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        with eval_mode(model):
+            if getattr(model, "module", model) is model:
+                shared = prefix_token_logprobs(model, prompt_ids, sample_ids, pad,
+                                               self.temperature)
+                if shared is not None:
+                    return shared
+            packed = pack(prompt_ids, sample_ids, pad, next(model.parameters()).device)
+            return packed.token_logprobs(model, self.temperature), packed.target_mask
 
     def _reduce(self, per_sample_sums: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Σ over a sample's tokens → one number: / (R · max_new_tokens) or per-sample mean."""

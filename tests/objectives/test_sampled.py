@@ -113,3 +113,34 @@ def test_default_scaling_makes_lambda_relative(norm: str) -> None:
         assert 0.5 < out.metrics["train/advantage_abs"] < 1.5
     else:
         assert out.metrics["train/advantage_abs"] < 0.2
+
+
+def test_prompt_once_pass_equals_one_row_per_sample() -> None:
+    """The PG pass runs each prompt once (KV cache shared by its samples): same log-probs and
+    LoRA gradients as teacher-forcing every [prompt | sample] row, at T = 0.7."""
+    from objectives.test_polychromic import lora_grads
+
+    from polylora.objectives.logprobs import prefix_token_logprobs
+
+    model, tok = lora_model()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    obj = PolychromicObjective(diversity_metric="distinct", quality="none", temperature=0.7)
+    obj.bind(context(tok))
+    prompts = obj.prompt_ids([0, 2, 3])
+    ids, _ = fixed_samples(tok, 3, ["the cat", "a", "the dog sat on the mat"])
+    ids[1][1] = []  # an empty sample: no tokens, log-prob 0
+    model.eval()
+    shared = prefix_token_logprobs(model, prompts, ids, tok.pad_token_id, 0.7)
+    assert shared is not None
+    packed = pack(prompts, ids, tok.pad_token_id, torch.device("cpu"))
+    rows = packed.token_logprobs(model, 0.7)
+    torch.testing.assert_close(shared[1], packed.target_mask)
+    torch.testing.assert_close(shared[0], rows, atol=1e-5, rtol=1e-5)
+    weights = torch.randn(rows.shape[0])
+    g_shared = lora_grads(model, (weights * shared[0].sum(1)).sum())
+    g_rows = lora_grads(model, (weights * rows.sum(1)).sum())
+    for k in g_rows:
+        torch.testing.assert_close(g_shared[k], g_rows[k], atol=1e-5, rtol=1e-4)

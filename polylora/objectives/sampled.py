@@ -1,4 +1,5 @@
 """The sampled-set policy-gradient core shared by the RL objectives (polychromic, grpo, passk).
+(Over 400 lines: one estimator, from sampling to the loss; split, its invariants would scatter.)
 
 On a generation step it samples N completions per training prompt (no grad, eval mode),
 asks the subclass for per-sample advantages (the only thing a subclass does), scales them

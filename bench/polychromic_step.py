@@ -198,7 +198,7 @@ def main() -> None:
                         row[f"{part}_{kind}"] = getattr(clocks[part], kind)
             if name == "poly":
                 row["tokens"] = metrics["train/sample_tokens"]
-                row["shared"] = metrics["train/shared_prompt_pass"]
+                row["shared"] = metrics.get("train/shared_prompt_pass", 0.0)
         for kind in ("wall", "cpu"):
             row[f"extra_{kind}"] = (row[f"poly_{kind}"] - row[f"ce_{kind}"]
                                     - row[f"gen_{kind}"] - row[f"score_{kind}"])

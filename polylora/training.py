@@ -80,6 +80,7 @@ class PolyloraTrainer(Trainer):
         if not model.training:
             loss = cross_entropy_loss(model, inputs, num_items_in_batch, 1)
             return (loss, {}) if return_outputs else loss
+        self.objective.global_step = self.state.global_step  # survives train.resume
         out = self.objective.compute_loss(
             model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps
         )

@@ -41,6 +41,9 @@ class Objective(ABC):
 
     name: str = "objective"
     needs_checker: bool = False
+    #: The optimizer step the Trainer is on, set before each ``compute_loss`` (restored by
+    #: ``train.resume``); None outside a Trainer.
+    global_step: int | None = None
 
     def check_data(self, has_checker: bool) -> None:  # noqa: B027 (optional hook)
         """Raise ConfigError if this objective cannot work with the configured data."""

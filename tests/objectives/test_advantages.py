@@ -128,3 +128,80 @@ def test_set_baseline_credits_whole_sets_against_the_batch() -> None:
     )
     assert abs(sum(sum(r) for r in out)) < 1e-12  # zero over the batch
     assert add_set_advantages([], []) == []
+
+
+# --------------------------------------------------------------------------- pass@k set scores
+
+
+def _wrong_answer_case(kind: str, advantage: str = "marginal") -> list[float]:
+    """Two identical correct words and one different wrong word (semantic-like distances:
+    identical 0, different 1)."""
+    from polylora.objectives.advantages import subset_scorer
+
+    texts = ["cat", "cat", "dog"]
+    q = [1.0, 1.0, 0.0]
+
+    def d(t: tuple[int, ...]) -> float:
+        pairs = list(combinations(t, 2))
+        return sum(texts[i] != texts[j] for i, j in pairs) / len(pairs) if pairs else 0.0
+
+    f = subset_scorer(q, d, kind, texts)  # type: ignore[arg-type]
+    return compute_advantages(3, f, advantage)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("advantage", ["marginal", "leave_one_out"])
+def test_wrong_answer_is_pushed_up_by_polychromic_but_never_by_correct_only_scores(
+    advantage: str,
+) -> None:
+    assert _wrong_answer_case("polychromic", advantage)[2] > 0  # the documented flaw
+    for kind in ("correct_diversity", "coverage"):
+        assert _wrong_answer_case(kind, advantage)[2] <= 0, kind
+
+
+def test_wrong_sample_never_gains_under_correct_diversity_random_sets() -> None:
+    """Random qualities and pairwise distances, N = 3..6: a wrong sample's advantage is <= 0."""
+    from polylora.objectives.advantages import subset_scorer
+
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(3, 6)
+        q = [float(rng.random() < 0.5) for _ in range(n)]
+        dist = {p: rng.random() for p in combinations(range(n), 2)}
+
+        def d(t: tuple[int, ...], dist: dict = dist) -> float:
+            pairs = list(combinations(t, 2))
+            return sum(dist[p] for p in pairs) / len(pairs) if pairs else 0.0
+
+        keys = [str(rng.randint(0, 2)) for _ in range(n)]
+        for kind in ("correct_diversity", "coverage"):
+            for rule in ("marginal", "leave_one_out"):
+                f = subset_scorer(q, d, kind, keys)  # type: ignore[arg-type]
+                adv = compute_advantages(n, f, rule)  # type: ignore[arg-type]
+                wrong = [a for a, ok in zip(adv, q, strict=True) if ok == 0.0]
+                assert all(a <= 1e-12 for a in wrong), (kind, rule, q)
+
+
+def test_coverage_counts_distinct_correct_answers() -> None:
+    from polylora.objectives.advantages import subset_scorer
+
+    f = subset_scorer([1.0, 1.0, 1.0, 0.0], lambda t: 0.0, "coverage", ["a", "a", "b", "c"])
+    assert f((0, 1, 2, 3)) == pytest.approx(2 / 4)  # a, b (c is wrong)
+    assert f((0, 1)) == pytest.approx(1 / 2)
+
+
+def test_normalize_advantages_group_batch_none() -> None:
+    from polylora.objectives.advantages import NORM_EPS, normalize_advantages
+
+    adv = [[0.5, -0.5, -0.5, 0.5], [0.0, 0.0, 0.0, 0.0], [0.2, -0.1, -0.1, 0.0]]
+    assert normalize_advantages(adv, "none") == adv
+    group = normalize_advantages(adv, "group_std")
+    sd0 = (4 * 0.25 / 3) ** 0.5  # sample std (n - 1), as torch.std and TRL
+    assert group[0] == pytest.approx([a / (sd0 + NORM_EPS) for a in adv[0]])
+    assert group[1] == [0.0] * 4  # no spread: unchanged
+    sd2 = (sum(a * a for a in adv[2]) / 3) ** 0.5  # mean 0
+    assert group[2] == pytest.approx([a / (sd2 + NORM_EPS) for a in adv[2]])
+    flat = [a for g in adv for a in g]
+    m = sum(flat) / len(flat)
+    sd = (sum((a - m) ** 2 for a in flat) / (len(flat) - 1)) ** 0.5
+    batch = normalize_advantages(adv, "batch_std")
+    assert batch == [pytest.approx([a / (sd + NORM_EPS) for a in g]) for g in adv]

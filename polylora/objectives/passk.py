@@ -1,0 +1,72 @@
+"""Pass@k RL: the unbiased PKPO advantage (Walder & Karkhanis 2025) for binary rewards.
+
+pass@k of one prompt is E[max of k samples' rewards]. From n ≥ k samples, the unbiased
+estimate averages max r over all k-subsets; its score-function gradient credits sample i
+with the mean over the k-subsets S ∋ i of [max r(S) − max r(S ∖ {i})] (PKPO's leave-one-out
+"k − 1" baseline: the max of the other k − 1, which does not depend on sample i, so the
+gradient stays unbiased, for (n/k) · ∇ pass@k). With 0/1 rewards and c correct samples:
+
+    A_i = C(n − c, k − 1) / C(n − 1, k − 1)   if sample i is correct   (no other correct one
+                                                                        in a random (k−1)-set)
+    A_i = 0                                   if it is wrong            (it never changes max)
+
+k = 1 gives plain REINFORCE on r without a baseline. The Pass@k-Training paper (Chen et al.)
+derives the same credit from group rewards; the core's ``advantage_norm`` then scales it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from math import comb
+from typing import Any
+
+from polylora.data.example import Example
+from polylora.objectives.checker_rewards import checker_rewards, require_checker
+from polylora.objectives.sampled import SampledSetObjective, SetScores, require
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimate 1 − C(n − c, k) / C(n, k) of one prompt's n samples."""
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def pkpo_advantages(rewards: Sequence[float], k: int) -> list[float]:
+    """Per-sample PKPO advantages of one prompt's 0/1 rewards (closed form, see above)."""
+    n = len(rewards)
+    if not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 1 <= k <= n, got k={k}, n={n}")
+    correct = [r >= 0.5 for r in rewards]
+    c = sum(correct)
+    credit = comb(n - c, k - 1) / comb(n - 1, k - 1)
+    return [credit if ok else 0.0 for ok in correct]
+
+
+class PassKObjective(SampledSetObjective):
+    """ce_weight · CE + λ · pass@k policy gradient (PKPO advantages, checker reward)."""
+
+    name = "passk"
+    needs_checker = True
+
+    def __init__(self, k: int = 4, pg_weight: float = 1.0, n_generations: int = 6,
+                 **core: Any) -> None:
+        require(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= n_generations,
+                f"objective.k must be an integer in [1, objective.n_generations="
+                f"{n_generations}], got {k!r}")
+        super().__init__(pg_weight=pg_weight, n_generations=n_generations, **core)
+        self.k = k
+
+    def params(self) -> dict[str, Any]:
+        return {**super().params(), "k": self.k}
+
+    def check_data(self, has_checker: bool) -> None:
+        """The reward is the task checker's verdict."""
+        if self.generates:
+            require_checker(has_checker, self.name)
+
+    def score_sets(self, examples: Sequence[Example], texts: list[list[str]]) -> SetScores:
+        rewards = checker_rewards(self.context.checker, examples, texts)
+        n = self.n_generations
+        passk = [pass_at_k(n, sum(r >= 0.5 for r in rs), self.k) for rs in rewards]
+        return SetScores(advantages=[pkpo_advantages(r, self.k) for r in rewards],
+                         qualities=rewards,
+                         metrics={"train/sample_pass_at_k": sum(passk) / len(passk)})

@@ -65,7 +65,9 @@ lint: install
 bench: install
 	$(BIN)/python bench/step_time.py
 
+# MLflow 3 opens on its GenAI view; the training view (runs, metrics, charts) is this URL.
 mlflow-ui: install
+	@echo "polylora runs: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean:

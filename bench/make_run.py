@@ -1,4 +1,4 @@
-"""HF_HUB_OFFLINE=1 .venv/bin/python bench/make_run.py [--old-rev 7318b2d] [--rounds 1] [-- OVERRIDE ...]
+"""HF_HUB_OFFLINE=1 .venv/bin/python bench/make_run.py [--old-rev 7318b2d] [-- OVERRIDE ...]
 
 ``make run`` (``python -m polylora +experiment=polychromic_0.3``) of an older revision against
 this checkout, side by side in one invocation: the older revision is checked out in a

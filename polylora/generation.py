@@ -180,8 +180,9 @@ class HFBackend:
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
         """The KV cache of every prompt but its last token (``generate`` feeds that token and
         samples from its logits), or None where the model cannot take a prefilled cache."""
-        if ids.shape[1] < 2:
-            return None
+        if ids.shape[1] < 2 or getattr(self.model.generation_config,
+                                       "cache_implementation", None) is not None:
+            return None  # nothing to prefill, or generate must build its own (static) cache
         position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         kwargs: dict[str, Any] = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1],
                                   "position_ids": position_ids[:, :-1], "use_cache": True}

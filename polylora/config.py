@@ -148,6 +148,9 @@ class HardwareConfig:
     # CPU threads for torch (null: torch's default, one per core). On a machine other jobs
     # also load, 1 avoids OpenMP stalls that can slow each step down by an order.
     num_threads: int | None = None
+    # CPU mixed precision: off | bf16 | auto (bf16 autocast where the CPU has native bf16,
+    # avx512_bf16 or AMX; fp32 elsewhere). Weights stay fp32; CUDA uses ``precision``.
+    autocast: str = "off"
 
 
 @dataclass
@@ -261,6 +264,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 SAMPLERS = ("random", "group_balanced")
 PROMPT_FORMATS = ("chat", "plain")
 CHECKPOINTS = ("final", "best")
+AUTOCAST_MODES = ("off", "bf16", "auto")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -337,6 +341,10 @@ def validate(cfg: DictConfig) -> None:
     _check(
         h.precision in PRECISIONS,
         f"hardware.precision={h.precision!r} is unknown; use one of {', '.join(PRECISIONS)}",
+    )
+    _check(
+        h.autocast in AUTOCAST_MODES,
+        f"hardware.autocast={h.autocast!r} is unknown; use one of {', '.join(AUTOCAST_MODES)}",
     )
     _check(
         h.num_threads is None or h.num_threads >= 1,

@@ -3,6 +3,7 @@ fixed subset, scored by the metrics suite; every generation saved for re-scoring
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
@@ -19,14 +21,14 @@ from transformers import PreTrainedTokenizerBase
 from polylora.checking import Checker
 from polylora.data.example import Example
 from polylora.data.formatting import (
+    IGNORE_INDEX,
     EncodedDataset,
     PaddingCollator,
     PromptFormat,
     render_prompt,
 )
-from polylora.generation import SamplingParams, eval_mode, sample
+from polylora.generation import SamplingParams, eval_mode, sample_many
 from polylora.metrics.suite import EvalScores, PromptGenerations, score_generations
-from polylora.objectives.ce import response_token_nll_sum
 
 MODEL_METRICS = ("test_loss", "test_perplexity")
 
@@ -45,19 +47,38 @@ def reference_nll(
     max_length: int,
     batch_size: int = 8,
     progress: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> list[float]:
-    """Mean token NLL of each example's reference response under the model (adapter applied)."""
+    """Mean token NLL of each example's reference response under the model (adapter applied).
+
+    ``batch_size`` examples per forward, batched by length (little padding); results in the
+    order of ``examples``."""
     data = EncodedDataset(examples, tok, fmt, max_length)
     collate = PaddingCollator(tok.pad_token_id)
     device = next(model.parameters()).device
-    out: list[float] = []
-    with eval_mode(model), torch.no_grad():
-        for start in tqdm(range(0, len(data), batch_size), desc="perplexity", disable=not progress):
-            for i in range(start, min(start + batch_size, len(data))):
-                batch = {k: v.to(device) for k, v in collate([data[i]]).items()}
-                nll, count = response_token_nll_sum(model, batch)
-                out.append(float(nll) / max(int(count), 1))
+    order = sorted(range(len(data)), key=lambda i: len(data[i]["input_ids"]))
+    out: list[float] = [0.0] * len(data)
+    ctx = torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext()
+    with eval_mode(model), torch.no_grad(), ctx:
+        for start in tqdm(range(0, len(order), batch_size), desc="perplexity",
+                          disable=not progress):
+            chunk = order[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in collate([data[i] for i in chunk]).items()}
+            for i, value in zip(chunk, _mean_nll_per_row(model, batch), strict=True):
+                out[i] = value
     return out
+
+
+def _mean_nll_per_row(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> list[float]:
+    """Each row's mean next-token NLL over its labelled positions (right-padded batch)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    nll = F.cross_entropy(
+        logits[:, :-1, :].float().transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
+        reduction="none",
+    )
+    counts = (labels != IGNORE_INDEX).sum(1).clamp(min=1)
+    return (nll.sum(1) / counts).tolist()
 
 
 @dataclass
@@ -85,14 +106,19 @@ def evaluate(
     checker: Checker | None,
     max_length: int,
     progress: bool = True,
+    autocast: torch.dtype | None = None,
 ) -> EvalReport:
-    """Run the configured evaluation (``cfg`` is the ``eval`` group) on ``examples``."""
+    """Run the configured evaluation (``cfg`` is the ``eval`` group) on ``examples``.
+
+    Each prompt is prefilled once for its n samples and its greedy answer, in batches of
+    similar-length prompts (``polylora.generation.sample_many``)."""
     subset = eval_subset(examples, cfg.subset_size)
     names = list(cfg.metrics)
     metrics: dict[str, float] = {}
     nll: list[float] | None = None
     if any(m in names for m in MODEL_METRICS):
-        nll = reference_nll(model, tok, subset, fmt, max_length, progress=progress)
+        nll = reference_nll(model, tok, subset, fmt, max_length, cfg.batch_size, progress,
+                            autocast)
         mean_nll = sum(nll) / len(nll)
         # The validation curve owns eval/loss; the fixed test subset's reference loss is its own.
         metrics["eval/test_loss"] = mean_nll
@@ -106,19 +132,16 @@ def evaluate(
         top_p=cfg.top_p,
         max_new_tokens=cfg.max_new_tokens,
     )
-    sampled = sample(model, tok, prompt_ids, params, cfg.batch_size, progress, "eval samples")
+    requests = [params]
+    if cfg.greedy:
+        requests.append(SamplingParams(max_new_tokens=cfg.max_new_tokens, greedy=True))
+    done = sample_many(model, tok, prompt_ids, requests, cfg.batch_size, progress,
+                       "eval samples" + (" + greedy" if cfg.greedy else ""),
+                       sort_by_length=True, autocast=autocast)
+    sampled = done[0]
     greedy: list[str | None] = [None] * len(subset)
     if cfg.greedy:
-        g = sample(
-            model,
-            tok,
-            prompt_ids,
-            SamplingParams(max_new_tokens=cfg.max_new_tokens, greedy=True),
-            cfg.batch_size,
-            progress,
-            "eval greedy",
-        )
-        greedy = [t[0] for t in g.texts]
+        greedy = [t[0] for t in done[1].texts]
     gens = [
         PromptGenerations(example=e, samples=s, greedy=gr)
         for e, s, gr in zip(subset, sampled.texts, greedy, strict=True)

@@ -1,15 +1,28 @@
-"""Batched sampling: n completions for each of many prompts in few ``generate`` calls.
+"""Sampling: n completions for each of many prompts, each prompt's prefill computed once.
 
-Used by evaluation (n samples + one greedy answer per prompt) and by the polychromic objective
-(N samples per training prompt). Prompts are left-padded so a batch of prompts with
-``num_return_sequences=n`` is one call.
+The public API (:func:`sample`, :func:`sample_many`, :class:`SamplingParams`,
+:class:`Completions`) is what evaluation and the training objectives call. Behind it sits a
+:class:`GenerationBackend`; :class:`HFBackend` (``transformers`` ``generate``) is the only
+one, and docs/generation.md describes how a vLLM backend would plug in.
+
+What makes the HF backend fast (the techniques of RL trainers' rollout engines, within
+``generate``): prompts are left-padded into batches (optionally sorted by length, so a batch
+wastes little on padding); each batch's prompts are run through the model ONCE (the prefill)
+and the KV cache is then repeated N ways for the N samples, instead of giving ``generate`` N
+copies of every prompt (``num_return_sequences``), which recomputes the prompt N times; and
+several decoding requests over the same prompts (n samples and a greedy answer) reuse that
+one prefill. Sampling draws the same random numbers in the same order as a plain
+``generate(num_return_sequences=n)`` call on the same batch, so seeded outputs are equal.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -35,6 +48,23 @@ class Completions:
 
     texts: list[list[str]]
     token_ids: list[list[list[int]]]
+
+
+class GenerationBackend(Protocol):
+    """Anything that turns prompts into completions: the seam for other engines (vLLM).
+
+    ``generate`` answers several decoding requests over the same prompts (e.g. n samples and
+    one greedy answer) so that a backend can share each prompt's prefill between them; it
+    returns one :class:`Completions` per request, prompts in the order given.
+    """
+
+    def generate(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        requests: Sequence[SamplingParams],
+        progress: bool = False,
+        desc: str = "generating",
+    ) -> list[Completions]: ...
 
 
 @contextmanager
@@ -68,6 +98,166 @@ def _eos_ids(model: torch.nn.Module, tok: PreTrainedTokenizerBase) -> set[int]:
     return found
 
 
+def _decoding_kwargs(params: SamplingParams) -> dict[str, Any]:
+    """``generate`` arguments for one request (sampling: no top-k, as the objectives expect)."""
+    if params.greedy:
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
+            "top_k": 0}
+
+
+def _base(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model under a PEFT wrapper (whose ``forward`` takes ``**kwargs``)."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
+def _forward_args(model: torch.nn.Module) -> set[str]:
+    return set(inspect.signature(_base(model).forward).parameters)
+
+
+class HFBackend:
+    """``transformers`` ``generate`` with one prefill per prompt (see the module docstring).
+
+    ``batch_size`` prompts per batch; ``sort_by_length`` batches prompts of similar length
+    together (results come back in the order given). ``autocast`` (e.g. ``torch.bfloat16``)
+    runs generation under CPU/GPU autocast.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tok: PreTrainedTokenizerBase,
+        batch_size: int = 16,
+        sort_by_length: bool = False,
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        self.model = model
+        self.tok = tok
+        self.batch_size = max(int(batch_size), 1)
+        self.sort_by_length = sort_by_length
+        self.autocast = autocast
+        self.eos = _eos_ids(model, tok)
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(self.eos))
+        args = _forward_args(model)
+        # transformers 5.x renamed the cache argument from past_key_values to cache.
+        self._cache_arg = "cache" if "cache" in args else "past_key_values"
+        self._logits_to_keep = "logits_to_keep" in args
+        self._device = next(model.parameters()).device
+
+    def generate(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        requests: Sequence[SamplingParams],
+        progress: bool = False,
+        desc: str = "generating",
+    ) -> list[Completions]:
+        """One :class:`Completions` per request; every prompt prefilled once per batch."""
+        order = list(range(len(prompt_ids)))
+        if self.sort_by_length:
+            order.sort(key=lambda i: len(prompt_ids[i]))
+        rows: list[list[list[list[int]] | None]] = [[None] * len(prompt_ids) for _ in requests]
+        bar = tqdm(total=len(prompt_ids), desc=desc, disable=not progress, unit="prompt")
+        autocast = (torch.autocast(self._device.type, dtype=self.autocast)
+                    if self.autocast is not None else nullcontext())
+        with eval_mode(self.model), torch.no_grad(), autocast:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                outs = self._batch([prompt_ids[i] for i in chunk], requests)
+                for r, out in enumerate(outs):
+                    for i, ids in zip(chunk, out, strict=True):
+                        rows[r][i] = ids
+                bar.update(len(chunk))
+        bar.close()
+        results = []
+        for per_prompt in rows:
+            token_ids = [p for p in per_prompt if p is not None]
+            texts = [[self.tok.decode(t, skip_special_tokens=True).strip() for t in p]
+                     for p in token_ids]
+            results.append(Completions(texts=texts, token_ids=token_ids))
+        return results
+
+    def _prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+        """The KV cache of every prompt but its last token (``generate`` feeds that token and
+        samples from its logits), or None where the model cannot take a prefilled cache."""
+        if ids.shape[1] < 2 or getattr(self.model.generation_config,
+                                       "cache_implementation", None) is not None:
+            return None  # nothing to prefill, or generate must build its own (static) cache
+        position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        kwargs: dict[str, Any] = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1],
+                                  "position_ids": position_ids[:, :-1], "use_cache": True}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        cache = getattr(out, "cache", None)
+        if cache is None:
+            cache = getattr(out, "past_key_values", None)
+        if cache is None or not hasattr(cache, "batch_repeat_interleave"):
+            return None
+        return cache
+
+    def _batch(
+        self, chunk: list[Sequence[int]], requests: Sequence[SamplingParams]
+    ) -> list[list[list[list[int]]]]:
+        """Each request's completions for one batch of prompts, sharing one prefill."""
+        ids, mask = left_pad(chunk, self.pad)
+        ids, mask = ids.to(self._device), mask.to(self._device)
+        cache = self._prefill(ids, mask)
+        outs = []
+        for r, params in enumerate(requests):
+            n = 1 if params.greedy else params.n
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": params.max_new_tokens,
+                "pad_token_id": self.pad,
+                "eos_token_id": sorted(self.eos),
+                **_decoding_kwargs(params),
+            }
+            if cache is None:
+                run_ids, run_mask = ids, mask
+                if n > 1:
+                    kwargs["num_return_sequences"] = n
+            else:
+                # The last request may consume the prefilled cache; earlier ones get a copy.
+                own = cache if r == len(requests) - 1 else copy.deepcopy(cache)
+                if n > 1:
+                    own.batch_repeat_interleave(n)
+                run_ids, run_mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+                kwargs[self._cache_arg] = own
+            out = self.model.generate(input_ids=run_ids, attention_mask=run_mask, **kwargs)
+            new = out[:, ids.shape[1] :].tolist()
+            del out, kwargs
+            outs.append([[_trim(new[i * n + j], self.eos, self.pad) for j in range(n)]
+                         for i in range(len(chunk))])
+        return outs
+
+
+def backend(
+    model: torch.nn.Module,
+    tok: PreTrainedTokenizerBase,
+    batch_size: int = 16,
+    sort_by_length: bool = False,
+    autocast: torch.dtype | None = None,
+) -> GenerationBackend:
+    """The generation backend for ``model`` (the one place another engine would be chosen)."""
+    return HFBackend(model, tok, batch_size, sort_by_length, autocast)
+
+
+def sample_many(
+    model: torch.nn.Module,
+    tok: PreTrainedTokenizerBase,
+    prompt_ids: Sequence[Sequence[int]],
+    requests: Sequence[SamplingParams],
+    batch_size: int = 16,
+    progress: bool = False,
+    desc: str = "generating",
+    sort_by_length: bool = False,
+    autocast: torch.dtype | None = None,
+) -> list[Completions]:
+    """Several decoding requests over the same prompts (one prefill per prompt for all)."""
+    engine = backend(model, tok, batch_size, sort_by_length, autocast)
+    return engine.generate(prompt_ids, requests, progress, desc)
+
+
 def sample(
     model: torch.nn.Module,
     tok: PreTrainedTokenizerBase,
@@ -76,41 +266,9 @@ def sample(
     batch_size: int = 16,
     progress: bool = False,
     desc: str = "generating",
+    sort_by_length: bool = False,
+    autocast: torch.dtype | None = None,
 ) -> Completions:
-    """``params.n`` completions for every prompt, ``batch_size`` prompts per generate call."""
-    device = next(model.parameters()).device
-    eos = _eos_ids(model, tok)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos))
-    texts: list[list[str]] = []
-    token_ids: list[list[list[int]]] = []
-    n = 1 if params.greedy else params.n
-    kwargs: dict[str, object] = {
-        "max_new_tokens": params.max_new_tokens,
-        "pad_token_id": pad,
-        "eos_token_id": sorted(eos),
-    }
-    if params.greedy:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    else:
-        kwargs.update(
-            do_sample=True,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            top_k=0,
-            num_return_sequences=n,
-        )
-    starts = range(0, len(prompt_ids), batch_size)
-    bar = tqdm(total=len(prompt_ids), desc=desc, disable=not progress, unit="prompt")
-    with eval_mode(model), torch.no_grad():
-        for start in starts:
-            chunk = prompt_ids[start : start + batch_size]
-            ids, mask = left_pad(chunk, pad)
-            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-            new = out[:, ids.shape[1] :].tolist()
-            for i in range(len(chunk)):
-                rows = [_trim(new[i * n + j], eos, pad) for j in range(n)]
-                token_ids.append(rows)
-                texts.append([tok.decode(r, skip_special_tokens=True).strip() for r in rows])
-            bar.update(len(chunk))
-    bar.close()
-    return Completions(texts=texts, token_ids=token_ids)
+    """``params.n`` completions for every prompt, ``batch_size`` prompts per batch."""
+    return sample_many(model, tok, prompt_ids, [params], batch_size, progress, desc,
+                       sort_by_length, autocast)[0]

@@ -637,7 +637,7 @@ def _routed_generations(
 ) -> tuple[dict[str, list[str]], dict[str, str | None]]:
     """n samples (and the greedy answer) per example, each under its own route."""
     from polylora.data.formatting import render_prompt
-    from polylora.generation import SamplingParams, sample
+    from polylora.generation import SamplingParams, sample_many
 
     samples: dict[str, list[str]] = {}
     greedy: dict[str, str | None] = {e.id: None for e in examples}
@@ -652,18 +652,16 @@ def _routed_generations(
         ids = [
             tok(render_prompt(e, tok, fmt), add_special_tokens=False)["input_ids"] for e in members
         ]
-        drawn = sample(routed.module, tok, ids, params, eval_cfg.batch_size)
-        for e, texts in zip(members, drawn.texts, strict=True):
+        requests = [params]
+        if eval_cfg.greedy:
+            requests.append(SamplingParams(max_new_tokens=eval_cfg.max_new_tokens, greedy=True))
+        # One prefill per prompt for its samples and its greedy answer, as in evaluation.
+        done = sample_many(routed.module, tok, ids, requests, eval_cfg.batch_size,
+                           sort_by_length=True)
+        for e, texts in zip(members, done[0].texts, strict=True):
             samples[e.id] = texts
         if eval_cfg.greedy:
-            best = sample(
-                routed.module,
-                tok,
-                ids,
-                SamplingParams(max_new_tokens=eval_cfg.max_new_tokens, greedy=True),
-                eval_cfg.batch_size,
-            )
-            for e, texts in zip(members, best.texts, strict=True):
+            for e, texts in zip(members, done[1].texts, strict=True):
                 greedy[e.id] = texts[0]
     return samples, greedy
 

@@ -52,6 +52,35 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX): there bf16 autocast
+    speeds matmuls up; elsewhere it is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:  # not Linux: no autocast by "auto"
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(hw: DictConfig) -> torch.dtype | None:
+    """The autocast dtype for ``hardware.autocast`` on CPU (None: plain fp32). CUDA runs take
+    their precision from ``hardware.precision`` (the Trainer's bf16/fp16) instead."""
+    mode = hw.get("autocast", "off") or "off"
+    if mode == "off" or resolve_device(hw.device) != "cpu" or hw.precision != "fp32":
+        return None
+    if mode == "auto" and not cpu_has_native_bf16():
+        return None
+    return torch.bfloat16
+
+
+def autocast(hw: DictConfig) -> Any:
+    """A context running the model's forward under ``hardware.autocast`` (or a no-op)."""
+    import contextlib
+
+    dtype = autocast_dtype(hw)
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
+
+
 # --- the embedded SmolLM2 -------------------------------------------------------------------
 
 

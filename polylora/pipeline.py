@@ -20,6 +20,7 @@ from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
+from polylora.memory import peak_rss_mb, phase_metric
 from polylora.metrics.registry import get_metric
 from polylora.objectives.base import Objective, ObjectiveContext
 from polylora.sweeps import VALIDATION_LOSS, metric_split, optimized_metrics
@@ -230,6 +231,7 @@ def execute(cfg: DictConfig) -> RunResult:
         set_seed(cfg.seed)
         metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
         metrics["run/wall_time_s"] = time.time() - started
+        metrics["run/peak_rss_mb"] = peak_rss_mb()
         final_step = int(metrics.get("train/steps", 0))
         tracking.log_metrics(
             {k: v for k, v in metrics.items() if k not in ("eval/loss", "eval/perplexity")},
@@ -326,20 +328,23 @@ def _train_and_evaluate(
         model.requires_grad_(False)
     trainable, total = models.count_parameters(model)
     metrics: dict[str, float] = {"model/trainable_params": trainable, "model/total_params": total}
-    tracking.log_metrics(metrics)
+    tracking.log_metrics({**metrics, **phase_metric("load")})
     fmt = prompt_format(cfg, prep.splits.train)
     step = 0
     if cfg.train.enabled:
         metrics.update(_train(cfg, prep, model, tok, fmt, out_dir))
         step = int(metrics["train/steps"])
+        tracking.log_metrics(phase_metric("train"), step=step)
     if prep.splits.val:
         metrics.update(_validation_loss(cfg, model, tok, fmt, prep.splits.val, step))
     if validation_metrics(cfg):
         metrics.update(_validation_eval(cfg, prep, model, tok, fmt, out_dir))
     if cfg.eval.enabled:
         report = evaluate(
-            model, tok, prep.splits.test, fmt, cfg.eval, prep.checker, cfg.data.max_length
+            model, tok, prep.splits.test, fmt, cfg.eval, prep.checker, cfg.data.max_length,
+            autocast=models.autocast_dtype(cfg.hardware),
         )
+        tracking.log_metrics(phase_metric("eval"), step=step)
         path = report.write_jsonl(out_dir / "generations.jsonl")
         tracking.log_artifact(path, "eval")
         _log_passk_plot(report.metrics, out_dir)
@@ -447,8 +452,10 @@ def _validation_loss(
     import math
 
     from polylora.evaluation import reference_nll
+    from polylora.models import autocast_dtype
 
-    nll = reference_nll(model, tok, val, fmt, cfg.data.max_length, cfg.train.batch_size)
+    nll = reference_nll(model, tok, val, fmt, cfg.data.max_length, cfg.train.batch_size,
+                        autocast=autocast_dtype(cfg.hardware))
     loss = sum(nll) / len(nll)
     out = {"eval/loss": loss, "eval/perplexity": math.exp(min(loss, 50.0))}
     tracking.log_metrics(out, step=step)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from polylora.data.formatting import PaddingCollator
+from polylora.models import autocast_dtype
 from polylora.objectives.base import Objective
 from polylora.objectives.ce import cross_entropy_loss
 
@@ -153,6 +154,7 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
     """TrainingArguments from the ``train`` and ``hardware`` config groups."""
     t, h = cfg.train, cfg.hardware
     on_cuda = h.device.startswith("cuda") or (h.device == "auto" and torch.cuda.is_available())
+    cpu_bf16 = not on_cuda and autocast_dtype(h) == torch.bfloat16  # accelerate's CPU autocast
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=t.learning_rate,
@@ -178,7 +180,7 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
         greater_is_better=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=h.precision == "bf16" and on_cuda,
+        bf16=(h.precision == "bf16" and on_cuda) or cpu_bf16,
         fp16=h.precision == "fp16" and on_cuda,
         use_cpu=not on_cuda,
         gradient_checkpointing=h.gradient_checkpointing,

@@ -42,6 +42,7 @@ def test_baseline_columns_match_the_standard_and_conservative_columns(compose_cf
         ("train.learning_rate=0", "train.learning_rate"),
         ("data.sampler=nope", "data.sampler"),
         ("hardware.precision=fp8", "hardware.precision"),
+        ("hardware.autocast=fp8", "hardware.autocast"),
         ("train.save_every=7", "multiple"),
         ("train.checkpoint=middle", "train.checkpoint"),
         ("compare.direction=up", "compare.direction"),

@@ -1,19 +1,54 @@
-"""Batched sampling returns n completions per prompt, trimmed at the end token."""
+"""Sampling: n completions per prompt, trimmed at the end token, each prompt prefilled once,
+and distributed exactly as a plain ``generate(num_return_sequences=n)`` call."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 from helpers import tiny_configs
+from scipy.stats import chi2_contingency
 
-from polylora.generation import SamplingParams, sample
-from polylora.models import load_base_model
+from polylora.data.formatting import left_pad
+from polylora.generation import HFBackend, SamplingParams, sample, sample_many
+from polylora.models import load_base_model, wrap_lora
 
-TINY, CPU, _ = tiny_configs()
+TINY, CPU, LORA = tiny_configs()
 
 
-def test_shapes_and_batching_match_one_by_one_greedy() -> None:
+@pytest.fixture(scope="module")
+def tiny() -> tuple[object, object]:
     model, tok = load_base_model(TINY, CPU)
-    prompts = [tok("short")["input_ids"], tok("a much longer prompt here")["input_ids"]]
+    return model, tok
+
+
+def _prompts(tok: object) -> list[list[int]]:
+    return [tok(t)["input_ids"] for t in  # type: ignore[operator]
+            ("short", "a much longer prompt here", "the letter a", "x")]
+
+
+def _plain_generate(model: object, tok: object, prompts: list[list[int]],
+                    params: SamplingParams) -> list[list[int]]:
+    """The pre-prefix-sharing path: N copies of every prompt through ``generate``."""
+    ids, mask = left_pad(prompts, tok.pad_token_id)  # type: ignore[attr-defined]
+    kwargs = ({"do_sample": False} if params.greedy else
+              {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
+               "top_k": 0, "num_return_sequences": params.n})
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask,  # type: ignore[attr-defined]
+                             max_new_tokens=params.max_new_tokens,
+                             pad_token_id=tok.pad_token_id,  # type: ignore[attr-defined]
+                             eos_token_id=tok.eos_token_id, **kwargs)  # type: ignore[attr-defined]
+    return out[:, ids.shape[1]:].tolist()
+
+
+def _padded(rows: list[list[list[int]]], width: int, pad: int) -> list[list[int]]:
+    return [r + [pad] * (width - len(r)) for p in rows for r in p]
+
+
+def test_shapes_and_batching_match_one_by_one_greedy(tiny: tuple[object, object]) -> None:
+    model, tok = tiny
+    prompts = _prompts(tok)[:2]
     out = sample(model, tok, prompts, SamplingParams(n=3, max_new_tokens=5), batch_size=2)
     assert len(out.texts) == 2 and all(len(t) == 3 for t in out.texts)
     assert all(len(ids) <= 5 for rows in out.token_ids for ids in rows)
@@ -24,9 +59,94 @@ def test_shapes_and_batching_match_one_by_one_greedy() -> None:
     assert batched == single
 
 
-def test_sampling_restores_training_mode() -> None:
-    model, tok = load_base_model(TINY, CPU)
-    model.train()
+def test_seeded_samples_equal_plain_generate_with_n_copies(tiny: tuple[object, object]) -> None:
+    """Prefix sharing draws the same random numbers in the same order: same seed, same
+    samples as handing ``generate`` N copies of each prompt (one-token prompt included)."""
+    model, tok = tiny
+    prompts = _prompts(tok)
+    params = SamplingParams(n=4, max_new_tokens=6, temperature=1.3, top_p=0.9)
+    torch.manual_seed(7)
+    plain = _plain_generate(model, tok, prompts, params)
+    torch.manual_seed(7)
+    ours = sample(model, tok, prompts, params, batch_size=len(prompts)).token_ids
+    width = len(plain[0])
+    trimmed_plain = [r[: len(o)] for r, o in zip(plain, [x for p in ours for x in p],
+                                                   strict=True)]
+    assert [x for p in ours for x in p] == trimmed_plain
+    assert len(_padded(ours, width, tok.pad_token_id)) == len(plain)  # type: ignore[attr-defined]
+
+
+def test_samples_and_greedy_share_one_prefill(tiny: tuple[object, object]) -> None:
+    """``sample_many`` returns what separate calls return, and runs each prompt's tokens
+    through the model once per batch, not once per sample."""
+    model, tok = tiny
+    prompts = _prompts(tok)[:3]
+    sampled = SamplingParams(n=5, max_new_tokens=4)
+    greedy = SamplingParams(max_new_tokens=4, greedy=True)
+    torch.manual_seed(3)
+    both = sample_many(model, tok, prompts, [sampled, greedy], batch_size=3)
+    torch.manual_seed(3)
+    alone = sample(model, tok, prompts, sampled, batch_size=3)
+    assert both[0].token_ids == alone.token_ids
+    assert both[1].token_ids == sample(model, tok, prompts, greedy, batch_size=3).token_ids
+
+    seen: list[tuple[int, int]] = []
+    hook = model.get_input_embeddings().register_forward_hook(  # type: ignore[attr-defined]
+        lambda _m, args, _out: seen.append(tuple(args[0].shape)))
+    try:
+        sample_many(model, tok, prompts, [sampled, greedy], batch_size=3)
+    finally:
+        hook.remove()
+    width = max(len(p) for p in prompts)
+    multi_token = [s for s in seen if s[1] > 1]
+    assert multi_token == [(3, width - 1)]  # one prefill of 3 prompts, not 3 × (5 + 1) rows
+
+
+def test_length_sorted_batches_keep_order_and_distribution(
+    tiny: tuple[object, object],
+) -> None:
+    """Sorting prompts by length changes which random numbers each row draws (so seeded
+    equality cannot hold), not the distribution: greedy answers are identical and the
+    first sampled token's frequencies agree (chi-square, fixed seeds)."""
+    model, tok = tiny
+    prompts = _prompts(tok)
+    greedy = SamplingParams(max_new_tokens=5, greedy=True)
+    assert (sample(model, tok, prompts, greedy, batch_size=2, sort_by_length=True).token_ids
+            == sample(model, tok, prompts, greedy, batch_size=2).token_ids)
+    params = SamplingParams(n=300, max_new_tokens=1, temperature=2.0)
+    torch.manual_seed(0)
+    a = sample(model, tok, prompts, params, batch_size=2, sort_by_length=True).token_ids
+    torch.manual_seed(1)
+    b = sample(model, tok, prompts, params, batch_size=2).token_ids
+    for pa, pb in zip(a, b, strict=True):  # per prompt: same distribution of first tokens
+        first = [[r[0] if r else -1 for r in rows] for rows in (pa, pb)]  # -1: pad (empty)
+        vocab = sorted(set(first[0]) | set(first[1]))
+        table = np.array([[f.count(v) for v in vocab] for f in first])
+        assert chi2_contingency(table).pvalue > 0.001
+
+
+def test_peft_model_and_no_prefill_fallback(tiny: tuple[object, object]) -> None:
+    """A LoRA-wrapped model takes the prefilled cache too; one-token prompts (nothing to
+    prefill) go through plain ``generate`` and still return n completions each."""
+    _, tok = tiny
+    base, _ = load_base_model(TINY, CPU)
+    model = wrap_lora(base, LORA, CPU)
+    prompts = _prompts(tok)
+    params = SamplingParams(n=3, max_new_tokens=4)
+    torch.manual_seed(5)
+    plain = _plain_generate(model, tok, prompts, params)
+    torch.manual_seed(5)
+    ours = [x for p in sample(model, tok, prompts, params, batch_size=4).token_ids for x in p]
+    assert ours == [r[: len(o)] for r, o in zip(plain, ours, strict=True)]
+    one = [tok("x")["input_ids"][:1]] * 2  # type: ignore[operator]
+    engine = HFBackend(model, tok, batch_size=2)
+    out = engine.generate(one, [params])[0]
+    assert [len(rows) for rows in out.token_ids] == [3, 3]
+
+
+def test_sampling_restores_training_mode(tiny: tuple[object, object]) -> None:
+    model, tok = tiny
+    model.train()  # type: ignore[attr-defined]
     torch.manual_seed(0)
     sample(model, tok, [tok("x")["input_ids"]], SamplingParams(n=2, max_new_tokens=2))
-    assert model.training
+    assert model.training  # type: ignore[attr-defined]

@@ -69,8 +69,14 @@ def test_mlflow_run_records_everything(smoke_result) -> None:
         "train/final_loss",
         "data/train",
         "run/wall_time_s",
+        "run/peak_rss_mb",
+        "run/peak_rss_mb_after_load",
+        "run/peak_rss_mb_after_train",
+        "run/peak_rss_mb_after_eval",
     ):
         assert key in r.data.metrics, key
+    peak = r.data.metrics["run/peak_rss_mb"]
+    assert 50 < peak < 1e6 and peak >= r.data.metrics["run/peak_rss_mb_after_load"]
     client = mlflow.MlflowClient(cfg.tracking.uri)
     history = client.get_metric_history(r.info.run_id, "train/loss")
     assert len(history) >= 2  # a curve, not a single point

@@ -230,6 +230,14 @@ def log_data_summary(prep: Prepared, out_dir: Path) -> None:
     tracking.log_artifact(path)
 
 
+def log_truncation(split: str, data: EncodedDataset, max_length: int) -> None:
+    """Log what ``data.max_length`` cut from a split (one line, and data/* metrics)."""
+    line = data.truncation.summary(split, max_length)
+    if line:
+        log.warning(line)
+    tracking.log_metrics(data.truncation.metrics(split))
+
+
 def _train_only(cfg: DictConfig, prep: Prepared) -> RunResult:
     """A DDP worker rank (RANK > 0 under torchrun / accelerate launch): trains in lockstep
     with rank 0 and records nothing; rank 0 logs, saves the adapter and evaluates."""
@@ -286,6 +294,11 @@ def _train_and_evaluate(
     if prep.splits.val:
         metrics.update(_validation_loss(cfg, model, tok, fmt, prep.splits.val, step))
     if cfg.eval.enabled:
+        from polylora.evaluation import eval_subset
+
+        subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
+        log_truncation("test", EncodedDataset(subset, tok, fmt, cfg.data.max_length),
+                       cfg.data.max_length)
         report = evaluate(
             model, tok, prep.splits.test, fmt, cfg.eval, prep.checker, cfg.data.max_length
         )
@@ -304,14 +317,14 @@ def _train(
 ) -> dict[str, float]:
     from polylora import training
 
-    train_set = training.IndexedDataset(
-        EncodedDataset(prep.splits.train, tok, fmt, cfg.data.max_length)
-    )
-    val_set = (
-        training.IndexedDataset(EncodedDataset(prep.splits.val, tok, fmt, cfg.data.max_length))
-        if prep.splits.val
-        else None
-    )
+    encoded_train = EncodedDataset(prep.splits.train, tok, fmt, cfg.data.max_length)
+    log_truncation("train", encoded_train, cfg.data.max_length)
+    train_set = training.IndexedDataset(encoded_train)
+    val_set = None
+    if prep.splits.val:
+        encoded_val = EncodedDataset(prep.splits.val, tok, fmt, cfg.data.max_length)
+        log_truncation("val", encoded_val, cfg.data.max_length)
+        val_set = training.IndexedDataset(encoded_val)
     prep.objective.bind(
         ObjectiveContext(
             tokenizer=tok,

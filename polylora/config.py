@@ -68,7 +68,9 @@ class DataConfig:
 
     name: str = MISSING
     source: Any = MISSING  # a _target_ node building a data source with .load()
-    checker: Any = None  # a _target_ node building a Checker, or null
+    # A _target_ node building a Checker, or null: set by the `checker` config group
+    # (conf/checker/). MISSING here so this schema, merged after the group, keeps its choice.
+    checker: Any = MISSING
     path: str | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
     sampler: str = "random"  # random | group_balanced

@@ -20,6 +20,7 @@ from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
+from polylora.metrics.checkers import checker_from_config
 from polylora.metrics.registry import get_metric
 from polylora.objectives.base import Objective, ObjectiveContext
 from polylora.sweeps import optimized_metrics
@@ -37,6 +38,10 @@ class Prepared:
     examples: list[Example]
     splits: Splits
     checker: Checker | None
+    #: eval.metrics as run: without a checker, the checker metrics the eval group listed are
+    #: left out (named in ``left_out``) rather than failing the run.
+    eval_metrics: list[str] | None = None
+    left_out: tuple[str, ...] = ()
 
 
 def metric_key(name: str) -> str:
@@ -51,8 +56,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     for name in optimized_metrics(cfg.optimized_metric):
         get_metric(metric_key(name))  # unknown name → ConfigError
     objective = build(cfg.objective, _convert_="all")
-    checker = build(cfg.data.checker) if cfg.data.checker is not None else None
+    checker = checker_from_config(cfg.data.checker, cfg.eval.allow_code_execution)
     objective.check_data(has_checker=checker is not None)
+    _check_optimized_metrics(cfg, has_checker=checker is not None)
     source = build(cfg.data.source)
     examples = source.load()
     if cfg.data.partition_by:
@@ -68,28 +74,80 @@ def prepare(cfg: DictConfig) -> Prepared:
         group_by=sp.group_by,
         **({"n_bins": sp.n_bins} if sp.stratify_by else {}),
     )
+    eval_metrics, left_out = list(cfg.eval.metrics), ()
     if cfg.eval.enabled:
-        _check_eval_metrics(list(cfg.eval.metrics), has_checker=checker is not None)
+        eval_metrics, left_out = fit_eval_metrics(
+            list(cfg.eval.metrics),
+            has_checker=checker is not None,
+            explicit=_metrics_named_on_command_line(),
+            data_name=cfg.data.name,
+        )
     if cfg.train.enabled and not splits.train:
         raise DataError(f"the training split is empty ({len(examples)} examples in all)")
     if cfg.eval.enabled and not splits.test:
         raise DataError("the test split is empty; raise data.split.test or add examples")
-    return Prepared(objective=objective, examples=examples, splits=splits, checker=checker)
+    return Prepared(
+        objective=objective,
+        examples=examples,
+        splits=splits,
+        checker=checker,
+        eval_metrics=eval_metrics,
+        left_out=tuple(left_out),
+    )
 
 
-def _check_eval_metrics(names: list[str], has_checker: bool) -> None:
-    """Unknown metric names, or checker metrics on data without a checker, fail before
-    training rather than after it."""
+CHECKER_HINT = (
+    "pick a checker: checker=heuristic (open-ended replies), fields (structured answers), "
+    "words or humaneval (docs/own_data.md)"
+)
+
+
+def fit_eval_metrics(
+    names: list[str], has_checker: bool, explicit: bool, data_name: str = "this data"
+) -> tuple[list[str], list[str]]:
+    """(metrics to compute, metrics left out). Unknown names fail. Without a checker, the
+    metrics that need one are left out with one log line, unless the user named
+    ``eval.metrics`` on the command line: then it is an error before training."""
     from polylora.metrics.suite import resolve_metric_names
 
     resolved = resolve_metric_names(names)  # unknown names → ConfigError
     needs = [n for n in resolved if "checker" in get_metric(n).needs]
-    if needs and not has_checker:
+    if not needs or has_checker:
+        return names, []
+    if explicit:
         raise ConfigError(
-            f"eval.metrics has {', '.join(needs)}, which need a task checker, and this data "
-            "has none; drop them (e.g. eval.metrics=[test_loss,self_bleu,semantic_diversity,"
-            "rouge_l,embedding_similarity]) or set data.checker"
+            f"eval.metrics has {', '.join(needs)}, which need a task checker, and data "
+            f"{data_name!r} has none; {CHECKER_HINT}, or drop them from eval.metrics"
         )
+    kept = [n for n in resolved if n not in needs]
+    log.warning(
+        "eval: left out %s: they need a task checker and data %r has none; to get them, %s",
+        ", ".join(needs), data_name, CHECKER_HINT,
+    )
+    return kept, needs
+
+
+def _metrics_named_on_command_line() -> bool:
+    """True if this job's overrides set ``eval.metrics`` (False outside a Hydra job)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # composed in code (tests, notebooks): adapt like the defaults
+        return False
+    return any(o.split("=", 1)[0].lstrip("+~") == "eval.metrics" for o in overrides)
+
+
+def _check_optimized_metrics(cfg: DictConfig, has_checker: bool) -> None:
+    """An optimized metric that needs a checker, on data without one, fails before training."""
+    for name in optimized_metrics(cfg.optimized_metric):
+        if name.startswith("train/"):
+            continue
+        if not has_checker and "checker" in get_metric(metric_key(name)).needs:
+            raise ConfigError(
+                f"optimized_metric={name} needs a task checker and data {cfg.data.name!r} "
+                f"has none; {CHECKER_HINT}, or optimize eval/loss"
+            )
 
 
 def partition(examples: list[Example], field: str, value: Any) -> list[Example]:
@@ -225,6 +283,8 @@ def log_data_summary(prep: Prepared, out_dir: Path) -> None:
         metrics[f"data/groups_{name}"] = float(n)
     tracking.log_metrics(metrics)
     mlflow.set_tag("polylora.dataset_size_bucket", dataset_size_bucket(len(prep.splits.train)))
+    if prep.left_out:
+        mlflow.set_tag("polylora.metrics_left_out", ",".join(prep.left_out))
     path = out_dir / "split_report.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     tracking.log_artifact(path)
@@ -296,11 +356,15 @@ def _train_and_evaluate(
     if cfg.eval.enabled:
         from polylora.evaluation import eval_subset
 
+        eval_cfg = cfg.eval
+        if prep.left_out:  # the metrics this data can score without a checker
+            eval_cfg = OmegaConf.merge(cfg.eval, {"metrics": prep.eval_metrics})
+
         subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
         log_truncation("test", EncodedDataset(subset, tok, fmt, cfg.data.max_length),
                        cfg.data.max_length)
         report = evaluate(
-            model, tok, prep.splits.test, fmt, cfg.eval, prep.checker, cfg.data.max_length
+            model, tok, prep.splits.test, fmt, eval_cfg, prep.checker, cfg.data.max_length
         )
         path = report.write_jsonl(out_dir / "generations.jsonl")
         tracking.log_artifact(path, "eval")

@@ -87,7 +87,8 @@ class JudgeSettings:
     """Optional pairwise LLM judge against a baseline run (key from ANTHROPIC_API_KEY only)."""
 
     enabled: bool = False
-    baseline_run: str | None = None  # MLflow run id whose answers are the baseline
+    # MLflow run id whose answers are the baseline, or "references": the data's own responses
+    baseline_run: str | None = None
     answers: str = "greedy"  # greedy | first_sample
     model: str = "claude-sonnet-4-5"
     criteria: list[str] = field(
@@ -209,8 +210,23 @@ def build(node: Any, **kwargs: Any) -> Any:
         raise ConfigError(f"cannot build {target}: {first}") from None
 
 
+def example_data_path(name: str) -> str:
+    """``${polylora.example:replies.jsonl}``: the path of a data file shipped with polylora
+    (``polylora/data/examples/``), so experiments that use one run from any directory."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "examples" / name
+    if not path.is_file():
+        raise ConfigError(f"polylora ships no example data file {name!r} (looked in {path})")
+    return str(path)
+
+
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore (idempotent)."""
+    """Put the schemas into Hydra's ConfigStore and polylora's resolvers into OmegaConf
+    (idempotent)."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_resolver("polylora.example", example_data_path, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="polylora_schema", node=PolyloraConfig, replace=True)
     cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)

@@ -28,6 +28,8 @@ from polylora.sweeps import optimized_metrics
 log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "mlflow_run_id.txt"
+#: eval.judge.baseline_run value that judges the run's answers against the data's responses.
+REFERENCE_BASELINE = "references"
 
 
 @dataclass
@@ -441,9 +443,15 @@ def _judge_against_baseline(
     if not cfg.eval.judge.baseline_run:
         raise ConfigError("eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id>")
     settings = OmegaConf.to_container(cfg.eval.judge, resolve=True)
+    if cfg.eval.judge.baseline_run == REFERENCE_BASELINE:  # the data's own responses
+        baseline = [{**r, "greedy": r["references"][0], "samples": r["references"][:1]}
+                    for r in rows]
+        labels = ("reference", "candidate")
+    else:
+        baseline = judge_cli.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri)
+        labels = ("baseline", "candidate")
     result = judge_cli.judge_rows(
-        judge_cli.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri),
-        rows, judge_cli.judge_config(settings), cfg.eval.judge.answers,
+        baseline, rows, judge_cli.judge_config(settings), cfg.eval.judge.answers, labels
     )
     if result is None:
         return {}

@@ -223,3 +223,17 @@ def test_replies_example_runs_passk_diversity_and_the_judge(
     assert len(requests) == cfg.eval.subset_size
     replies = {e.response for e in JsonlSource(cfg.data.path).load()}
     assert all(any(r in req.text for r in replies) for req in requests)  # judged vs references
+
+
+def test_humaneval_experiment_runs_with_the_opt_in(compose_cfg) -> None:
+    from polylora.pipeline import execute
+
+    cfg = compose_cfg(["+experiment=humaneval_ce", *TINY, "data.source.limit=20",
+                       "eval.allow_code_execution=true", "eval.subset_size=2", "eval.n_samples=2",
+                       "eval.ks=[1,2]", "eval.metrics=[test_loss,accuracy,pass@1,pass@2]"])
+    result = execute(cfg)
+    assert result.metrics["eval/pass@2"] == 0.0  # the tiny random model writes no working code
+    rows = [json.loads(line) for line in
+            (result.output_dir / "generations.jsonl").read_text().split("\n") if line]
+    assert len(rows) == 2 and all(r["id"].startswith("HumanEval/") for r in rows)
+    assert all(r["correct"] == [False, False] for r in rows)  # each sample ran its tests

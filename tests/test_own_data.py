@@ -148,6 +148,7 @@ TINY = ["model=tiny_random", "lora=r4", "train.max_steps=2", "train.batch_size=4
         "data.max_length=128"]
 
 
+@pytest.mark.slow  # four training runs through the CLI: minutes on a loaded 2-core machine
 def test_readme_own_data_commands_run_as_written(tmp_path: Path) -> None:
     commands = readme_commands("Your own data")
     assert len(commands) >= 4 and all("my_data.jsonl" in " ".join(c) for c in commands)
@@ -184,20 +185,26 @@ def write_user_configs(root: Path, data: Path) -> Path:
     return root
 
 
-def test_own_config_files_via_config_dir_and_searchpath(tmp_path: Path) -> None:
-    confs = write_user_configs(tmp_path / "my_conf", write_replies(tmp_path / "r.jsonl"))
-    shown = polylora(tmp_path, f"hydra.searchpath=[file://{confs}]", "+experiment=mine",
-                     "--cfg", "job")
+@pytest.mark.parametrize("how", ["--config-dir", "hydra.searchpath"])
+def test_own_config_files_compose_from_outside(tmp_path: Path, how: str) -> None:
+    confs = write_user_configs(tmp_path / "my_conf", tmp_path / "r.jsonl")
+    where = ["--config-dir", str(confs)] if how == "--config-dir" else [
+        f"hydra.searchpath=[file://{confs}]"]
+    shown = polylora(tmp_path, *where, "+experiment=mine", "--cfg", "job")
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "experiment: mine" in shown.stdout and "name: my_data" in shown.stdout
-    assert "- topic" in shown.stdout
+    assert "HeuristicChecker" in shown.stdout and "- topic" in shown.stdout
+
+
+@pytest.mark.slow  # a full (tiny) training run through the CLI
+def test_own_config_files_run_from_a_temp_directory(tmp_path: Path) -> None:
+    confs = write_user_configs(tmp_path / "my_conf", write_replies(tmp_path / "r.jsonl"))
     proc = polylora(tmp_path, "--config-dir", str(confs), "+experiment=mine")
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     run = finished_run(tmp_path)
     assert run.data.tags["polylora.experiment"] == "mine"
     assert "eval/pass_at_1" in run.data.metrics  # the user's checker scored the answers
-    assert "eval/checker/rule/must_contain" in run.data.metrics or any(
-        "must_contain" in k for k in run.data.metrics)
+    assert any("must_contain" in k for k in run.data.metrics), sorted(run.data.metrics)
 
 
 def test_replies_example_runs_passk_diversity_and_the_judge(

@@ -82,3 +82,11 @@ def test_humaneval_runs_a_real_problem(compose_cfg: Callable[..., Any]) -> None:
     # the checker's own opt-in works too
     own, _ = checker_for(compose_cfg, "data=humaneval", "data.checker.allow_code_execution=true")
     assert own(problem, problem.response).correct
+
+
+def test_a_type_spec_builds_through_the_factory(compose_cfg: Callable[..., Any]) -> None:
+    checker, _ = checker_for(compose_cfg, *JSONL, "data.checker={type:heuristic,min_words:2}")
+    ex = Example(id="t", prompt="Say hi.", response="Hi there.")
+    assert checker(ex, "hi there").correct and not checker(ex, "hi").correct
+    with pytest.raises(ConfigError, match="unknown checker type 'nope'"):
+        checker_for(compose_cfg, *JSONL, "data.checker={type:nope}")

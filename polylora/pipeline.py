@@ -22,6 +22,11 @@ from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
 from polylora.metrics.checkers import checker_from_config
 from polylora.metrics.registry import get_metric
+from polylora.metrics.selection import (
+    check_optimized_metrics,
+    fit_eval_metrics,
+    metrics_named_on_command_line,
+)
 from polylora.objectives.base import Objective, ObjectiveContext
 from polylora.sweeps import optimized_metrics
 
@@ -60,7 +65,10 @@ def prepare(cfg: DictConfig) -> Prepared:
     objective = build(cfg.objective, _convert_="all")
     checker = checker_from_config(cfg.data.checker, cfg.eval.allow_code_execution)
     objective.check_data(has_checker=checker is not None)
-    _check_optimized_metrics(cfg, has_checker=checker is not None)
+    optimized = [n for n in optimized_metrics(cfg.optimized_metric) if not n.startswith("train/")]
+    check_optimized_metrics(
+        [metric_key(n) for n in optimized], has_checker=checker is not None, data_name=cfg.data.name
+    )
     source = build(cfg.data.source)
     examples = source.load()
     if cfg.data.partition_by:
@@ -81,7 +89,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         eval_metrics, left_out = fit_eval_metrics(
             list(cfg.eval.metrics),
             has_checker=checker is not None,
-            explicit=_metrics_named_on_command_line(),
+            explicit=metrics_named_on_command_line(),
             data_name=cfg.data.name,
         )
     if cfg.train.enabled and not splits.train:
@@ -96,60 +104,6 @@ def prepare(cfg: DictConfig) -> Prepared:
         eval_metrics=eval_metrics,
         left_out=tuple(left_out),
     )
-
-
-CHECKER_HINT = (
-    "pick a checker: checker=heuristic (open-ended replies), fields (structured answers), "
-    "words or humaneval (docs/own_data.md)"
-)
-
-
-def fit_eval_metrics(
-    names: list[str], has_checker: bool, explicit: bool, data_name: str = "this data"
-) -> tuple[list[str], list[str]]:
-    """(metrics to compute, metrics left out). Unknown names fail. Without a checker, the
-    metrics that need one are left out with one log line, unless the user named
-    ``eval.metrics`` on the command line: then it is an error before training."""
-    from polylora.metrics.suite import resolve_metric_names
-
-    resolved = resolve_metric_names(names)  # unknown names → ConfigError
-    needs = [n for n in resolved if "checker" in get_metric(n).needs]
-    if not needs or has_checker:
-        return names, []
-    if explicit:
-        raise ConfigError(
-            f"eval.metrics has {', '.join(needs)}, which need a task checker, and data "
-            f"{data_name!r} has none; {CHECKER_HINT}, or drop them from eval.metrics"
-        )
-    kept = [n for n in resolved if n not in needs]
-    log.warning(
-        "eval: left out %s: they need a task checker and data %r has none; to get them, %s",
-        ", ".join(needs), data_name, CHECKER_HINT,
-    )
-    return kept, needs
-
-
-def _metrics_named_on_command_line() -> bool:
-    """True if this job's overrides set ``eval.metrics`` (False outside a Hydra job)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = HydraConfig.get().overrides.task
-    except ValueError:  # composed in code (tests, notebooks): adapt like the defaults
-        return False
-    return any(o.split("=", 1)[0].lstrip("+~") == "eval.metrics" for o in overrides)
-
-
-def _check_optimized_metrics(cfg: DictConfig, has_checker: bool) -> None:
-    """An optimized metric that needs a checker, on data without one, fails before training."""
-    for name in optimized_metrics(cfg.optimized_metric):
-        if name.startswith("train/"):
-            continue
-        if not has_checker and "checker" in get_metric(metric_key(name)).needs:
-            raise ConfigError(
-                f"optimized_metric={name} needs a task checker and data {cfg.data.name!r} "
-                f"has none; {CHECKER_HINT}, or optimize eval/loss"
-            )
 
 
 def partition(examples: list[Example], field: str, value: Any) -> list[Example]:

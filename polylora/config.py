@@ -69,7 +69,8 @@ class DataConfig:
     name: str = MISSING
     source: Any = MISSING  # a _target_ node building a data source with .load()
     # A _target_ node building a Checker, or null: set by the `checker` config group
-    # (conf/checker/). MISSING here so this schema, merged after the group, keeps its choice.
+    # (polylora/conf/checker/). MISSING here so this schema, merged after the group, keeps
+    # its choice.
     checker: Any = MISSING
     path: str | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -173,7 +174,7 @@ class TrackingConfig:
 
 @dataclass
 class PolyloraConfig:
-    """The whole composed config (``conf/config.yaml``)."""
+    """The whole composed config (``polylora/conf/config.yaml``)."""
 
     model: ModelConfig = MISSING
     lora: LoraConfig = MISSING

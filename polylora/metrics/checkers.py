@@ -198,7 +198,7 @@ def checker_from_config(node: Any, allow_code_execution: bool = False) -> Checke
             raise ConfigError(
                 f"checker {str(target).rsplit('.', 1)[-1]} needs "
                 + ", ".join(f"data.checker.{k}=<value>" for k in missing)
-                + " (see conf/checker/ for what each option means)"
+                + " (see polylora/conf/checker/ for what each option means)"
             )
     if "type" in node and "_target_" not in node:
         spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,7 +103,7 @@ def main() -> None:
             timings["suite"] += time.perf_counter() - t0
 
     ev.score_generations = timed  # type: ignore[assignment]
-    cfg = OmegaConf.load("conf/eval/quick.yaml")
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "polylora/conf/eval/quick.yaml")
     cfg = OmegaConf.merge(cfg, {"subset_size": a.prompts, "n_samples": a.n, "ks": [1, 3, 5, 10],
                                 "max_new_tokens": a.max_new_tokens, "batch_size": a.batch})
     cfg.pop("defaults", None)

@@ -50,7 +50,7 @@ def main() -> None:
     if a.threads:
         torch.set_num_threads(a.threads)
     register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf")):
+    with initialize_config_dir(config_dir=str(REPO / "polylora" / "conf")):
         cfg = compose(config_name="config", overrides=[
             "+experiment=polychromic_0.3", "output_dir=bench-out", *a.overrides])
     report("start (torch, transformers imported)")

@@ -59,7 +59,7 @@ def compose(args: argparse.Namespace) -> Any:
     ]
     if args.model == "tiny":
         overrides += ["model=tiny_random", "lora=r4"]
-    with initialize_config_dir(config_dir=str(REPO / "conf")):
+    with initialize_config_dir(config_dir=str(REPO / "polylora" / "conf")):
         return hydra_compose(config_name="config", overrides=overrides)
 
 

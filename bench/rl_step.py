@@ -59,7 +59,7 @@ def compose(args: argparse.Namespace, experiment: str) -> Any:
         overrides.append(f"objective.diversity_metric={args.diversity}")
     if args.model == "tiny":
         overrides += ["model=tiny_random", "lora=r4"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+    with initialize_config_dir(config_dir=str(REPO / "polylora" / "conf"), version_base=None):
         return hydra_compose(config_name="config", overrides=overrides)
 
 

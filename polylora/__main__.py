@@ -1,6 +1,7 @@
 """Train and evaluate one configuration: ``python -m polylora +experiment=polychromic_0.3``.
 
-Hydra composes ``conf/``; the return value (``optimized_metric``) is what sweeps optimize.
+Hydra composes ``polylora/conf/`` (shipped inside the package: any directory works); the
+return value (``optimized_metric``) is what sweeps optimize.
 Bad input (config, data, checkpoints) ends with one ``polylora: error: ...`` line, exit 2.
 """
 
@@ -30,7 +31,7 @@ def _in_multirun() -> bool:
         return False
 
 
-@hydra.main(config_path="../conf", config_name="config")
+@hydra.main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, ...]:
     """Hydra task function: run the job and return the optimized metric."""
     from polylora.pipeline import run

@@ -28,21 +28,18 @@ LOW_SILHOUETTE = 0.1
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Every JSON object of a JSONL file, in order (blank lines skipped)."""
+    from polylora.data.jsonl import read_lines  # BOM, CRLF, UTF-8 and path errors
+
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise DataError(f"input file not found: {file}")
     records = []
-    with file.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{file}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{file}:{lineno}: expected a JSON object per line")
-            records.append(record)
+    for lineno, line in read_lines(file):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{file}:{lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{file}:{lineno}: expected a JSON object per line")
+        records.append(record)
     if not records:
         raise DataError(f"{file} holds no records (the file is empty)")
     return records

@@ -68,7 +68,10 @@ class DataConfig:
 
     name: str = MISSING
     source: Any = MISSING  # a _target_ node building a data source with .load()
-    checker: Any = None  # a _target_ node building a Checker, or null
+    # A _target_ node building a Checker, or null: set by the `checker` config group
+    # (polylora/conf/checker/). MISSING here so this schema, merged after the group, keeps
+    # its choice.
+    checker: Any = MISSING
     path: str | None = None
     split: SplitConfig = field(default_factory=SplitConfig)
     sampler: str = "random"  # random | group_balanced
@@ -85,7 +88,8 @@ class JudgeSettings:
     """Optional pairwise LLM judge against a baseline run (key from ANTHROPIC_API_KEY only)."""
 
     enabled: bool = False
-    baseline_run: str | None = None  # MLflow run id whose answers are the baseline
+    # MLflow run id whose answers are the baseline, or "references": the data's own responses
+    baseline_run: str | None = None
     answers: str = "greedy"  # greedy | first_sample
     model: str = "claude-sonnet-4-5"
     criteria: list[str] = field(
@@ -206,7 +210,7 @@ class CompareConfig:
 
 @dataclass
 class PolyloraConfig:
-    """The whole composed config (``conf/config.yaml``)."""
+    """The whole composed config (``polylora/conf/config.yaml``)."""
 
     model: ModelConfig = MISSING
     lora: LoraConfig = MISSING
@@ -244,12 +248,26 @@ def build(node: Any, **kwargs: Any) -> Any:
         raise ConfigError(f"cannot build {target}: {first}") from None
 
 
+def example_data_path(name: str) -> str:
+    """``${polylora.example:replies.jsonl}``: the path of a data file shipped with polylora
+    (``polylora/data/examples/``), so experiments that use one run from any directory."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "examples" / name
+    if not path.is_file():
+        raise ConfigError(f"polylora ships no example data file {name!r} (looked in {path})")
+    return str(path)
+
+
 def register_configs() -> None:
-    """Put the schemas into Hydra's ConfigStore and register polylora's resolvers
+    """Put the schemas into Hydra's ConfigStore and polylora's resolvers into OmegaConf
     (idempotent)."""
+    from omegaconf import OmegaConf
+
     from polylora.rundir import register_resolver
 
     register_resolver()
+    OmegaConf.register_resolver("polylora.example", example_data_path, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="polylora_schema", node=PolyloraConfig, replace=True)
     cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)

@@ -25,7 +25,7 @@ from polylora.data.formatting import (
     EncodedDataset,
     PaddingCollator,
     PromptFormat,
-    render_prompt,
+    prompt_token_ids,
 )
 from polylora.generation import SamplingParams, eval_mode, sample_many
 from polylora.metrics.suite import EvalScores, PromptGenerations, score_generations
@@ -123,9 +123,7 @@ def evaluate(
         # The validation curve owns eval/loss; the fixed test subset's reference loss is its own.
         metrics["eval/test_loss"] = mean_nll
         metrics["eval/test_perplexity"] = math.exp(min(mean_nll, 50.0))
-    prompt_ids = [
-        tok(render_prompt(e, tok, fmt), add_special_tokens=False)["input_ids"] for e in subset
-    ]
+    prompt_ids = [prompt_token_ids(e, tok, fmt, max_length) for e in subset]
     params = SamplingParams(
         n=cfg.n_samples,
         temperature=cfg.temperature,

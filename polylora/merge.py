@@ -51,7 +51,7 @@ WEIGHTINGS: tuple[str, ...] = ("similarity", "softmax")
 ROUTE_DECIMALS = 2
 MERGED_NAME = "default"  # saved at the root of --out (PEFT puts other names in subfolders)
 MERGE_INFO_FILE = "polylora_merge.json"
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 # Fields of the `model` config that identify a base model's weights (tiny_random builds them
 # from the architecture and init seed; the others load name/path).
@@ -670,7 +670,7 @@ def _routed_generations(
 
 
 def compose_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides outside a Hydra app."""
+    """Compose ``polylora/conf/config.yaml`` with Hydra overrides outside a Hydra app."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException

@@ -21,13 +21,21 @@ from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
 from polylora.memory import peak_rss_mb, phase_metric
+from polylora.metrics.checkers import checker_from_config
 from polylora.metrics.registry import get_metric
+from polylora.metrics.selection import (
+    check_optimized_metrics,
+    fit_eval_metrics,
+    metrics_named_on_command_line,
+)
 from polylora.objectives.base import Objective, ObjectiveContext
 from polylora.sweeps import VALIDATION_LOSS, metric_split, optimized_metrics
 
 log = logging.getLogger(__name__)
 
 RUN_ID_FILE = "mlflow_run_id.txt"
+#: eval.judge.baseline_run value that judges the run's answers against the data's responses.
+REFERENCE_BASELINE = "references"
 
 
 @dataclass
@@ -38,6 +46,10 @@ class Prepared:
     examples: list[Example]
     splits: Splits
     checker: Checker | None
+    #: eval.metrics as run: without a checker, the checker metrics the eval group listed are
+    #: left out (named in ``left_out``) rather than failing the run.
+    eval_metrics: list[str] | None = None
+    left_out: tuple[str, ...] = ()
 
 
 def metric_key(name: str) -> str:
@@ -53,8 +65,12 @@ def prepare(cfg: DictConfig) -> Prepared:
         get_metric(metric_key(name))  # unknown name → ConfigError
     objective = build(cfg.objective, _convert_="all")
     _set_code_execution_policy(cfg)
-    checker = build(cfg.data.checker) if cfg.data.checker is not None else None
+    checker = checker_from_config(cfg.data.checker, cfg.eval.allow_code_execution)
     objective.check_data(has_checker=checker is not None)
+    optimized = [n for n in optimized_metrics(cfg.optimized_metric) if not n.startswith("train/")]
+    check_optimized_metrics(
+        [metric_key(n) for n in optimized], has_checker=checker is not None, data_name=cfg.data.name
+    )
     source = build(cfg.data.source)
     examples = source.load()
     if cfg.data.partition_by:
@@ -70,8 +86,14 @@ def prepare(cfg: DictConfig) -> Prepared:
         group_by=sp.group_by,
         **({"n_bins": sp.n_bins} if sp.stratify_by else {}),
     )
+    eval_metrics, left_out = list(cfg.eval.metrics), ()
     if cfg.eval.enabled:
-        _check_eval_metrics(list(cfg.eval.metrics), has_checker=checker is not None)
+        eval_metrics, left_out = fit_eval_metrics(
+            list(cfg.eval.metrics),
+            has_checker=checker is not None,
+            explicit=metrics_named_on_command_line(),
+            data_name=cfg.data.name,
+        )
     if cfg.train.enabled and not splits.train:
         raise DataError(f"the training split is empty ({len(examples)} examples in all)")
     if cfg.eval.enabled and not splits.test:
@@ -82,7 +104,14 @@ def prepare(cfg: DictConfig) -> Prepared:
             "validation split, but " + ("eval.enabled=false" if not cfg.eval.enabled else
                                         "the validation split is empty (raise data.split.val)")
         )
-    return Prepared(objective=objective, examples=examples, splits=splits, checker=checker)
+    return Prepared(
+        objective=objective,
+        examples=examples,
+        splits=splits,
+        checker=checker,
+        eval_metrics=eval_metrics,
+        left_out=tuple(left_out),
+    )
 
 
 def validation_metrics(cfg: DictConfig) -> list[str]:
@@ -103,21 +132,6 @@ def _set_code_execution_policy(cfg: DictConfig) -> None:
             "code runs WITHOUT it"
         )
     sandbox.allow_unsafe(unsafe_ok)
-
-
-def _check_eval_metrics(names: list[str], has_checker: bool) -> None:
-    """Unknown metric names, or checker metrics on data without a checker, fail before
-    training rather than after it."""
-    from polylora.metrics.suite import resolve_metric_names
-
-    resolved = resolve_metric_names(names)  # unknown names → ConfigError
-    needs = [n for n in resolved if "checker" in get_metric(n).needs]
-    if needs and not has_checker:
-        raise ConfigError(
-            f"eval.metrics has {', '.join(needs)}, which need a task checker, and this data "
-            "has none; drop them (e.g. eval.metrics=[test_loss,self_bleu,semantic_diversity,"
-            "rouge_l,embedding_similarity]) or set data.checker"
-        )
 
 
 def partition(examples: list[Example], field: str, value: Any) -> list[Example]:
@@ -263,6 +277,8 @@ def log_data_summary(cfg: DictConfig, prep: Prepared, out_dir: Path) -> None:
         metrics[f"data/groups_{name}"] = float(n)
     tracking.log_metrics(metrics)
     mlflow.set_tag("polylora.dataset_size_bucket", dataset_size_bucket(len(prep.splits.train)))
+    if prep.left_out:
+        mlflow.set_tag("polylora.metrics_left_out", ",".join(prep.left_out))
     path = out_dir / "split_report.json"
     path.write_text(json.dumps(report, indent=2, default=str))
     tracking.log_artifact(path)
@@ -272,6 +288,14 @@ def log_data_summary(cfg: DictConfig, prep: Prepared, out_dir: Path) -> None:
         source["path"] = str(data_path)
     splits = {"train": prep.splits.train, "validation": prep.splits.val, "test": prep.splits.test}
     tracking.log_datasets(splits, str(cfg.data.name), source)
+
+
+def log_truncation(split: str, data: EncodedDataset, max_length: int) -> None:
+    """Log what ``data.max_length`` cut from a split (one line, and data/* metrics)."""
+    line = data.truncation.summary(split, max_length)
+    if line:
+        log.warning(line)
+    tracking.log_metrics(data.truncation.metrics(split))
 
 
 def _train_only(cfg: DictConfig, prep: Prepared) -> RunResult:
@@ -340,8 +364,17 @@ def _train_and_evaluate(
     if validation_metrics(cfg):
         metrics.update(_validation_eval(cfg, prep, model, tok, fmt, out_dir))
     if cfg.eval.enabled:
+        from polylora.evaluation import eval_subset
+
+        eval_cfg = cfg.eval
+        if prep.left_out:  # the metrics this data can score without a checker
+            eval_cfg = OmegaConf.merge(cfg.eval, {"metrics": prep.eval_metrics})
+
+        subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
+        log_truncation("test", EncodedDataset(subset, tok, fmt, cfg.data.max_length),
+                       cfg.data.max_length)
         report = evaluate(
-            model, tok, prep.splits.test, fmt, cfg.eval, prep.checker, cfg.data.max_length,
+            model, tok, prep.splits.test, fmt, eval_cfg, prep.checker, cfg.data.max_length,
             autocast=models.autocast_dtype(cfg.hardware),
         )
         tracking.log_metrics(phase_metric("eval"), step=step)
@@ -360,14 +393,14 @@ def _train(
 ) -> dict[str, float]:
     from polylora import training
 
-    train_set = training.IndexedDataset(
-        EncodedDataset(prep.splits.train, tok, fmt, cfg.data.max_length)
-    )
-    val_set = (
-        training.IndexedDataset(EncodedDataset(prep.splits.val, tok, fmt, cfg.data.max_length))
-        if prep.splits.val
-        else None
-    )
+    encoded_train = EncodedDataset(prep.splits.train, tok, fmt, cfg.data.max_length)
+    log_truncation("train", encoded_train, cfg.data.max_length)
+    train_set = training.IndexedDataset(encoded_train)
+    val_set = None
+    if prep.splits.val:
+        encoded_val = EncodedDataset(prep.splits.val, tok, fmt, cfg.data.max_length)
+        log_truncation("val", encoded_val, cfg.data.max_length)
+        val_set = training.IndexedDataset(encoded_val)
     prep.objective.bind(
         ObjectiveContext(
             tokenizer=tok,
@@ -425,9 +458,15 @@ def _judge_against_baseline(
     if not cfg.eval.judge.baseline_run:
         raise ConfigError("eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id>")
     settings = OmegaConf.to_container(cfg.eval.judge, resolve=True)
+    if cfg.eval.judge.baseline_run == REFERENCE_BASELINE:  # the data's own responses
+        baseline = [{**r, "greedy": r["references"][0], "samples": r["references"][:1]}
+                    for r in rows]
+        labels = ("reference", "candidate")
+    else:
+        baseline = judge_cli.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri)
+        labels = ("baseline", "candidate")
     result = judge_cli.judge_rows(
-        judge_cli.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri),
-        rows, judge_cli.judge_config(settings), cfg.eval.judge.answers,
+        baseline, rows, judge_cli.judge_config(settings), cfg.eval.judge.answers, labels
     )
     if result is None:
         return {}
@@ -468,12 +507,14 @@ def _validation_eval(
     """The test evaluation's machinery on a fixed subset of the validation split (by id), so
     searches optimize ``val/<metric>`` and never see the test split."""
     from polylora.evaluation import MODEL_METRICS, evaluate
+    from polylora.models import autocast_dtype
 
     settings = OmegaConf.to_container(cfg.eval, resolve=True)
     settings["subset_size"] = cfg.eval.get("val_subset_size") or cfg.eval.subset_size
-    settings["metrics"] = [m for m in cfg.eval.metrics if m not in MODEL_METRICS]
+    metrics = prep.eval_metrics if prep.eval_metrics is not None else list(cfg.eval.metrics)
+    settings["metrics"] = [m for m in metrics if m not in MODEL_METRICS]
     report = evaluate(model, tok, prep.splits.val, fmt, OmegaConf.create(settings),
-                      prep.checker, cfg.data.max_length)
+                      prep.checker, cfg.data.max_length, autocast=autocast_dtype(cfg.hardware))
     path = report.write_jsonl(out_dir / "val_generations.jsonl")
     tracking.log_artifact(path, "val")
     return {"val/" + k.split("/", 1)[1]: v for k, v in report.metrics.items()}

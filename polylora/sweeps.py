@@ -473,7 +473,7 @@ def gpu_for_job(job_num: Any) -> str:
 
 def register_resolvers() -> None:
     """``${polylora_gpu:${hydra:job.num}}`` for ``hydra.job.env_set.CUDA_VISIBLE_DEVICES``
-    (see ``conf/hydra/launcher/joblib_gpus.yaml``). Idempotent."""
+    (see ``polylora/conf/hydra/launcher/joblib_gpus.yaml``). Idempotent."""
     from omegaconf import OmegaConf
 
     if OmegaConf.has_resolver("polylora_gpu"):

@@ -34,7 +34,8 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path, mlflow_uri: str) -> Callable[..., object]:
-    """Compose ``conf/config.yaml`` with overrides, output and MLflow experiment per test."""
+    """Compose ``polylora/conf/config.yaml`` with overrides, output and MLflow experiment
+    per test."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 

@@ -97,7 +97,7 @@ def test_runs_started_in_the_same_second_get_different_directories(tmp_path: Pat
 
 
 def test_the_default_run_and_sweep_dirs_carry_the_suffix() -> None:
-    text = (REPO / "conf" / "config.yaml").read_text()
+    text = (REPO / "polylora" / "conf" / "config.yaml").read_text()
     assert text.count("${polylora_unique:}") == 2
     other = subprocess.run(
         [sys.executable, "-c", "from polylora.rundir import unique_suffix; print(unique_suffix())"],

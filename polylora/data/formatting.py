@@ -11,6 +11,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from polylora.data.example import Example
+from polylora.errors import DataError
 
 IGNORE_INDEX = -100
 
@@ -57,24 +58,88 @@ def response_suffix(tok: PreTrainedTokenizerBase, fmt: PromptFormat) -> str:
     return tok.eos_token or ""
 
 
-def encode_example(
+def _prompt_budget(max_length: int, answer_len: int) -> int:
+    """Prompt tokens kept: all the answer needs is left, but never less than half the window
+    (a long answer is cut at its end instead)."""
+    return max(max_length - answer_len, max_length // 2)
+
+
+def _encode(
     example: Example, tok: PreTrainedTokenizerBase, fmt: PromptFormat, max_length: int
-) -> dict[str, list[int]]:
-    """input_ids and labels where prompt positions are IGNORE_INDEX (loss on the answer only)."""
+) -> tuple[dict[str, list[int]], int, int]:
+    """(input_ids + labels, prompt tokens cut, response tokens cut) for one example."""
     prompt_ids = tok(render_prompt(example, tok, fmt), add_special_tokens=False)["input_ids"]
     answer_ids = tok(example.response + response_suffix(tok, fmt), add_special_tokens=False)[
         "input_ids"
     ]
-    budget_for_prompt = max(max_length - len(answer_ids), max_length // 2)
-    if len(prompt_ids) > budget_for_prompt:
-        prompt_ids = prompt_ids[-budget_for_prompt:]
-    input_ids = (prompt_ids + answer_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
-    return {"input_ids": input_ids, "labels": labels}
+    budget_for_prompt = _prompt_budget(max_length, len(answer_ids))
+    prompt_lost = max(len(prompt_ids) - budget_for_prompt, 0)
+    if prompt_lost:
+        prompt_ids = prompt_ids[-budget_for_prompt:]  # keep the end: the question itself
+    kept_answer = answer_ids[: max(max_length - len(prompt_ids), 0)]
+    item = {
+        "input_ids": prompt_ids + kept_answer,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + kept_answer,
+    }
+    return item, prompt_lost, len(answer_ids) - len(kept_answer)
+
+
+def encode_example(
+    example: Example, tok: PreTrainedTokenizerBase, fmt: PromptFormat, max_length: int
+) -> dict[str, list[int]]:
+    """input_ids and labels where prompt positions are IGNORE_INDEX (loss on the answer only).
+
+    Over ``max_length`` tokens, the prompt loses its beginning (down to half the window) and
+    then the answer its end; :class:`EncodedDataset` counts what was cut.
+    """
+    return _encode(example, tok, fmt, max_length)[0]
+
+
+def prompt_token_ids(
+    example: Example, tok: PreTrainedTokenizerBase, fmt: PromptFormat, max_length: int
+) -> list[int]:
+    """The prompt tokens generation starts from: the same (left-truncated) prompt the model
+    sees in training and in the reference loss, so evaluation truncates as training does."""
+    item = encode_example(example, tok, fmt, max_length)
+    n_prompt = sum(1 for label in item["labels"] if label == IGNORE_INDEX)
+    return item["input_ids"][:n_prompt]
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """What fitting a split into ``data.max_length`` tokens cut."""
+
+    examples: int  # examples that lost any token
+    prompt_tokens_lost: int
+    response_tokens_lost: int
+    total: int  # examples in the split
+
+    def summary(self, split: str, max_length: int) -> str | None:
+        """One log line, or None when nothing was cut."""
+        if not self.examples:
+            return None
+        return (
+            f"{split}: {self.examples} of {self.total} examples are longer than "
+            f"data.max_length={max_length} tokens; cut {self.prompt_tokens_lost} prompt tokens "
+            f"(from the start) and {self.response_tokens_lost} response tokens (from the end). "
+            "Raise data.max_length to keep them."
+        )
+
+    def metrics(self, split: str) -> dict[str, float]:
+        """``data/truncated_<split>`` and the tokens lost, for MLflow."""
+        return {
+            f"data/truncated_{split}": float(self.examples),
+            f"data/prompt_tokens_lost_{split}": float(self.prompt_tokens_lost),
+            f"data/response_tokens_lost_{split}": float(self.response_tokens_lost),
+        }
 
 
 class EncodedDataset(torch.utils.data.Dataset):
-    """Tokenized examples, kept with their source records (ids, groups) for samplers."""
+    """Tokenized examples, kept with their source records (ids, groups) for samplers.
+
+    ``truncation`` counts what ``max_length`` cut. An example left with no response token (or
+    an empty response) is a DataError: it would train with a silent zero loss.
+    """
 
     def __init__(
         self,
@@ -84,7 +149,21 @@ class EncodedDataset(torch.utils.data.Dataset):
         max_length: int,
     ) -> None:
         self.examples = list(examples)
-        self.items = [encode_example(e, tok, fmt, max_length) for e in self.examples]
+        self.items: list[dict[str, list[int]]] = []
+        cut = prompt_lost = response_lost = 0
+        for e in self.examples:
+            item, p_lost, r_lost = _encode(e, tok, fmt, max_length)
+            if not e.response.strip() or all(x == IGNORE_INDEX for x in item["labels"]):
+                why = "an empty response" if not e.response.strip() else "no response token left"
+                raise DataError(
+                    f"example {e.id!r} has {why} within data.max_length={max_length}; "
+                    "give it a response, raise data.max_length or drop the example"
+                )
+            cut += bool(p_lost or r_lost)
+            prompt_lost += p_lost
+            response_lost += r_lost
+            self.items.append(item)
+        self.truncation = Truncation(cut, prompt_lost, response_lost, len(self.items))
 
     def __len__(self) -> int:
         return len(self.items)

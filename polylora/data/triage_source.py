@@ -1,4 +1,4 @@
-"""The builtin triage task as a data source (``conf/data/triage.yaml``).
+"""The builtin triage task as a data source (``polylora/conf/data/triage.yaml``).
 
 Wraps :func:`polylora.data.triage.generate_triage_examples` in the ``_target_`` node shape the
 pipeline builds (``build(cfg.data.source).load() -> list[Example]``). Each example carries the

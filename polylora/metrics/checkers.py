@@ -179,3 +179,28 @@ def build_checker(spec: Mapping[str, Any], allow_code_execution: bool = False) -
         if key in options and options[key] is not None and not isinstance(options[key], str):
             options[key] = list(options[key])  # OmegaConf ListConfig → list
     return _FACTORIES[kind](**options)
+
+
+def checker_from_config(node: Any, allow_code_execution: bool = False) -> Checker | None:
+    """The task checker of ``data.checker`` (set by the ``checker`` config group): None for
+    null, a ``_target_`` node built as usual, or a ``{type: ...}`` spec for
+    :func:`build_checker`. A required option left unset (``???``) is a ConfigError naming it."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from polylora.config import build
+
+    if node is None:
+        return None
+    if isinstance(node, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(node))
+        if missing:
+            target = node.get("_target_", node.get("type", "?"))
+            raise ConfigError(
+                f"checker {str(target).rsplit('.', 1)[-1]} needs "
+                + ", ".join(f"data.checker.{k}=<value>" for k in missing)
+                + " (see polylora/conf/checker/ for what each option means)"
+            )
+    if "type" in node and "_target_" not in node:
+        spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        return build_checker(dict(spec), allow_code_execution=allow_code_execution)
+    return build(node)

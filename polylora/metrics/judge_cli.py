@@ -40,7 +40,9 @@ def load_run_rows(run_id: str, tracking_uri: str | None = None) -> list[dict[str
             f"run {run_id} has no {GENERATIONS_ARTIFACT} artifact ({type(exc).__name__}); "
             "judge runs that were evaluated by polylora"
         ) from None
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    # split on "\n" only: U+2028 and friends may sit inside a sample (str.splitlines breaks them)
+    text = Path(path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.split("\n") if line.strip()]
 
 
 def _answer(row: Mapping[str, Any], which: str) -> str:

@@ -1,1 +1,1 @@
-"""Training objectives: plugins the Trainer calls for the loss (built from ``conf/objective``)."""
+"""Training objectives: plugins the Trainer calls for the loss (``polylora/conf/objective``)."""

@@ -68,8 +68,8 @@ class _LookupEmbedder:
 class PolychromicObjective(SampledSetObjective):
     """CE + λ · set-advantage policy-gradient term (+ β · KL to the base model).
 
-    Args mirror ``conf/objective/polychromic.yaml``; ``docs/objective.md`` explains each and
-    its cost; the core's arguments (``ce_weight``, ``advantage_norm``, ...) pass through.
+    Args mirror ``polylora/conf/objective/polychromic.yaml``; ``docs/objective.md`` explains
+    each and its cost; the core's arguments (``ce_weight``, ``advantage_norm``, ...) pass through.
     ``embedder`` replaces the shared MiniLM (tests pass a fake one).
     """
 

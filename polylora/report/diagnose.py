@@ -61,7 +61,7 @@ Level = Literal["ok", "monitor", "act"]
 Point = tuple[int, float]
 
 COMMAND_PREFIX = "python -m polylora"
-EPOCHS_OVERRIDE = "train.epochs"  # conf/config.yaml: train.epochs
+EPOCHS_OVERRIDE = "train.epochs"  # polylora/conf/config.yaml: train.epochs
 SEED_OVERRIDE = "seed"
 SEEDS = "42,123,456"  # the three training seeds of the comparison protocol
 DIVERSITY_WEIGHT_OVERRIDE = "objective.diversity_weight"

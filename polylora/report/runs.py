@@ -301,7 +301,7 @@ def load_generations(
         local = Path(client.download_artifacts(run_id, artifact_path, tmp))
         text = local.read_text(encoding="utf-8")
     rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
+    for i, line in enumerate(text.split("\n"), start=1):  # not splitlines(): U+2028 in samples
         if not line.strip():
             continue
         try:

@@ -1,4 +1,4 @@
-"""conf/data/triage.yaml: the builtin triage source and its field checker, as the pipeline
+"""polylora/conf/data/triage.yaml: the builtin triage source and its field checker, as the pipeline
 builds them from the composed config."""
 
 from __future__ import annotations

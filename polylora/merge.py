@@ -548,7 +548,7 @@ def evaluate_sparse(
     with tracking.mlflow_run(cfg, tags) as active:
         (out_dir / "config.yaml").write_text(redaction.config_yaml(cfg))
         tracking.log_artifact(out_dir / "config.yaml")
-        pipeline.log_data_summary(prep, out_dir)
+        pipeline.log_data_summary(cfg, prep, out_dir)
         set_seed(cfg.seed)
         metrics: dict[str, float] = {}
         if prep.splits.val:  # the validation loss, as the pipeline's last eval/loss point

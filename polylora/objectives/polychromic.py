@@ -32,6 +32,7 @@ from polylora.objectives.advantages import (
     compute_advantages,
     subset_scorer,
 )
+from polylora.objectives.checker_rewards import checker_rewards
 from polylora.objectives.monitors import MonitorWarning, TrainingMonitor, emit_warning
 from polylora.objectives.sampled import SampledSetObjective, SetScores, require
 
@@ -156,16 +157,9 @@ class PolychromicObjective(SampledSetObjective):
                 out.append(scores[i : i + len(t)])
                 i += len(t)
             return out
-        checker = self.context.checker
-        if checker is None:
+        if self.context.checker is None:
             raise ConfigError("objective.quality=checker but the data has no checker")
-        batch = getattr(checker, "check_batch", None)
-        out = []
-        for example, samples in zip(examples, texts, strict=True):
-            results = (list(batch([(example, s) for s in samples])) if callable(batch)
-                       else [checker(example, s) for s in samples])
-            out.append([1.0 if r.correct else 0.0 for r in results])
-        return out
+        return checker_rewards(self.context.checker, examples, texts)
 
     def score_sets(self, examples: Sequence[Example], texts: list[list[str]]) -> SetScores:
         """Quality per sample, diversity and set score per set, advantages per sample.

@@ -2,8 +2,8 @@
 
 Primitives only: bootstrap confidence intervals, rank tests (Mann-Whitney U for independent
 samples, Wilcoxon signed-rank for paired ones), Cohen's d, multiple-comparison corrections
-(Bonferroni, Holm), the margin of error of a proportion, and the seed's success verdict.
-The compare report composes them.
+(Bonferroni, Holm) and the margin of error of a proportion. Intervals over seeds and
+crossed designs are in :mod:`polylora.intervals`; the compare report composes them.
 
 Conventions used throughout:
 
@@ -33,9 +33,6 @@ from polylora.errors import PolyloraError
 __all__ = [
     "MIN_EFFECT_SIZE",
     "MIN_PVALUE",
-    "STRONG_EFFECT_SIZE",
-    "STRONG_PASS10_IMPROVEMENT",
-    "STRONG_PVALUE",
     "ConfidenceInterval",
     "StatsError",
     "TestResult",
@@ -46,20 +43,16 @@ __all__ = [
     "mann_whitney",
     "margin_of_error",
     "paired_cohens_d",
-    "success_verdict",
     "wilcoxon_paired",
 ]
 
 Alternative = Literal["two-sided", "less", "greater"]
 _ALTERNATIVES = ("two-sided", "less", "greater")
 
-# The protocol's "success criteria": minimum = p < 0.05 and d > 0.3; strong = p < 0.01, d > 0.5 and
-# pass@10 improvement > 20 %.
+# The old "success criterion" (p < 0.05 and d > 0.3), quoted by the headline report only to say
+# why it is no longer applied: the verdict is the declared primary endpoint's interval.
 MIN_PVALUE = 0.05
 MIN_EFFECT_SIZE = 0.3
-STRONG_PVALUE = 0.01
-STRONG_EFFECT_SIZE = 0.5
-STRONG_PASS10_IMPROVEMENT = 0.20
 
 
 class StatsError(PolyloraError, ValueError):
@@ -321,34 +314,3 @@ def margin_of_error(p: float, n: int, confidence: float = 0.95) -> float:
     _check_confidence(confidence)
     z = float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
     return z * math.sqrt(p * (1.0 - p) / n)
-
-
-def success_verdict(pvalue: float, d: float, pass10_rel_improvement: float | None = None) -> str:
-    """Classify a candidate-vs-baseline result by the comparison protocol's success criteria.
-
-    ``d`` is Cohen's d signed as in :func:`cohens_d` (positive = candidate better) and
-    ``pass10_rel_improvement`` the relative pass@10 gain as a fraction (0.25 = +25 %).
-    Returns, checked in this order:
-
-    * ``"strong"``: p < 0.01 and d > 0.5, and pass@10 gain > 0.20 when given;
-    * ``"success"``: p < 0.05 and d > 0.3 (so a strong p/d with a small pass@10 gain is
-      "success");
-    * ``"not significant"``: p >= 0.05 (or p is NaN), whatever d;
-    * ``"worse"``: p < 0.05 and d < -0.3 (the candidate is meaningfully worse);
-    * ``"no effect"``: p < 0.05 but |d| <= 0.3 or d is NaN (significant, yet too small to
-      matter).
-    """
-    if not (math.isnan(pvalue) or 0.0 <= pvalue <= 1.0):
-        raise StatsError(f"success_verdict: pvalue={pvalue} must lie in [0, 1]")
-    if math.isnan(pvalue):
-        return "not significant"
-    pass10_ok = pass10_rel_improvement is None or pass10_rel_improvement > STRONG_PASS10_IMPROVEMENT
-    if pvalue < STRONG_PVALUE and d > STRONG_EFFECT_SIZE and pass10_ok:
-        return "strong"
-    if pvalue < MIN_PVALUE and d > MIN_EFFECT_SIZE:
-        return "success"
-    if pvalue >= MIN_PVALUE:
-        return "not significant"
-    if d < -MIN_EFFECT_SIZE:
-        return "worse"
-    return "no effect"

@@ -1,5 +1,8 @@
 """``polylora merge``: combine trained LoRA adapters of one base model, and evaluate the result.
 
+Long module (~950 lines): sources, static merges, routing and their evaluation; to be split so
+that routed mixtures go through the pipeline's one evaluation loop.
+
 Two families:
 
 * **Static merges** (``linear``, ``ties``, ``dare_linear``, ``dare_ties``, ``cat``) go through

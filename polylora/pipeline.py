@@ -1,5 +1,8 @@
 """One job end to end: validate, load data, load model, train, save the adapter, evaluate,
-record everything in MLflow, and return the optimized metric."""
+record everything in MLflow, and return the optimized metric.
+
+Long module (~550 lines): the job's steps in order; the run record and the evaluation loop
+are to move into modules of their own."""
 
 from __future__ import annotations
 

@@ -136,6 +136,9 @@ class EvalConfig:
     allow_code_execution: bool = False
     code_execution: CodeExecutionSettings = field(default_factory=CodeExecutionSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    # Metrics of your own, computed with eval.metrics: [{name, _target_: module.function,
+    # direction: maximize|minimize, inputs?, description?, proportion?}] (polylora.metrics.custom)
+    custom_metrics: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -227,18 +230,22 @@ class PolyloraConfig:
     experiment: str = "default"
 
 
-def build(node: Any, **kwargs: Any) -> Any:
-    """Instantiate a ``_target_`` node, allowing polylora's own targets (plus the prefixes in
-    ``POLYLORA_TRUSTED_TARGETS``, comma-separated, for plugins of your own)."""
+def trusted_target_patterns() -> list[str]:
+    """The ``_target_`` prefixes polylora imports: its own, plus those in
+    ``POLYLORA_TRUSTED_TARGETS`` (comma-separated) for plugins and metrics of your own."""
     import os
 
-    from hydra.utils import instantiate
-
-    trusted = ["polylora.*"] + [
+    return ["polylora.*"] + [
         p.strip() for p in os.environ.get("POLYLORA_TRUSTED_TARGETS", "").split(",") if p.strip()
     ]
+
+
+def build(node: Any, **kwargs: Any) -> Any:
+    """Instantiate a ``_target_`` node, allowing only :func:`trusted_target_patterns`."""
+    from hydra.utils import instantiate
+
     try:
-        return instantiate(node, _execution_whitelist_=trusted, **kwargs)
+        return instantiate(node, _execution_whitelist_=trusted_target_patterns(), **kwargs)
     except Exception as exc:  # Hydra wraps the constructor's own error
         cause = exc.__cause__ or exc
         if isinstance(cause, ConfigError | PolyloraError):

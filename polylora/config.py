@@ -266,6 +266,13 @@ def example_data_path(name: str) -> str:
     return str(path)
 
 
+def _study_name(experiment: str, search: str | None) -> str:
+    """``${polylora.study_name:...}`` in conf/sweep/optuna.yaml: the study a search runs in."""
+    from polylora.sweeps import study_name
+
+    return study_name(str(experiment), str(search) if search else None)
+
+
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore and polylora's resolvers into OmegaConf
     (idempotent)."""
@@ -275,6 +282,7 @@ def register_configs() -> None:
 
     register_resolver()
     OmegaConf.register_resolver("polylora.example", example_data_path, replace=True)
+    OmegaConf.register_resolver("polylora.study_name", _study_name, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="polylora_schema", node=PolyloraConfig, replace=True)
     cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)

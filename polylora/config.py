@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from polylora.errors import ConfigError, PolyloraError
+from polylora.judge.settings import DEFAULT_CRITERIA, DEFAULT_MODEL, JudgeConfig
 
 
 @dataclass
@@ -91,18 +92,16 @@ class JudgeSettings:
     # MLflow run id whose answers are the baseline, or "references": the data's own responses
     baseline_run: str | None = None
     answers: str = "greedy"  # greedy | first_sample
-    model: str = "claude-sonnet-4-5"
-    criteria: list[str] = field(
-        default_factory=lambda: ["engagement", "relevance", "creativity", "naturalness"]
-    )
-    max_calls: int = 200
-    max_cost_usd: float = 5.0
-    # USD per million tokens; null = the model's entry in polylora.metrics.judge.PRICES_PER_MTOK
+    model: str = DEFAULT_MODEL
+    criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
+    max_calls: int = JudgeConfig.max_calls
+    max_cost_usd: float = JudgeConfig.max_cost_usd
+    # USD per million tokens; null = the model's entry in polylora.judge.settings.PRICES_PER_MTOK
     # (a model not in the table must be priced here, or the judge refuses to run).
     price_per_mtok_in: float | None = None
     price_per_mtok_out: float | None = None
-    cache_dir: str = ".cache/polylora/judge"
-    seed: int = 0
+    cache_dir: str = JudgeConfig.cache_dir
+    seed: int = JudgeConfig.seed
     base_url: str | None = None
 
 

@@ -459,7 +459,7 @@ def _judge_against_baseline(
 ) -> dict[str, float]:
     """LLM-judge this run's answers against ``eval.judge.baseline_run`` (skipped without a
     key: the run still finishes)."""
-    from polylora.metrics import judge_cli
+    from polylora.judge import runs as judge_runs
 
     if not cfg.eval.judge.baseline_run:
         raise ConfigError("eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id>")
@@ -469,10 +469,10 @@ def _judge_against_baseline(
                     for r in rows]
         labels = ("reference", "candidate")
     else:
-        baseline = judge_cli.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri)
+        baseline = judge_runs.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri)
         labels = ("baseline", "candidate")
-    result = judge_cli.judge_rows(
-        baseline, rows, judge_cli.judge_config(settings), cfg.eval.judge.answers, labels
+    result = judge_runs.judge_rows(
+        baseline, rows, judge_runs.judge_config(settings), cfg.eval.judge.answers, labels
     )
     if result is None:
         return {}

@@ -17,7 +17,7 @@ from polylora.checking import CheckResult
 from polylora.metrics import quality
 from polylora.metrics.diversity import distinct_n, self_bleu, semantic_diversity_from_vectors
 from polylora.metrics.inputs import PromptGenerations
-from polylora.metrics.passk import pass_at_k
+from polylora.metrics.passk import pass_at_k_per_prompt
 from polylora.metrics.spec import MetricSpec
 
 _SAMPLES = frozenset({"samples"})
@@ -30,8 +30,7 @@ def pass_at_k_metric(k: int) -> MetricSpec:
     """Unbiased pass@k from the prompt's checked samples (any k ≥ 1)."""
 
     def compute(sample_checks: list[CheckResult]) -> float:
-        correct = [c.correct for c in sample_checks]
-        return pass_at_k(len(correct), sum(correct), k)
+        return pass_at_k_per_prompt([c.correct for c in sample_checks], k)
 
     return MetricSpec(
         f"pass@{k}", True, _CHECKED,

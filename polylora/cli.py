@@ -21,7 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
              "seeds × prompts × samples a target effect needs, from a pilot comparison"),
     "diagnose": ("polylora.report.diagnose_cli", "apply the overfitting decision matrix to a run"),
     "merge": ("polylora.merge", "merge trained adapters and evaluate the result"),
-    "judge": ("polylora.metrics.judge_cli", "pairwise LLM judge of two runs' generations"),
+    "judge": ("polylora.judge.cli", "pairwise LLM judge of two runs' generations"),
     "cluster": ("polylora.clusters", "assign clusters to a JSONL file from MiniLM embeddings"),
 }
 

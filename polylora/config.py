@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from polylora.errors import ConfigError, PolyloraError
+from polylora.judge.settings import DEFAULT_CRITERIA, DEFAULT_MODEL, JudgeConfig
 
 
 @dataclass
@@ -91,18 +92,16 @@ class JudgeSettings:
     # MLflow run id whose answers are the baseline, or "references": the data's own responses
     baseline_run: str | None = None
     answers: str = "greedy"  # greedy | first_sample
-    model: str = "claude-sonnet-4-5"
-    criteria: list[str] = field(
-        default_factory=lambda: ["engagement", "relevance", "creativity", "naturalness"]
-    )
-    max_calls: int = 200
-    max_cost_usd: float = 5.0
-    # USD per million tokens; null = the model's entry in polylora.metrics.judge.PRICES_PER_MTOK
+    model: str = DEFAULT_MODEL
+    criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
+    max_calls: int = JudgeConfig.max_calls
+    max_cost_usd: float = JudgeConfig.max_cost_usd
+    # USD per million tokens; null = the model's entry in polylora.judge.settings.PRICES_PER_MTOK
     # (a model not in the table must be priced here, or the judge refuses to run).
     price_per_mtok_in: float | None = None
     price_per_mtok_out: float | None = None
-    cache_dir: str = ".cache/polylora/judge"
-    seed: int = 0
+    cache_dir: str = JudgeConfig.cache_dir
+    seed: int = JudgeConfig.seed
     base_url: str | None = None
 
 
@@ -136,6 +135,9 @@ class EvalConfig:
     allow_code_execution: bool = False
     code_execution: CodeExecutionSettings = field(default_factory=CodeExecutionSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    # Metrics of your own, computed with eval.metrics: [{name, _target_: module.function,
+    # direction: maximize|minimize, inputs?, description?, proportion?}] (polylora.metrics.custom)
+    custom_metrics: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -227,18 +229,22 @@ class PolyloraConfig:
     experiment: str = "default"
 
 
-def build(node: Any, **kwargs: Any) -> Any:
-    """Instantiate a ``_target_`` node, allowing polylora's own targets (plus the prefixes in
-    ``POLYLORA_TRUSTED_TARGETS``, comma-separated, for plugins of your own)."""
+def trusted_target_patterns() -> list[str]:
+    """The ``_target_`` prefixes polylora imports: its own, plus those in
+    ``POLYLORA_TRUSTED_TARGETS`` (comma-separated) for plugins and metrics of your own."""
     import os
 
-    from hydra.utils import instantiate
-
-    trusted = ["polylora.*"] + [
+    return ["polylora.*"] + [
         p.strip() for p in os.environ.get("POLYLORA_TRUSTED_TARGETS", "").split(",") if p.strip()
     ]
+
+
+def build(node: Any, **kwargs: Any) -> Any:
+    """Instantiate a ``_target_`` node, allowing only :func:`trusted_target_patterns`."""
+    from hydra.utils import instantiate
+
     try:
-        return instantiate(node, _execution_whitelist_=trusted, **kwargs)
+        return instantiate(node, _execution_whitelist_=trusted_target_patterns(), **kwargs)
     except Exception as exc:  # Hydra wraps the constructor's own error
         cause = exc.__cause__ or exc
         if isinstance(cause, ConfigError | PolyloraError):
@@ -259,6 +265,13 @@ def example_data_path(name: str) -> str:
     return str(path)
 
 
+def _study_name(experiment: str, search: str | None) -> str:
+    """``${polylora.study_name:...}`` in conf/sweep/optuna.yaml: the study a search runs in."""
+    from polylora.sweeps import study_name
+
+    return study_name(str(experiment), str(search) if search else None)
+
+
 def register_configs() -> None:
     """Put the schemas into Hydra's ConfigStore and polylora's resolvers into OmegaConf
     (idempotent)."""
@@ -268,6 +281,7 @@ def register_configs() -> None:
 
     register_resolver()
     OmegaConf.register_resolver("polylora.example", example_data_path, replace=True)
+    OmegaConf.register_resolver("polylora.study_name", _study_name, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="polylora_schema", node=PolyloraConfig, replace=True)
     cs.store(group="model", name="model_schema", node=ModelConfig, replace=True)

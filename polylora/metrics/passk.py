@@ -4,7 +4,7 @@ Trained on Code"), never "any of the first k samples is correct".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from polylora.errors import ConfigError
 
@@ -38,25 +38,3 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 def pass_at_k_per_prompt(correct: Sequence[bool], k: int) -> float:
     """pass@k of one prompt from its per-sample verdicts."""
     return pass_at_k(len(correct), sum(bool(x) for x in correct), k)
-
-
-def mean_pass_at_k(
-    correct_per_prompt: Sequence[Sequence[bool]], ks: Iterable[int]
-) -> dict[str, float]:
-    """Mean over prompts of pass@k for each k, keyed ``"pass@k"``.
-
-    Prompts may have different sample counts; each must have at least k samples.
-    """
-    ks = list(ks)
-    if not correct_per_prompt:
-        raise ConfigError("pass@k: no prompts to average over; evaluate at least one prompt")
-    out: dict[str, float] = {}
-    for k in ks:
-        values = []
-        for index, correct in enumerate(correct_per_prompt):
-            try:
-                values.append(pass_at_k_per_prompt(correct, k))
-            except ConfigError as err:
-                raise ConfigError(f"prompt #{index}: {err}") from None
-        out[f"pass@{k}"] = sum(values) / len(values)
-    return out

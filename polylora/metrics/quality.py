@@ -84,13 +84,6 @@ def _bert_scorer() -> Any:
     return _BERT_SCORER
 
 
-def reset_bertscore_cache() -> None:
-    """Forget the loaded BERTScore model (tests use it to check loading needs no network)."""
-    global _BERT_SCORER
-    with _BERT_LOCK:
-        _BERT_SCORER = None
-
-
 def bertscore_f1(
     samples: Sequence[str], references: Sequence[Sequence[str]], batch_size: int = 64
 ) -> list[float]:

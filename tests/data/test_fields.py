@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from polylora.checking import Checker, CheckResult
 from polylora.data.example import Example
 from polylora.data.fields import (
     FieldChecker,
-    field_accuracy_summary,
     fields_instruction,
     format_fields,
     normalize_value,
@@ -146,18 +143,3 @@ def test_field_checker_errors() -> None:
         FieldChecker("severity")  # a bare string is a likely config slip
     with pytest.raises(DataError, match=r"'ex-1'.*'component'"):
         FieldChecker(NAMES)(make_example({"severity": "high"}), "severity: high")
-
-
-def test_field_accuracy_summary_with_margin_of_error() -> None:
-    checker = FieldChecker(["severity", "component"])
-    example = make_example({"severity": "high", "component": "ui"})
-    answers = ["severity: high\ncomponent: ui"] * 60 + ["severity: high\ncomponent: api"] * 40
-    summary = field_accuracy_summary(checker(example, a) for a in answers)
-    assert summary["n"] == 100
-    assert summary["field_acc/severity"] == 1.0 and summary["moe95/field_acc/severity"] == 0.0
-    assert summary["field_acc/component"] == pytest.approx(0.6)
-    assert summary["moe95/field_acc/component"] == pytest.approx(1.96 * math.sqrt(0.24 / 100))
-    assert summary["field_acc/mean"] == pytest.approx(0.8)
-    assert summary["moe95/field_acc/mean"] == pytest.approx(1.96 * math.sqrt(0.16 / 100))
-    assert summary["exact_match"] == pytest.approx(0.6)
-    assert field_accuracy_summary([]) == {"n": 0.0}

@@ -7,12 +7,12 @@ import pytest
 from helpers import jail_or_skip
 
 from polylora import sandbox
+from polylora.data.humaneval import read_humaneval_problems
 from polylora.errors import ConfigError
 from polylora.metrics.code_exec import (
     HumanEvalChecker,
     build_program,
     extract_code,
-    humaneval_problems,
     load_humaneval_examples,
     run_program,
 )
@@ -30,7 +30,7 @@ def test_requires_explicit_opt_in() -> None:
 
 
 def test_bundled_problems_ship_in_the_wheel() -> None:
-    problems = humaneval_problems()
+    problems = read_humaneval_problems()
     assert len(problems) == 164
     examples = load_humaneval_examples(limit=2)
     assert [e.id for e in examples] == ["HumanEval/0", "HumanEval/1"]

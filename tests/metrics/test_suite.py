@@ -10,13 +10,14 @@ import pytest
 from polylora.checking import CheckResult
 from polylora.data.example import Example
 from polylora.errors import ConfigError
-from polylora.metrics import suite
+from polylora.metrics import quality
 from polylora.metrics.diversity import distinct_n, self_bleu, semantic_diversity
 from polylora.metrics.quality import rouge_scores
+from polylora.metrics.registry import get_metric
 from polylora.metrics.suite import (
-    METRIC_SETS,
     PromptGenerations,
     margin_of_error,
+    metric_set,
     resolve_metric_names,
     score_generations,
 )
@@ -79,8 +80,8 @@ def test_hand_computed_pass_at_k_and_accuracy() -> None:
 
 def test_pass_at_k_shorthand_and_presets() -> None:
     assert resolve_metric_names(["pass@k"], ks=(1, 2)) == ["pass@1", "pass@2"]
-    assert resolve_metric_names(["eval/quick"]) == METRIC_SETS["quick"]
-    assert set(METRIC_SETS["full"]) == set(METRIC_SETS["quick"]) | {
+    assert resolve_metric_names(["eval/quick"]) == metric_set("quick")
+    assert set(metric_set("full")) == set(metric_set("quick")) | {
         "rouge_1", "rouge_2", "bertscore_f1",
     }  # fmt: skip
     scores = score_generations(
@@ -122,13 +123,13 @@ def test_text_metrics_match_standalone_functions(hash_embedder: Any) -> None:
 
 def test_full_set_end_to_end_with_real_models(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
-    real = suite.bertscore_f1
+    real = quality.bertscore_f1
 
     def counting(samples: list[str], refs: list[list[str]]) -> list[float]:
         calls.append(len(samples))
         return real(samples, refs)
 
-    monkeypatch.setattr(suite, "bertscore_f1", counting)
+    monkeypatch.setattr(quality, "bertscore_f1", counting)
     gens = [
         PromptGenerations(
             Example(id=f"p{i}", prompt="q", response="the answer is four",
@@ -141,8 +142,9 @@ def test_full_set_end_to_end_with_real_models(monkeypatch: pytest.MonkeyPatch) -
     ]  # fmt: skip
     scores = score_generations(gens, ["full"], checker=ExactChecker(), show_progress=False)
     assert calls == [20]  # BERTScore batched over all prompts' samples
-    assert set(METRIC_SETS["full"]) <= set(scores.aggregate)
-    for name in METRIC_SETS["full"]:
+    full = [n for n in metric_set("full") if get_metric(n).computed_in_suite]
+    assert set(full) <= set(scores.aggregate)
+    for name in full:
         assert 0.0 <= scores.aggregate[name] <= 1.0, name
     assert scores.aggregate["accuracy"] == 0.0  # greedy "four" ≠ response
     assert scores.aggregate["pass@1"] == pytest.approx(0.4)  # 4 of 10 samples are exact

@@ -1,4 +1,5 @@
-"""LLM judge: the real anthropic SDK against a local stub server (no network, no real key)."""
+"""The pairwise LLM judge: the real anthropic SDK against a local stub server (no network,
+no real key)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import anthropic._base_client as sdk_base
 import pytest
-from metrics.stub_anthropic import MARKER, RecordedRequest, StubAnthropic
+from judge.stub_anthropic import MARKER, RecordedRequest, StubAnthropic
 
 from polylora.errors import ConfigError
-from polylora.metrics.judge import (
+from polylora.judge import (
     NO_KEY_MESSAGE,
     JudgeConfig,
     JudgeError,
@@ -344,7 +345,7 @@ def test_nan_rates_when_nothing_valid(tmp_path: Path) -> None:
 
 
 def test_cost_cap_uses_the_configured_models_price() -> None:
-    from polylora.metrics.judge import PRICES_PER_MTOK, model_prices
+    from polylora.judge.settings import PRICES_PER_MTOK, model_prices
 
     opus = JudgeConfig(model="claude-opus-4-1-20250805")
     assert (opus.price_per_mtok_in, opus.price_per_mtok_out) == PRICES_PER_MTOK["claude-opus-4-1"]

@@ -1,21 +1,21 @@
-"""Judge two runs' saved answers: ``polylora judge --baseline-run A --candidate-run B``.
+"""Judge two runs' saved answers: read each run's ``eval/generations.jsonl``, pair prompts by
+id, ask the judge, and log ``judge/*`` metrics and the verdicts onto the candidate run.
 
-Reads each run's ``eval/generations.jsonl`` artifact, pairs prompts by id, asks the LLM judge
-(``polylora.metrics.judge``) and logs ``judge/*`` metrics to the candidate run. Also called by
-the pipeline when ``eval.judge.enabled=true``.
+Used by ``polylora judge`` (:mod:`polylora.judge.cli`) and by the pipeline when
+``eval.judge.enabled=true``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from polylora.errors import ConfigError, DataError, PolyloraError
-from polylora.metrics.judge import JudgeConfig, JudgeResult, judge_pairwise
+from polylora.judge.client import judge_pairwise
+from polylora.judge.scoring import JudgeResult
+from polylora.judge.settings import JudgeConfig
 
 GENERATIONS_ARTIFACT = "eval/generations.jsonl"
 _JUDGE_FIELDS = ("model", "criteria", "max_calls", "max_cost_usd", "cache_dir", "seed",
@@ -117,40 +117,3 @@ def log_result(result: JudgeResult, run_id: str, out_dir: Path, tracking_uri: st
             client.log_metric(run_id, key, float(value))
     path = result.write_jsonl(out_dir / "judge.jsonl")
     client.log_artifact(run_id, str(path), artifact_path="eval")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """CLI flags of ``polylora judge``."""
-    parser.add_argument("--baseline-run", required=True, help="MLflow run id of the baseline")
-    parser.add_argument("--candidate-run", required=True, help="MLflow run id to judge")
-    parser.add_argument("--tracking-uri",
-                        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
-    parser.add_argument("--answers", choices=("greedy", "first_sample"), default="greedy")
-    parser.add_argument("--model", default="claude-sonnet-4-5")
-    parser.add_argument("--max-calls", type=int, default=200)
-    parser.add_argument("--max-cost-usd", type=float, default=5.0)
-    parser.add_argument("--price-per-mtok-in", type=float, default=None,
-                        help="USD per million input tokens (required for a model not in the "
-                        "price table)")
-    parser.add_argument("--price-per-mtok-out", type=float, default=None,
-                        help="USD per million output tokens")
-    parser.add_argument("--base-url", default=None, help="API base URL (default: the SDK's)")
-    parser.add_argument("--out", default="reports/judge", help="where judge.jsonl is written")
-    parser.add_argument("--no-log", action="store_true", help="don't log to the candidate run")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Judge, print the headline numbers, log them to the candidate run."""
-    cfg = JudgeConfig(model=args.model, max_calls=args.max_calls,
-                      max_cost_usd=args.max_cost_usd, base_url=args.base_url,
-                      price_per_mtok_in=args.price_per_mtok_in,
-                      price_per_mtok_out=args.price_per_mtok_out)
-    result = judge_rows(load_run_rows(args.baseline_run, args.tracking_uri),
-                        load_run_rows(args.candidate_run, args.tracking_uri), cfg, args.answers)
-    if result is None:  # no key: judge_pairwise already said so
-        return 0
-    for key, value in sorted(result.to_metrics().items()):
-        print(f"{key}\t{value:.4g}" if isinstance(value, float) else f"{key}\t{value}")
-    if not args.no_log:
-        log_result(result, args.candidate_run, Path(args.out), args.tracking_uri)
-    return 0

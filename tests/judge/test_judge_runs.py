@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers import runs_of
-from metrics.stub_anthropic import StubAnthropic
+from judge.stub_anthropic import StubAnthropic
 
 from polylora.cli import main as cli_main
 from polylora.pipeline import execute
@@ -92,8 +92,8 @@ def test_cli_unknown_run_is_one_line_error(tmp_path: Path, mlflow_uri: str, caps
 
 def test_rows_are_paired_by_id_and_equal_prompt_text() -> None:
     from polylora.errors import DataError
-    from polylora.metrics.judge import JudgeConfig
-    from polylora.metrics.judge_cli import judge_rows
+    from polylora.judge import JudgeConfig
+    from polylora.judge.runs import judge_rows
 
     cfg = JudgeConfig(max_calls=1)
     base = [{"id": "a", "prompt": "Say hi", "greedy": "hi"},

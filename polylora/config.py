@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from polylora.errors import ConfigError, PolyloraError
+from polylora.record.names import DEFAULT_TRACKING_URI
 
 
 @dataclass
@@ -186,7 +187,7 @@ class TrainConfig:
 class TrackingConfig:
     """MLflow destination and grouping of runs."""
 
-    uri: str = "sqlite:///mlflow.db"
+    uri: str = DEFAULT_TRACKING_URI
     experiment: str = "polylora"
     run_name: str | None = None
     group: str | None = None

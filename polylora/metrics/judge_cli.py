@@ -16,8 +16,8 @@ from typing import Any
 
 from polylora.errors import ConfigError, DataError, PolyloraError
 from polylora.metrics.judge import JudgeConfig, JudgeResult, judge_pairwise
+from polylora.record.names import DEFAULT_TRACKING_URI, GENERATIONS_ARTIFACT
 
-GENERATIONS_ARTIFACT = "eval/generations.jsonl"
 _JUDGE_FIELDS = ("model", "criteria", "max_calls", "max_cost_usd", "cache_dir", "seed",
                  "base_url", "price_per_mtok_in", "price_per_mtok_out")
 
@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-run", required=True, help="MLflow run id of the baseline")
     parser.add_argument("--candidate-run", required=True, help="MLflow run id to judge")
     parser.add_argument("--tracking-uri",
-                        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+                        default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
     parser.add_argument("--answers", choices=("greedy", "first_sample"), default="greedy")
     parser.add_argument("--model", default="claude-sonnet-4-5")
     parser.add_argument("--max-calls", type=int, default=200)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polylora.errors import ConfigError, PolyloraError
-from polylora.report import runs as mlruns
+from polylora.record import reader as mlruns
 from polylora.report.diagnose import Diagnosis, RunCurves, diagnose
 
 __all__ = ["DiagnosisInputs", "add_arguments", "fetch_curves", "run"]
@@ -215,7 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``polylora diagnose`` options."""
     parser.add_argument("run_id", help="MLflow run id")
     parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI or "
+                        f"{mlruns.DEFAULT_TRACKING_URI})")
     parser.add_argument("--quality-metric", default=None,
                         help="quality metric (default: eval/accuracy, else pass@1, else rouge_l)")
 

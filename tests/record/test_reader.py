@@ -1,4 +1,4 @@
-"""Tests for polylora.report.runs against a real MLflow sqlite store."""
+"""Tests for polylora.record.reader against a real MLflow sqlite store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from polylora.errors import PolyloraError
-from polylora.report import runs as mlruns
+from polylora.record import reader as mlruns
 
 
 @pytest.fixture

@@ -23,8 +23,7 @@ from polylora.memory import phase_metric
 from polylora.objectives.base import ObjectiveContext
 from polylora.preparation import Prepared, prepare, prompt_format
 from polylora.record import names, writer
-from polylora.record.names import canonical_metric
-from polylora.sweeps import VALIDATION_LOSS, optimized_metrics
+from polylora.record.names import VALIDATION_LOSS, canonical_metric, optimized_metrics
 
 __all__ = ["Prepared", "RunResult", "execute", "prepare", "prompt_format", "run"]
 

@@ -23,8 +23,7 @@ from polylora.metrics.selection import (
     metrics_named_on_command_line,
 )
 from polylora.objectives.base import Objective
-from polylora.record.names import canonical_metric
-from polylora.sweeps import VALIDATION_LOSS, metric_split, optimized_metrics
+from polylora.record.names import VALIDATION_LOSS, canonical_metric, metric_split, optimized_metrics
 
 log = logging.getLogger(__name__)
 

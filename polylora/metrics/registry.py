@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from polylora.errors import ConfigError
+from polylora.record.names import canonical_metric
 
 #: What a metric consumes. ``model`` (an LM forward pass) and ``judge`` (an LLM judge) metrics
 #: are computed by the evaluation pipeline / judge module, not by :mod:`polylora.metrics.suite`.
@@ -20,10 +21,7 @@ NEEDS_VOCABULARY: frozenset[str] = frozenset(
     {"samples", "references", "checker", "greedy", "model", "judge"}
 )
 
-#: Prefixes the pipeline puts in front of metric names when it logs them.
-_PREFIX_RE = re.compile(r"^(?:eval|val|test)/")
 _PASS_AT_K_RE = re.compile(r"^pass@([1-9][0-9]*)$")
-_PASS_AT_MLFLOW_RE = re.compile(r"^pass_at_([0-9]+)$")
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -80,11 +78,8 @@ def register_metric(
     return decorator
 
 
-def canonical_name(name: str) -> str:
-    """``"eval/pass@1"`` → ``"pass@1"``: strip the split prefix the pipeline logs under; MLflow's
-    spelling ``pass_at_10`` (it rejects '@') maps back to ``pass@10``."""
-    key = _PREFIX_RE.sub("", name.strip())
-    return _PASS_AT_MLFLOW_RE.sub(r"pass@\1", key)
+#: The one metric-name normalizer lives with the run record's names.
+canonical_name = canonical_metric
 
 
 def get_metric(name: str) -> MetricSpec:

@@ -9,6 +9,8 @@ Import-light on purpose: no MLflow, no torch.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 #: The config default of ``tracking.uri`` and what readers fall back to.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -107,3 +109,42 @@ def canonical_metric(name: str) -> str:
 def mlflow_metric_name(name: str) -> str:
     """MLflow's spelling of a metric name: it rejects '@', so ``pass@k`` is ``pass_at_k``."""
     return re.sub(r"[^\w\-./ :]", "_", name.replace("@", "_at_"))
+
+
+# --- which split an optimized metric is scored on ------------------------------------------
+
+
+def optimized_metrics(value: Any) -> list[str]:
+    """``optimized_metric`` as a list: one name, or a list of names (a multi-objective sweep,
+    e.g. ``+hparams_search=pareto``). Raises ConfigError for anything else."""
+    from polylora.errors import ConfigError
+
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ConfigError(
+        f"optimized_metric must be a metric name or a list of names, got {value!r}"
+    )
+
+
+#: Names of the validation loss curve (early stopping's metric): validation, not test.
+VALIDATION_LOSS = ("eval/loss", "eval/perplexity", "val/loss", "val/perplexity")
+
+
+def metric_split(name: str) -> str:
+    """Which split ``optimized_metric`` is computed on: ``"validation"`` (``val/<metric>``:
+    the fixed validation eval subset; ``eval/loss``: the validation loss curve), ``"train"``
+    (``train/...``) or ``"test"`` (``eval/<metric>`` or a bare name: the final evaluation)."""
+    n = name.strip()
+    if n.startswith("train/"):
+        return "train"
+    if n.startswith("val/") or n in VALIDATION_LOSS:
+        return "validation"
+    return "test"
+
+
+def validation_name(name: str) -> str:
+    """The validation counterpart of a test metric: ``eval/pass_at_10`` → ``val/pass@10``."""
+    key = canonical_metric(name)
+    return {"test_loss": "val/loss", "test_perplexity": "val/perplexity"}.get(key, f"val/{key}")

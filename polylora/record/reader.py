@@ -62,6 +62,7 @@ __all__ = [
     "SWEEP_ROLE",
     "RunInfo",
     "canonical_metric",
+    "comparison_runs",
     "eval_metrics",
     "experiment_id",
     "final_value",
@@ -198,6 +199,21 @@ def select_runs(
             break
     return [r for r in out
             if r.tags.get(KIND_TAG) != COMPARISON_KIND and r.tags.get(ROLE_TAG) != SWEEP_ROLE]
+
+
+def comparison_runs(
+    client: Any, experiment: str, since_ms: int | None = None
+) -> list[RunInfo]:
+    """The ``polylora compare`` runs (tag ``polylora.kind=comparison``) of ``experiment``,
+    oldest first, started at or after ``since_ms`` (epoch milliseconds) when given: a launcher
+    that ran compare reads its run from here, not from compare's printout."""
+    exp_id = experiment_id(client, experiment)
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`{KIND_TAG}` = '{COMPARISON_KIND}'",
+        order_by=["attributes.start_time ASC"], max_results=_PAGE_SIZE,
+    )
+    runs = [RunInfo.from_mlflow(r) for r in found]
+    return [r for r in runs if since_ms is None or (r.start_time or 0) >= since_ms]
 
 
 def get_run(client: Any, run_id: str) -> RunInfo:

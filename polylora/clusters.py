@@ -155,9 +155,9 @@ def _log_to_mlflow(args: argparse.Namespace, info: dict[str, Any], files: Sequen
 
 
 def _default_uri() -> str:
-    import os
+    from polylora.record.reader import resolve_tracking_uri
 
-    return os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+    return resolve_tracking_uri()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

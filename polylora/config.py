@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig
 
 from polylora.errors import ConfigError, PolyloraError
 from polylora.judge.settings import DEFAULT_CRITERIA, DEFAULT_MODEL, JudgeConfig
+from polylora.record.names import DEFAULT_TRACKING_URI
 
 
 @dataclass
@@ -188,7 +189,7 @@ class TrainConfig:
 class TrackingConfig:
     """MLflow destination and grouping of runs."""
 
-    uri: str = "sqlite:///mlflow.db"
+    uri: str = DEFAULT_TRACKING_URI
     experiment: str = "polylora"
     run_name: str | None = None
     group: str | None = None

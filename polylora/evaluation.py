@@ -7,10 +7,10 @@ import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,47 @@ from polylora.generation import SamplingParams, eval_mode, sample_many
 from polylora.metrics.suite import EvalScores, PromptGenerations, score_generations
 
 MODEL_METRICS = ("test_loss", "test_perplexity")
+
+
+class AdapterHook(Protocol):
+    """Picks the adapter per prompt (a routed mixture of adapters): ``groups`` yields the
+    indices of ``examples`` that share an adapter and the module to run them with, that
+    adapter active until the next item. Without a hook, every prompt runs on the model as is."""
+
+    def groups(self, examples: Sequence[Example]) -> Iterator[tuple[list[int], torch.nn.Module]]:
+        """(indices into ``examples``, module with their adapter active), group by group."""
+        ...
+
+
+def adapter_groups(
+    model: torch.nn.Module, examples: Sequence[Example], adapter: AdapterHook | None
+) -> Iterator[tuple[list[int], torch.nn.Module]]:
+    """The hook's groups, or one group of every example on ``model``."""
+    if adapter is None:
+        yield list(range(len(examples))), model
+    else:
+        yield from adapter.groups(examples)
+
+
+def grouped_nll(
+    model: torch.nn.Module,
+    tok: PreTrainedTokenizerBase,
+    examples: Sequence[Example],
+    fmt: PromptFormat,
+    max_length: int,
+    batch_size: int = 8,
+    progress: bool = False,
+    autocast: torch.dtype | None = None,
+    adapter: AdapterHook | None = None,
+) -> list[float]:
+    """:func:`reference_nll` of each example under its own adapter (see :class:`AdapterHook`)."""
+    out: list[float] = [0.0] * len(examples)
+    for idx, module in adapter_groups(model, examples, adapter):
+        values = reference_nll(module, tok, [examples[i] for i in idx], fmt, max_length,
+                               batch_size, progress, autocast)
+        for i, value in zip(idx, values, strict=True):
+            out[i] = value
+    return out
 
 
 def eval_subset(examples: Sequence[Example], size: int) -> list[Example]:
@@ -107,18 +148,20 @@ def evaluate(
     max_length: int,
     progress: bool = True,
     autocast: torch.dtype | None = None,
+    adapter: AdapterHook | None = None,
 ) -> EvalReport:
     """Run the configured evaluation (``cfg`` is the ``eval`` group) on ``examples``.
 
     Each prompt is prefilled once for its n samples and its greedy answer, in batches of
-    similar-length prompts (``polylora.generation.sample_many``)."""
+    similar-length prompts (``polylora.generation.sample_many``); ``adapter`` picks the
+    adapter per group of prompts (a routed mixture)."""
     subset = eval_subset(examples, cfg.subset_size)
     names = list(cfg.metrics)
     metrics: dict[str, float] = {}
     nll: list[float] | None = None
     if any(m in names for m in MODEL_METRICS):
-        nll = reference_nll(model, tok, subset, fmt, max_length, cfg.batch_size, progress,
-                            autocast)
+        nll = grouped_nll(model, tok, subset, fmt, max_length, cfg.batch_size, progress,
+                          autocast, adapter)
         mean_nll = sum(nll) / len(nll)
         # The validation curve owns eval/loss; the fixed test subset's reference loss is its own.
         metrics["eval/test_loss"] = mean_nll
@@ -133,16 +176,19 @@ def evaluate(
     requests = [params]
     if cfg.greedy:
         requests.append(SamplingParams(max_new_tokens=cfg.max_new_tokens, greedy=True))
-    done = sample_many(model, tok, prompt_ids, requests, cfg.batch_size, progress,
-                       "eval samples" + (" + greedy" if cfg.greedy else ""),
-                       sort_by_length=True, autocast=autocast)
-    sampled = done[0]
+    sampled: list[list[str]] = [[] for _ in subset]
     greedy: list[str | None] = [None] * len(subset)
-    if cfg.greedy:
-        greedy = [t[0] for t in done[1].texts]
+    for idx, module in adapter_groups(model, subset, adapter):
+        done = sample_many(module, tok, [prompt_ids[i] for i in idx], requests, cfg.batch_size,
+                           progress, "eval samples" + (" + greedy" if cfg.greedy else ""),
+                           sort_by_length=True, autocast=autocast)
+        for j, i in enumerate(idx):
+            sampled[i] = done[0].texts[j]
+            if cfg.greedy:
+                greedy[i] = done[1].texts[j][0]
     gens = [
         PromptGenerations(example=e, samples=s, greedy=gr)
-        for e, s, gr in zip(subset, sampled.texts, greedy, strict=True)
+        for e, s, gr in zip(subset, sampled, greedy, strict=True)
     ]
     text_metrics = [m for m in names if m not in MODEL_METRICS]
     scores = score_generations(

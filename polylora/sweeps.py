@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polylora.record.names import (  # noqa: F401  (re-exported: sweeps' metric names)
+    VALIDATION_LOSS,
+    metric_split,
+    optimized_metrics,
+    validation_name,
+)
 from polylora.tracking import PARENT_RUN_ENV, mlflow_metric_name
 
 log = logging.getLogger(__name__)
@@ -39,44 +45,6 @@ ERROR_ATTR = "polylora.error"
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
-
-
-def optimized_metrics(value: Any) -> list[str]:
-    """``optimized_metric`` as a list: one name, or a list of names (a multi-objective sweep,
-    e.g. ``+hparams_search=pareto``). Raises ConfigError for anything else."""
-    from polylora.errors import ConfigError
-
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise ConfigError(
-        f"optimized_metric must be a metric name or a list of names, got {value!r}"
-    )
-
-
-#: Names of the validation loss curve (early stopping's metric): validation, not test.
-VALIDATION_LOSS = ("eval/loss", "eval/perplexity", "val/loss", "val/perplexity")
-
-
-def metric_split(name: str) -> str:
-    """Which split ``optimized_metric`` is computed on: ``"validation"`` (``val/<metric>``:
-    the fixed validation eval subset; ``eval/loss``: the validation loss curve), ``"train"``
-    (``train/...``) or ``"test"`` (``eval/<metric>`` or a bare name: the final evaluation)."""
-    n = name.strip()
-    if n.startswith("train/"):
-        return "train"
-    if n.startswith("val/") or n in VALIDATION_LOSS:
-        return "validation"
-    return "test"
-
-
-def validation_name(name: str) -> str:
-    """The validation counterpart of a test metric: ``eval/pass_at_10`` → ``val/pass@10``."""
-    from polylora.metrics.registry import canonical_name
-
-    key = canonical_name(name)
-    return {"test_loss": "val/loss", "test_perplexity": "val/perplexity"}.get(key, f"val/{key}")
 
 
 def check_search_metrics(metrics: Sequence[str]) -> None:

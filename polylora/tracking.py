@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from polylora.data.example import Example
+from polylora.record.names import mlflow_metric_name
 from polylora.tracking_store import TrackingError, call
 
 log = logging.getLogger(__name__)
@@ -218,11 +218,6 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     }
     if clean:
         call("log metrics", mlflow.get_tracking_uri(), mlflow.log_metrics, clean, step=step)
-
-
-def mlflow_metric_name(name: str) -> str:
-    """MLflow's spelling of a metric name: it rejects '@', so ``pass@k`` is ``pass_at_k``."""
-    return re.sub(r"[^\w\-./ :]", "_", name.replace("@", "_at_"))
 
 
 def log_artifact(path: Path, artifact_path: str | None = None) -> None:

@@ -69,3 +69,50 @@ def jail_or_skip() -> None:
     if os.environ.get("POLYLORA_REQUIRE_JAIL") == "1":
         pytest.fail(problem)
     pytest.skip(f"no jail here: {problem}")
+
+
+#: A prompt of the words data, for comparing logits.
+PROMPT = "Name an English word that starts with 'b' and has 5 letters."
+#: The smoke evaluation without its embedding-based metrics (faster; the names still match).
+CHEAP_EVAL = "eval.metrics=[test_loss,accuracy,sample_accuracy,pass@1,pass@2] eval.ks=[1,2]"
+
+
+def make_adapter(
+    cfg: object, run_dir: Path, seed: int, rank: int = 4, model_overrides: object = None
+) -> Path:
+    """A tiny LoRA adapter with random (non-zero) A and B, saved like a pipeline run does:
+    ``<run_dir>/adapter`` plus the run's ``<run_dir>/config.yaml``."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from polylora import models
+
+    run_cfg = OmegaConf.merge(cfg, {"model": model_overrides or {}, "lora": {"rank": rank}})
+    base, _ = models.load_base_model(run_cfg.model, run_cfg.hardware)
+    # alpha != rank so the merge must carry each adapter's scaling (alpha / r) correctly
+    lora = OmegaConf.merge(run_cfg.lora, {"alpha": 2.0 * rank, "dropout": 0.0})
+    peft_model = models.wrap_lora(base, lora, run_cfg.hardware)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(run_dir / "adapter")
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(run_cfg, resolve=True))
+    return run_dir / "adapter"
+
+
+def tiny_adapter_set(root: Path) -> tuple[object, dict[str, Path]]:
+    """The smoke config and four adapters: a, b (rank 4), wide (rank 8), other_base (rank 4
+    but trained on a differently initialized tiny model)."""
+    from polylora.merge import compose_config
+
+    cfg = compose_config(["+experiment=smoke"], root / "unused")
+    adapters = {
+        "a": make_adapter(cfg, root / "a", seed=1),
+        "b": make_adapter(cfg, root / "b", seed=2),
+        "wide": make_adapter(cfg, root / "wide", seed=3, rank=8),
+        "other_base": make_adapter(cfg, root / "other", seed=4, model_overrides={"init_seed": 7}),
+    }
+    return cfg, adapters

@@ -59,7 +59,7 @@ def test_mlflow_run_records_everything(smoke_result) -> None:
     assert r.data.params["lora.rank"] == "4"
     assert r.data.params["experiment"] == "smoke"
     assert r.data.tags["polylora.group"] == "smoke"
-    assert r.data.tags["polylora.objective"] == "CrossEntropyObjective"
+    assert r.data.tags["polylora.objective"] == "ce"
     for key in (
         "eval/loss",
         "eval/perplexity",

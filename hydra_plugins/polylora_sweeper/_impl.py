@@ -28,6 +28,7 @@ from optuna.trial import Trial, TrialState
 from polylora import sweeps
 from polylora.errors import ConfigError, PolyloraError
 from polylora.metrics.registry import metric_direction
+from polylora.record.names import canonical_metric
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,6 @@ def _one_line(exc: BaseException) -> str:
         parts.append(str(cause).splitlines()[0])
     text = "; ".join(" ".join(p.split()) for p in parts if p)
     return text or type(exc).__name__
-
-
-def _registry_name(name: str) -> str:
-    """``eval/pass_at_10`` → ``pass@10`` (the spelling the pipeline accepts, too)."""
-    base = name.split("/", 1)[1] if "/" in name else name
-    return base.replace("_at_", "@")
 
 
 class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
@@ -119,7 +114,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         registry = []
         for name in metrics:
             try:
-                registry.append(metric_direction(_registry_name(name)))
+                registry.append(metric_direction(canonical_metric(name)))
             except ConfigError as exc:
                 raise ConfigError(f"optimized_metric={name}: {exc}") from None
         sweeps.check_search_metrics(metrics)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from polylora.judge.runs import judge_rows, load_run_rows, log_result
 from polylora.judge.settings import DEFAULT_MODEL, JudgeConfig
+from polylora.record.names import DEFAULT_TRACKING_URI
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-run", required=True, help="MLflow run id of the baseline")
     parser.add_argument("--candidate-run", required=True, help="MLflow run id to judge")
     parser.add_argument("--tracking-uri",
-                        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+                        default=os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI))
     parser.add_argument("--answers", choices=("greedy", "first_sample"), default="greedy")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--max-calls", type=int, default=JudgeConfig.max_calls)

@@ -21,6 +21,7 @@ from polylora.metrics.spec import (
     function_inputs,
     mean_over_prompts,
 )
+from polylora.record.names import canonical_metric
 
 __all__ = [
     "NEEDS_VOCABULARY", "MetricSpec", "add_metric", "canonical_name", "function_inputs",
@@ -28,10 +29,7 @@ __all__ = [
     "metric_direction", "register_metric", "registered_in_order",
 ]  # fmt: skip
 
-#: Prefixes the pipeline puts in front of metric names when it logs them.
-_PREFIX_RE = re.compile(r"^(?:eval|val|test)/")
 _PASS_AT_K_RE = re.compile(r"^pass@([1-9][0-9]*)$")
-_PASS_AT_MLFLOW_RE = re.compile(r"^pass_at_([0-9]+)$")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,11 +73,8 @@ def register_metric(
     return decorator
 
 
-def canonical_name(name: str) -> str:
-    """``"eval/pass@1"`` → ``"pass@1"``: strip the split prefix the pipeline logs under; MLflow's
-    spelling ``pass_at_10`` (it rejects '@') maps back to ``pass@10``."""
-    key = _PREFIX_RE.sub("", name.strip())
-    return _PASS_AT_MLFLOW_RE.sub(r"pass@\1", key)
+#: The one metric-name normalizer lives with the run record's names.
+canonical_name = canonical_metric
 
 
 def get_metric(name: str) -> MetricSpec:

@@ -52,7 +52,7 @@ class Plan:
         """The plan a run logged (flattened ``compare.*`` params), None if it logged none."""
         import ast
 
-        from polylora.metrics.registry import canonical_name
+        from polylora.record.names import canonical_metric as canonical_name
 
         prefix = "compare.noninferiority."
         if "compare.primary" not in params and not any(k.startswith(prefix) for k in params):

@@ -41,7 +41,7 @@ import numpy as np
 
 from polylora import intervals
 from polylora.errors import ConfigError, PolyloraError
-from polylora.report import runs as mlruns
+from polylora.record import reader as mlruns
 from polylora.report.analysis import Effect, Plan, analyse
 
 __all__ = [

@@ -37,6 +37,12 @@ from typing import Literal
 
 import numpy as np
 
+from polylora.data.size_buckets import (
+    BUCKET_LARGE,
+    BUCKET_SMALL,
+    BUCKET_STANDARD,
+    dataset_size_bucket,
+)
 from polylora.errors import ConfigError, DataError
 
 __all__ = [
@@ -89,11 +95,6 @@ _RULE_PRIORITY = (
     "low_diversity",
 )
 
-DATASET_SMALL = 800  # small-data scenarios (fixed: the bucket names quote them)
-DATASET_LARGE = 1500
-BUCKET_SMALL = "<800: conservative"
-BUCKET_STANDARD = "800-1500: standard"
-BUCKET_LARGE = ">1500: standard, consider rank 32"
 
 
 @dataclass
@@ -177,21 +178,6 @@ class Diagnosis:
 
 def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-def dataset_size_bucket(n: int) -> str:
-    """The small-data dataset-size scenario for ``n`` training examples (boundaries inclusive).
-
-    ``"<800: conservative"`` below 800, ``"800-1500: standard"`` for 800–1500,
-    ``">1500: standard, consider rank 32"`` above 1500.
-    """
-    if n < 0:
-        raise DataError(f"n_train_examples={n} is negative; pass the number of training examples")
-    if n < DATASET_SMALL:
-        return BUCKET_SMALL
-    if n <= DATASET_LARGE:
-        return BUCKET_STANDARD
-    return BUCKET_LARGE
 
 
 # --------------------------------------------------------------------------- helpers

@@ -6,10 +6,10 @@ numbers it used, then the diagnosis (verdict, findings, the exact next command):
 * ``train/loss`` and ``eval/loss`` curves (a final value logged without a step, i.e. at step 0
   after the curve, is left out of it);
 * eval perplexity: the last logged ``eval/perplexity``;
-* training examples: metric ``data/train`` (or ``data/n_train``, ``data/counts/train``);
+* training examples: metric ``data/train`` (:data:`polylora.record.names.TRAIN_SIZE`);
 * steps per epoch: from the ``train/epoch`` curve (step / epoch at its last point), else
   ceil(training examples / (``train.batch_size`` × ``train.grad_accum``));
-* objective (``objective._target_`` param / ``polylora.objective`` tag), λ
+* objective (``polylora.objective`` tag: the objective's config name), λ
   (``objective.diversity_weight``), experiment (``polylora.experiment`` tag);
 * diversity: ``eval/semantic_diversity``, else 1 − ``eval/self_bleu``, else
   ``eval/distinct_2``; quality: ``--quality-metric`` (default ``eval/accuracy``, falling back
@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polylora.errors import ConfigError, PolyloraError
-from polylora.report import runs as mlruns
+from polylora.record import reader as mlruns
+from polylora.record.names import TRAIN_SIZE
 from polylora.report.diagnose import Diagnosis, RunCurves, diagnose
 
 __all__ = ["DiagnosisInputs", "add_arguments", "fetch_curves", "run"]
 
-N_TRAIN_KEYS = ("data/train", "data/n_train", "data/counts/train", "data/counts.train")
 QUALITY_FALLBACK = ("accuracy", "pass@1", "rouge_l")
 
 
@@ -120,14 +120,9 @@ def fetch_curves(
     src["eval perplexity"] = f"{ppl:.3f} (last logged eval/perplexity)" if ppl is not None \
         else "not logged"
 
-    n_train: int | None = None
-    for key in N_TRAIN_KEYS:
-        if key in info.metrics:
-            n_train = int(info.metrics[key])
-            src["training examples"] = f"{n_train} ({key})"
-            break
-    else:
-        src["training examples"] = f"unknown (none of {', '.join(N_TRAIN_KEYS)} logged)"
+    n_train = mlruns.train_size(info)
+    src["training examples"] = (f"{n_train} ({TRAIN_SIZE})" if n_train is not None
+                                else f"unknown ({TRAIN_SIZE} not logged)")
 
     spe, spe_src = _steps_per_epoch(client, info, n_train)
     src["steps per epoch"] = f"{spe} ({spe_src})" if spe else spe_src
@@ -135,7 +130,7 @@ def fetch_curves(
     kind = mlruns.objective_kind(info)
     if kind is None:
         kind = "ce"
-        src["objective"] = "ce (assumed: run has no objective._target_ param or tag)"
+        src["objective"] = "ce (assumed: the run has no polylora.objective tag)"
     elif kind not in ("ce", "polychromic"):
         raise ConfigError(
             f"run {run_id} uses objective {kind!r}; diagnose knows 'ce' and 'polychromic'"
@@ -215,7 +210,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``polylora diagnose`` options."""
     parser.add_argument("run_id", help="MLflow run id")
     parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI or "
+                        f"{mlruns.DEFAULT_TRACKING_URI})")
     parser.add_argument("--quality-metric", default=None,
                         help="quality metric (default: eval/accuracy, else pass@1, else rouge_l)")
 

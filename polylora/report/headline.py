@@ -33,7 +33,7 @@ from typing import Any
 
 from polylora import stats
 from polylora.errors import PolyloraError
-from polylora.report import runs as mlruns
+from polylora.record import reader as mlruns
 
 __all__ = [
     "SECTIONS",

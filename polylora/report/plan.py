@@ -18,9 +18,9 @@ import sys
 
 from polylora import power
 from polylora.errors import PolyloraError
+from polylora.record import reader as mlruns
 from polylora.report import analysis
 from polylora.report import compare as cmp
-from polylora.report import runs as mlruns
 
 __all__ = ["add_arguments", "run"]
 
@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``polylora plan`` options."""
     parser.add_argument("--experiment", required=True, help="MLflow experiment of the pilot")
     parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)")
+                        help="MLflow store (default: $MLFLOW_TRACKING_URI or "
+                        f"{mlruns.DEFAULT_TRACKING_URI})")
     parser.add_argument("--filter", default=None, help="MLflow filter string for the pilot runs")
     parser.add_argument("--group-by", default=mlruns.GROUP_TAG, help="grouping tag")
     parser.add_argument("--baseline", default=None, help="baseline group")

@@ -154,6 +154,6 @@ def test_generation_readers_split_on_newline_only(tmp_path: Path) -> None:
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(path), "eval")
     assert load_run_rows(run.info.run_id, uri) == rows
-    from polylora.report.runs import load_generations
+    from polylora.record.reader import load_generations
 
     assert load_generations(mlflow.MlflowClient(uri), run.info.run_id) == rows

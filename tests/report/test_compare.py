@@ -352,8 +352,8 @@ def test_cli_unknown_experiment_and_baseline(
 
 
 def test_choose_baseline() -> None:
+    from polylora.record.reader import RunInfo
     from polylora.report.compare import choose_baseline
-    from polylora.report.runs import RunInfo
 
     def info(objective: str) -> RunInfo:
         return RunInfo("r", "0", "FINISHED", tags={"polylora.objective": objective})

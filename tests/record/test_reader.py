@@ -1,4 +1,4 @@
-"""Tests for polylora.report.runs against a real MLflow sqlite store."""
+"""Tests for polylora.record.reader against a real MLflow sqlite store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from polylora.errors import PolyloraError
-from polylora.report import runs as mlruns
+from polylora.record import reader as mlruns
 
 
 @pytest.fixture
@@ -57,10 +57,13 @@ def test_select_runs_excludes_failed_and_comparison_runs(store: tuple) -> None:
     keep = _run(client, exp_id, {"polylora.group": "baseline"})
     other = _run(client, exp_id, {"polylora.group": "poly"})
     _run(client, exp_id, {"polylora.group": "baseline"}, status="FAILED")
-    _run(client, exp_id, {mlruns.KIND_TAG: mlruns.COMPARISON_KIND})
+    comparison = _run(client, exp_id, {mlruns.KIND_TAG: mlruns.COMPARISON_KIND})
     _run(client, exp_id, {mlruns.ROLE_TAG: "sweep", "polylora.group": "baseline"})
     got = mlruns.select_runs(client, name)
     assert [r.run_id for r in got] == [keep, other]
+    # Launchers find compare's run here rather than in its printout.
+    assert [r.run_id for r in mlruns.comparison_runs(client, name)] == [comparison]
+    assert mlruns.comparison_runs(client, name, since_ms=2**62) == []
     filtered = mlruns.select_runs(client, name, "tags.polylora.group = 'poly'")
     assert [r.run_id for r in filtered] == [other]
     groups, missing = mlruns.group_runs(got, "polylora.group")

@@ -1,12 +1,14 @@
-"""Reading finished runs back from MLflow: selection, final metrics, curves, per-prompt scores.
+"""Reading finished runs back from MLflow as typed objects: selection, final metrics, curves,
+per-prompt scores, by the names :mod:`polylora.record.names` says a run writes.
 
-Shared by ``polylora compare`` and ``polylora diagnose``. Everything here goes through
-:class:`mlflow.MlflowClient` (never the fluent API), so reading runs never touches an active
-run of the calling process.
+Shared by ``polylora compare``, ``polylora diagnose`` and the headline report. Everything here
+goes through :class:`mlflow.MlflowClient` (never the fluent API), so reading runs never
+touches an active run of the calling process.
 
 Conventions:
 
-* Metric names are turned into the registry's spelling with :func:`canonical_metric`:
+* Metric names are turned into the registry's spelling with
+  :func:`~polylora.record.names.canonical_metric`:
   MLflow stores ``eval/pass@10`` as ``eval/pass_at_10`` (it rejects ``@``), the registry and the
   per-prompt scores in ``eval/generations.jsonl`` call it ``pass@10``.
 * Runs tagged ``polylora.kind=comparison`` (what ``polylora compare`` logs) and sweep parent
@@ -30,6 +32,21 @@ from pathlib import Path
 from typing import Any
 
 from polylora.errors import PolyloraError
+from polylora.record.names import (
+    COMPARISON_KIND,
+    DEFAULT_TRACKING_URI,
+    EXPERIMENT_TAG,
+    GENERATIONS_ARTIFACT,
+    GROUP_TAG,
+    KIND_TAG,
+    OBJECTIVE_TAG,
+    ROLE_TAG,
+    SEED_TAG,
+    SWEEP_ROLE,
+    TRACKING_URI_ENV,
+    TRAIN_SIZE,
+    canonical_metric,
+)
 
 __all__ = [
     "COMPARISON_KIND",
@@ -45,6 +62,7 @@ __all__ = [
     "SWEEP_ROLE",
     "RunInfo",
     "canonical_metric",
+    "comparison_runs",
     "eval_metrics",
     "experiment_id",
     "final_value",
@@ -57,18 +75,9 @@ __all__ = [
     "per_prompt_scores",
     "resolve_tracking_uri",
     "select_runs",
+    "train_size",
 ]
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-GENERATIONS_ARTIFACT = "eval/generations.jsonl"
-KIND_TAG = "polylora.kind"
-COMPARISON_KIND = "comparison"
-ROLE_TAG = "polylora.role"  # "sweep" on a sweep's parent run (polylora.sweeps)
-SWEEP_ROLE = "sweep"
-GROUP_TAG = "polylora.group"
-EXPERIMENT_TAG = "polylora.experiment"
-OBJECTIVE_TAG = "polylora.objective"
-SEED_TAG = "polylora.seed"
 _PAGE_SIZE = 1000
 
 
@@ -107,7 +116,7 @@ class RunInfo:
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
     """``uri``, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` (the config default)."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
 
 
 def _sqlite_path(uri: str) -> Path | None:
@@ -182,7 +191,7 @@ def select_runs(
         except MlflowException as exc:
             raise PolyloraError(
                 f"invalid --filter {filter_string!r}: {exc.message.splitlines()[0]} "
-                "(MLflow syntax, e.g. \"tags.polylora.objective = 'CrossEntropyObjective'\")"
+                "(MLflow syntax, e.g. \"tags.polylora.objective = 'ce'\")"
             ) from None
         out.extend(RunInfo.from_mlflow(r) for r in page)
         token = page.token
@@ -190,6 +199,21 @@ def select_runs(
             break
     return [r for r in out
             if r.tags.get(KIND_TAG) != COMPARISON_KIND and r.tags.get(ROLE_TAG) != SWEEP_ROLE]
+
+
+def comparison_runs(
+    client: Any, experiment: str, since_ms: int | None = None
+) -> list[RunInfo]:
+    """The ``polylora compare`` runs (tag ``polylora.kind=comparison``) of ``experiment``,
+    oldest first, started at or after ``since_ms`` (epoch milliseconds) when given: a launcher
+    that ran compare reads its run from here, not from compare's printout."""
+    exp_id = experiment_id(client, experiment)
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`{KIND_TAG}` = '{COMPARISON_KIND}'",
+        order_by=["attributes.start_time ASC"], max_results=_PAGE_SIZE,
+    )
+    runs = [RunInfo.from_mlflow(r) for r in found]
+    return [r for r in runs if since_ms is None or (r.start_time or 0) >= since_ms]
 
 
 def get_run(client: Any, run_id: str) -> RunInfo:
@@ -229,14 +253,6 @@ def _lookup(run: RunInfo, key: str) -> str | None:
     return value if value is not None else run.params.get(key)
 
 
-def canonical_metric(name: str) -> str:
-    """Registry spelling of a metric name: ``eval/pass_at_10`` → ``pass@10``, ``eval/accuracy``
-    → ``accuracy`` (split prefixes ``eval/``, ``val/``, ``test/`` dropped)."""
-    from polylora.metrics.registry import canonical_name
-
-    return canonical_name(name).replace("_at_", "@")
-
-
 def eval_metrics(run: RunInfo) -> dict[str, float]:
     """The run's final ``eval/*`` metrics under registry names (margins of error excluded)."""
     out: dict[str, float] = {}
@@ -247,9 +263,12 @@ def eval_metrics(run: RunInfo) -> dict[str, float]:
 
 
 def objective_kind(run: RunInfo) -> str | None:
-    """``"ce"`` or ``"polychromic"`` from param ``objective._target_`` / tag
-    ``polylora.objective``; the raw value when it is neither; None when the run has none."""
-    raw = run.params.get("objective._target_") or run.tags.get(OBJECTIVE_TAG)
+    """The objective's config name (``ce``, ``polychromic``, ...: tag ``polylora.objective``).
+
+    Runs recorded before the tag held the config name carry a class name (or only the param
+    ``objective._target_``); those two spellings are mapped back. None when the run has none.
+    """
+    raw = run.tags.get(OBJECTIVE_TAG) or run.params.get("objective._target_")
     if not raw:
         return None
     low = raw.rsplit(".", 1)[-1].lower()
@@ -258,6 +277,12 @@ def objective_kind(run: RunInfo) -> str | None:
     if low in ("ce", "crossentropy", "crossentropyobjective", "cross_entropy"):
         return "ce"
     return raw
+
+
+def train_size(run: RunInfo) -> int | None:
+    """How many training examples the run had (metric ``data/train``), or None."""
+    value = run.metrics.get(TRAIN_SIZE)
+    return None if value is None or not math.isfinite(value) else int(value)
 
 
 def metric_history(

@@ -1,0 +1,298 @@
+"""Sparse top-k routing (a sparse mixture-of-experts merge): each prompt is answered by the
+``k`` adapters whose cluster centroid is nearest to its MiniLM embedding, combined with
+similarity weights as ``Σ wᵢ·ΔWᵢ``. There is no single adapter: the mixture is evaluated by
+the run's one evaluation loop (:mod:`polylora.eval_loop`) with a hook that activates each
+prompt's combination, and recorded as a run with the pipeline's names."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from polylora.adapters.merging import check_compatible
+from polylora.adapters.sources import AdapterSource, load_sources, partition_cluster_id
+from polylora.errors import ConfigError, DataError
+
+WEIGHTINGS: tuple[str, ...] = ("similarity", "softmax")
+#: Routing weights are rounded to this many decimals so prompts with (almost) the same
+#: combination share one batch; the rounded weights are what is applied.
+ROUTE_DECIMALS = 2
+
+@dataclass(frozen=True)
+class Route:
+    """Which adapters answer one prompt (best first) and their weights (summing to 1)."""
+
+    indices: tuple[int, ...]
+    weights: tuple[float, ...]
+    similarities: tuple[float, ...] = field(default=(), compare=False)
+
+    @property
+    def key(self) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """Prompts with the same key are generated together with one combination."""
+        return (self.indices, self.weights)
+
+
+def load_centroids(path: str | Path, n_adapters: int, cluster_ids: Sequence[int] | None) -> Any:
+    """Centroid rows for the adapters, in adapter order, from a ``.npy`` of shape (k, d).
+
+    ``cluster_ids`` names the centroid row of each adapter (default: row i for adapter i).
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(
+            f"--centroids {str(path)!r} not found; sparse_topk needs the cluster centroids "
+            "(`polylora cluster` writes them next to its output)"
+        )
+    try:
+        centroids = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--centroids {file} is not a .npy array: {exc}") from None
+    if centroids.ndim != 2 or not np.isfinite(centroids).all():
+        raise DataError(
+            f"--centroids {file} must be a finite 2-D array (clusters × dim), got shape "
+            f"{centroids.shape}"
+        )
+    if cluster_ids is None:
+        if len(centroids) != n_adapters:
+            raise ConfigError(
+                f"--centroids has {len(centroids)} rows for {n_adapters} adapters; give one "
+                "adapter per cluster in cluster-id order, or name each adapter's cluster with "
+                "--cluster-ids"
+            )
+        return centroids.astype(np.float64)
+    if len(cluster_ids) != n_adapters:
+        raise ConfigError(
+            f"--cluster-ids has {len(cluster_ids)} value(s) for {n_adapters} adapter(s)"
+        )
+    bad = [c for c in cluster_ids if not 0 <= c < len(centroids)]
+    if bad:
+        raise ConfigError(
+            f"--cluster-ids {bad} out of range: the centroids file has clusters "
+            f"0..{len(centroids) - 1}"
+        )
+    return centroids[list(cluster_ids)].astype(np.float64)
+
+
+def route_prompts(
+    vectors: Any,
+    centroids: Any,
+    k: int,
+    weighting: str = "similarity",
+    temperature: float = 0.1,
+    decimals: int | None = ROUTE_DECIMALS,
+) -> list[Route]:
+    """Top-k adapters per prompt by cosine similarity of its embedding to the centroids.
+
+    ``weighting="similarity"``: weights ∝ max(similarity, 0) (uniform if all are ≤ 0);
+    ``"softmax"``: softmax(similarity / temperature). Weights are rounded to ``decimals``
+    and renormalized so near-identical combinations share a batch.
+    """
+    vecs = _unit_rows(np.asarray(vectors, dtype=np.float64))
+    cents = _unit_rows(np.asarray(centroids, dtype=np.float64))
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(cents):
+        raise ConfigError(
+            f"--k {k} must be between 1 and the number of adapters ({len(cents)}); "
+            "lower --k or add adapters"
+        )
+    if weighting not in WEIGHTINGS:
+        raise ConfigError(f"--weighting {weighting!r} is unknown; use one of {WEIGHTINGS}")
+    if vecs.ndim != 2 or vecs.shape[1] != cents.shape[1]:
+        raise DataError(
+            f"prompt embeddings have shape {vecs.shape} but the centroids have dimension "
+            f"{cents.shape[1]}; make the centroids with the same embedder (MiniLM)"
+        )
+    sims = vecs @ cents.T
+    routes = []
+    for row in sims:
+        order = sorted(range(len(row)), key=lambda j: (-row[j], j))[:k]
+        top = np.array([row[j] for j in order])
+        if weighting == "softmax":
+            raw = np.exp((top - top.max()) / temperature)
+        else:
+            raw = np.clip(top, 0.0, None)
+            if raw.sum() <= 0:
+                raw = np.ones_like(top)
+        weights = raw / raw.sum()
+        if decimals is not None:
+            weights = np.round(weights, decimals)
+            weights = weights / weights.sum() if weights.sum() > 0 else np.full(k, 1.0 / k)
+        routes.append(
+            Route(
+                indices=tuple(order),
+                weights=tuple(float(w) for w in weights),
+                similarities=tuple(float(s) for s in top),
+            )
+        )
+    return routes
+
+
+def _unit_rows(matrix: Any) -> Any:
+    if matrix.ndim != 2:
+        return matrix
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms > 0, norms, 1.0)
+
+
+class RoutedAdapters:
+    """A base model with every adapter attached; :meth:`apply` activates one route's mix.
+
+    The route's adapters are all active at once with their LoRA scaling multiplied by their
+    weights, so each layer computes ``W x + Σ wᵢ·ΔWᵢ x`` exactly (no merged copy is built;
+    switching routes costs nothing). Generate with :attr:`module`.
+    """
+
+    def __init__(self, peft_model: Any, names: Sequence[str]) -> None:
+        from peft.tuners.lora import LoraLayer
+
+        self.peft_model = peft_model
+        self.names = list(names)
+        self.layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+        self.current: Route | None = None
+
+    @property
+    def module(self) -> Any:
+        """The underlying transformers model (LoRA layers injected): use it for generate."""
+        return self.peft_model.get_base_model()
+
+    def apply(self, route: Route) -> None:
+        """Activate ``route``'s adapters with their weights (others off)."""
+        active = [self.names[i] for i in route.indices]
+        self.peft_model.base_model.set_adapter(active, inference_mode=True)
+        for layer in self.layers:
+            for name in self.names:
+                layer.set_scale(name, 1.0)
+            for i, weight in zip(route.indices, route.weights, strict=True):
+                layer.set_scale(self.names[i], weight)
+        self.current = route
+
+
+@dataclass
+class RouteHook:
+    """The evaluation loop's adapter hook (:class:`~polylora.evaluation.AdapterHook`) for a
+    routed mixture: prompts with the same route run together, under that route's combination,
+    in first-seen order."""
+
+    routed: RoutedAdapters
+    routes: dict[str, Route]
+
+    def groups(self, examples: Sequence[Any]) -> Iterator[tuple[list[int], Any]]:
+        """(indices of the prompts sharing a route, the model with that route active)."""
+        grouped: dict[Any, list[int]] = {}
+        for i, e in enumerate(examples):
+            grouped.setdefault(self.routes[e.id].key, []).append(i)
+        for idx in grouped.values():
+            self.routed.apply(self.routes[examples[idx[0]].id])
+            yield idx, self.routed.module
+
+
+def prompt_text(example: Any) -> str:
+    """The text a prompt is routed by: the prompt, or the user turns of a chat prompt."""
+    if isinstance(example.prompt, str):
+        return example.prompt
+    return "\n".join(m.get("content", "") for m in example.prompt if m.get("role") == "user")
+
+
+@dataclass
+class SparseResult:
+    """What a sparse top-k evaluation produced."""
+
+    metrics: dict[str, float]
+    run_id: str
+    routes: dict[str, Route]
+    output_dir: Path
+
+def evaluate_sparse(
+    cfg: DictConfig,
+    sources: Sequence[AdapterSource],
+    centroids: Any,
+    k: int,
+    weighting: str = "similarity",
+    temperature: float = 0.1,
+    embedder: Any = None,
+    extra_tags: dict[str, str] | None = None,
+) -> SparseResult:
+    """Route each test (and validation) prompt to its top-k adapters and evaluate the mixture
+    through the run's evaluation loop, recorded as an MLflow run with the pipeline's names
+    (``eval/...``, ``data/...``) plus each adapter's share of the routing weight.
+
+    ``cfg`` is a composed polylora config (the data/eval/model the adapters are scored on);
+    ``embedder`` defaults to the shared MiniLM.
+    """
+    from transformers import set_seed
+
+    from polylora.eval_loop import evaluate_adapter
+    from polylora.evaluation import eval_subset
+    from polylora.metrics.embeddings import encode_unique
+    from polylora.models import load_base_model
+    from polylora.preparation import prepare, prompt_format
+    from polylora.record import names, writer
+
+    started = time.time()
+    check_compatible(sources, "sparse_topk", cfg.model)
+    if not cfg.eval.enabled:
+        raise ConfigError("sparse_topk is evaluated through eval.*; do not set eval.enabled=false")
+    prep = prepare(cfg)
+    model, tok = load_base_model(cfg.model, cfg.hardware)
+    peft_model, adapter_names = load_sources(model, sources)
+    routed = RoutedAdapters(peft_model, adapter_names)
+    fmt = prompt_format(cfg, prep.splits.train)
+    subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
+    to_route = list({e.id: e for e in [*subset, *prep.splits.val]}.values())
+    vectors = encode_unique([prompt_text(e) for e in to_route], embedder)
+    routes = dict(
+        zip(
+            [e.id for e in to_route],
+            route_prompts(vectors, centroids, k, weighting, temperature),
+            strict=True,
+        )
+    )
+    out_dir = Path(cfg.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    refs = [s.ref for s in sources]
+    tags = writer.run_tags(
+        cfg, {**writer.merge_tags("sparse_topk", refs, k=k, weighting=weighting),
+              **(extra_tags or {})}
+    )
+
+    def route_fields(prompt_id: str) -> dict[str, Any]:
+        route = routes[prompt_id]
+        return {"route": {
+            "adapters": [refs[j] for j in route.indices],
+            "indices": list(route.indices),
+            "weights": list(route.weights),
+            "similarities": list(route.similarities),
+        }}
+
+    with writer.recorded_run(cfg, tags, prep.splits, prep.left_out, out_dir) as active:
+        set_seed(cfg.seed)
+        metrics = evaluate_adapter(cfg, prep, routed.module, tok, fmt, out_dir,
+                                   adapter=RouteHook(routed, routes), row_fields=route_fields)
+        share = np.zeros(len(sources))
+        for e in subset:
+            for i, w in zip(routes[e.id].indices, routes[e.id].weights, strict=True):
+                share[i] += w / len(subset)
+        for i, value in enumerate(share):
+            metrics[f"{names.ROUTE_SHARE_PREFIX}{i}"] = float(value)
+        writer.finish_run(metrics, out_dir, started)
+        run_id = active.info.run_id
+    return SparseResult(metrics=metrics, run_id=run_id, routes=routes, output_dir=out_dir)
+
+
+def resolve_cluster_ids(sources: Sequence[AdapterSource], text: str | None) -> list[int] | None:
+    """Each adapter's centroid row: ``--cluster-ids`` when given, else the per-cluster runs'
+    integer partition values (all distinct), else None (row i for adapter i)."""
+    if text is not None:
+        try:
+            return [int(p) for p in text.split(",")]
+        except ValueError:
+            raise ConfigError(f"--cluster-ids {text!r} must be comma-separated integers") from None
+    inferred = [partition_cluster_id(s) for s in sources]
+    if all(i is not None for i in inferred) and len(set(inferred)) == len(inferred):
+        return [int(i) for i in inferred if i is not None]
+    return None

@@ -1,0 +1,186 @@
+"""Writing the run record: tags, the config, data sizes, generations and final metrics, each
+under the name :mod:`polylora.record.names` gives it, into the active MLflow run and the run's
+output folder. The pipeline, merged and routed evaluations all write through here."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from polylora import redaction, tracking
+from polylora.data.splits import Splits
+from polylora.record import names
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def objective_name(cfg: DictConfig) -> str:
+    """The objective's config name (``ce``, ``polychromic``): the file of ``conf/objective``
+    chosen under Hydra, else the one whose ``_target_`` matches, else the class name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choice = HydraConfig.get().runtime.choices.get("objective")
+        if choice:
+            return str(choice)
+    except ValueError:  # composed outside a Hydra job (tests, merge)
+        pass
+    target = str(OmegaConf.select(cfg, "objective._target_", default="") or "")
+    import yaml
+
+    for path in sorted((CONF_DIR / "objective").glob("*.yaml")):
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if isinstance(loaded, dict) and loaded.get("_target_") == target:
+            return path.stem
+    return target.rsplit(".", 1)[-1]
+
+
+def run_tags(cfg: DictConfig, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Tags: experiment, group (for seed aggregation), objective, overrides, git commit, the
+    config's ``tracking.tags`` and ``extra`` (e.g. :func:`merge_tags`)."""
+    tags: dict[str, Any] = {
+        names.EXPERIMENT_TAG: cfg.experiment,
+        names.GROUP_TAG: cfg.tracking.group,
+        names.OBJECTIVE_TAG: objective_name(cfg),
+        names.SEED_TAG: cfg.seed,
+        names.CHECKPOINT_TAG: cfg.train.get("checkpoint", "final") if cfg.train.enabled else None,
+        names.OUTPUT_DIR_TAG: cfg.output_dir,
+        names.GIT_COMMIT_TAG: tracking.git_commit(),
+    }
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        tags[names.OVERRIDES_TAG] = " ".join(HydraConfig.get().overrides.task)
+    except ValueError:  # not running under Hydra (tests composing the config)
+        pass
+    if cfg.data.partition_by:
+        tags[names.PARTITION_TAG] = f"{cfg.data.partition_by}={cfg.data.partition_value}"
+    tags.update(cfg.tracking.tags or {})
+    tags.update(extra or {})
+    return {k: str(v) for k, v in tags.items() if v is not None}
+
+
+def merge_tags(
+    method: str,
+    sources: Sequence[str],
+    weights: Sequence[float] | None = None,
+    density: float | None = None,
+    k: int | None = None,
+    weighting: str | None = None,
+) -> dict[str, str]:
+    """The tags of a run that evaluates merged (or routed) adapters."""
+    tags = {names.MERGE_TAG: method, names.MERGE_SOURCES_TAG: ",".join(sources)}
+    if weights is not None:
+        tags[names.MERGE_WEIGHTS_TAG] = ",".join(f"{w:g}" for w in weights)
+    if density is not None:
+        tags[names.MERGE_DENSITY_TAG] = f"{density:g}"
+    if k is not None:
+        tags[names.MERGE_K_TAG] = str(k)
+    if weighting is not None:
+        tags[names.MERGE_WEIGHTING_TAG] = weighting
+    return tags
+
+
+def write_config(cfg: DictConfig, out_dir: Path) -> Path:
+    """``config.yaml`` (resolved, secrets redacted) in ``out_dir`` and as an artifact."""
+    path = out_dir / names.CONFIG_FILE
+    path.write_text(redaction.config_yaml(cfg))
+    tracking.log_artifact(path)
+    return path
+
+
+def log_data_summary(
+    cfg: DictConfig, splits: Splits, left_out: Sequence[str], out_dir: Path
+) -> None:
+    """Split sizes (and groups per split) as metrics, the small-data size bucket as a tag,
+    the split report as an artifact, and each split as an MLflow dataset input."""
+    import mlflow
+
+    from polylora.data.size_buckets import dataset_size_bucket
+
+    report = splits.report()
+    metrics = {names.data_size_metric(name): float(n) for name, n in report["counts"].items()}
+    metrics[names.DATA_TOTAL] = float(report["total"])
+    for name, n in (report.get("groups") or {}).items():
+        metrics[names.data_groups_metric(name)] = float(n)
+    tracking.log_metrics(metrics)
+    mlflow.set_tag(names.DATASET_SIZE_BUCKET_TAG, dataset_size_bucket(len(splits.train)))
+    if left_out:
+        mlflow.set_tag(names.METRICS_LEFT_OUT_TAG, ",".join(left_out))
+    path = out_dir / names.SPLIT_REPORT_FILE
+    path.write_text(json.dumps(report, indent=2, default=str))
+    tracking.log_artifact(path)
+    data_path = OmegaConf.select(cfg, "data.path", default=None)
+    source = {"polylora.data": str(cfg.data.name)}
+    if data_path:
+        source["path"] = str(data_path)
+    by_split = {"train": splits.train, "validation": splits.val, "test": splits.test}
+    tracking.log_datasets(by_split, str(cfg.data.name), source)
+
+
+def write_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Per-prompt rows as JSONL (one JSON object a line, UTF-8)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def write_generations(
+    rows: Sequence[Mapping[str, Any]], out_dir: Path, validation: bool = False
+) -> Path:
+    """The test (or validation) subset's ``generations.jsonl``, in ``out_dir`` and as an
+    artifact under ``eval/`` (``val/``)."""
+    file = names.VAL_GENERATIONS_FILE if validation else names.GENERATIONS_FILE
+    path = write_rows(rows, out_dir / file)
+    tracking.log_artifact(path, names.VAL_ARTIFACTS if validation else names.EVAL_ARTIFACTS)
+    return path
+
+
+def write_metrics(metrics: Mapping[str, float], out_dir: Path) -> Path:
+    """``metrics.json``: every final metric of the run, sorted by name."""
+    path = out_dir / names.METRICS_FILE
+    path.write_text(json.dumps(dict(metrics), indent=2, sort_keys=True))
+    return path
+
+
+def read_metrics(out_dir: Path) -> dict[str, float]:
+    """The ``metrics.json`` of a finished run's output folder."""
+    return {k: float(v) for k, v in json.loads((out_dir / names.METRICS_FILE).read_text()).items()}
+
+
+@contextmanager
+def recorded_run(
+    cfg: DictConfig,
+    tags: Mapping[str, str],
+    splits: Splits,
+    left_out: Sequence[str],
+    out_dir: Path,
+    resume_run_id: str | None = None,
+) -> Iterator[Any]:
+    """The MLflow run of one job (FAILED if the body raises), with its id, config and data
+    summary recorded before the body runs; yields the active run."""
+    with tracking.mlflow_run(cfg, tags, resume_run_id) as active:
+        (out_dir / names.RUN_ID_FILE).write_text(active.info.run_id)
+        write_config(cfg, out_dir)
+        log_data_summary(cfg, splits, left_out, out_dir)
+        yield active
+
+
+def finish_run(metrics: dict[str, float], out_dir: Path, started: float, step: int = 0) -> None:
+    """Add the run's wall time and peak memory to ``metrics``, log the final values (the
+    validation curve's last point is already logged) and write ``metrics.json``."""
+    from polylora.memory import peak_rss_mb
+
+    metrics[names.RUN_WALL_TIME] = time.time() - started
+    metrics[names.RUN_PEAK_RSS] = peak_rss_mb()
+    curve = (names.VAL_LOSS, names.VAL_PERPLEXITY)
+    tracking.log_metrics({k: v for k, v in metrics.items() if k not in curve}, step=step)
+    write_metrics(metrics, out_dir)

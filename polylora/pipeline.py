@@ -32,7 +32,7 @@ from polylora.metrics.selection import (
     metrics_named_on_command_line,
 )
 from polylora.objectives.base import Objective, ObjectiveContext
-from polylora.sweeps import VALIDATION_LOSS, metric_split, optimized_metrics
+from polylora.optimized_metric import VALIDATION_LOSS, metric_split, optimized_metrics
 
 log = logging.getLogger(__name__)
 

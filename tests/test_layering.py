@@ -19,6 +19,7 @@ still held to the layers). The Hydra plugin shim imports only ``polylora.sweep``
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+@functools.cache
 def modules() -> dict[str, Path]:
     return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
@@ -136,7 +138,7 @@ def test_layers_only_import_downwards() -> None:
 def test_allowlist_entries_are_still_needed() -> None:
     """An allowlisted import that is gone must leave the list (so it cannot grow back)."""
     found = {(m, t) for m, p in modules().items() for t in imports(p, m)}
-    assert ALLOWED <= found, sorted(ALLOWED - found)
+    assert found >= ALLOWED, sorted(ALLOWED - found)
 
 
 def test_no_import_cycles() -> None:

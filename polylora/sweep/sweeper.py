@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -24,6 +24,7 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 )
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
 from polylora.errors import ConfigError, PolyloraError
@@ -127,12 +128,18 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         self.use_parent_run = parent_run
         self.write_summaries = summary
 
+    @property
+    def cfg(self) -> DictConfig:
+        """The composed config (set by Hydra before ``sweep``)."""
+        assert self.config is not None
+        return self.config
+
     # --- checks before any trial ----------------------------------------------------------
 
     def _directions(self, metrics: list[str]) -> list[str]:
         """From the registry unless set; an unknown metric name is a ConfigError, and so is a
         test-split metric (a search selects on validation metrics only)."""
-        registry = []
+        registry: list[str] = []
         for name in metrics:
             try:
                 registry.append(metric_direction(_registry_name(name)))
@@ -159,13 +166,15 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         key that doesn't exist fails now, not in every trial."""
         sample = []
         for name, dist in distributions.items():
-            value = dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
+            low = cast(Any, dist).low if not isinstance(dist, CategoricalDistribution) else None
+            value = dist.choices[0] if isinstance(dist, CategoricalDistribution) else low
             sample.append(f"{name}={value}")
         sample += [f"{k}={v}" for k, v in fixed_params.items()] + list(fixed_overrides)
         extra = trial_overrides(0, "check", None, self._name_runs())
         sample += extra
+        assert self.hydra_context is not None
         try:
-            self.hydra_context.config_loader.load_sweep_config(self.config, sample)
+            self.hydra_context.config_loader.load_sweep_config(self.cfg, sample)
         except Exception as exc:
             raise ConfigError(
                 f"the search space does not fit the config: {_one_line(exc)} "
@@ -174,7 +183,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _name_runs(self) -> bool:
         """Name trial runs ``<study>-trial-<N>`` unless the config names runs itself."""
-        return OmegaConf.select(self.config, "tracking.run_name") is None
+        return OmegaConf.select(self.cfg, "tracking.run_name") is None
 
     def _search_description(self, params_conf: list[str]) -> dict[str, str]:
         """``search.<key>`` → the override as written (``tag(log, interval(1e-5, 1e-3))``)."""
@@ -209,7 +218,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         if not distributions:
             raise ConfigError("nothing to search: hydra.sweeper.params has no sweep "
                               "(choice(...), interval(...), range(...)); add +hparams_search=...")
-        metrics = optimized_metrics(self.config.optimized_metric)
+        metrics = optimized_metrics(self.cfg.optimized_metric)
         directions = self._directions(metrics)
         self._check_search_space(distributions, fixed_params, fixed_overrides)
 
@@ -230,9 +239,9 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             for values in grid.values():
                 size *= len(values)
             self.n_trials = min(self.n_trials, size)
-        choices = self.config.hydra.runtime.choices
+        choices = self.cfg.hydra.runtime.choices
         name = self.study_name or study_name(
-            str(self.config.experiment), choices.get("hparams_search"))
+            str(self.cfg.experiment), choices.get("hparams_search"))
         return SweepPlan(name, metrics, directions, distributions, fixed_params,
                          fixed_overrides, is_grid, self._search_description(params_conf))
 
@@ -241,7 +250,9 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             storage = trials.open_storage(self.storage, self.heartbeat_interval,
                                           self.grace_period, self.retry)
             study = optuna.create_study(study_name=name, storage=storage,
-                                        sampler=self.sampler, directions=directions,
+                                        sampler=self.sampler,
+                                        directions=[StudyDirection[d.upper()]
+                                                    for d in directions],
                                         load_if_exists=True)
         except Exception as exc:
             raise ConfigError(f"cannot open the Optuna study {name!r} in {self.storage}: "
@@ -259,7 +270,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
     def _open_parent(self, study: optuna.Study, plan: SweepPlan) -> ParentRun | None:
         if not self.use_parent_run:
             return None
-        cfg = self.config
+        cfg = self.cfg
         params = {**plan.search, "sweep.optimized_metric": ",".join(plan.metrics),
                   "sweep.direction": ",".join(plan.directions),
                   "sweep.storage": str(self.storage),
@@ -289,7 +300,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             _fail(exc)
         if had_trials and not plan.is_grid:
             self.sampler.reseed_rng()  # a seeded sampler would replay earlier suggestions
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir = Path(str(self.cfg.hydra.sweep.dir))
         log.info("Study %s (%s), %d of %d trials taken, sampler %s, directions %s",
                  name, self.storage, trials.taken(study), self.n_trials,
                  type(self.sampler).__name__, plan.directions)
@@ -376,6 +387,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _launch(self, batch: list[Trial], plan: SweepPlan, run_id: str | None) -> list[Any]:
         """Launch a batch; the job number (and so the trial's subdir) is the trial number."""
+        assert self.launcher is not None
         overrides: list[Sequence[str] | BaseException] = []
         for trial in batch:
             try:

@@ -257,7 +257,8 @@ def _execute(
             proc = subprocess.Popen(
                 command,
                 cwd=cwd,
-                env={} if not problem else {"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": cwd},
+                env=({} if not problem
+                     else {"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": str(cwd)}),
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=out_w,

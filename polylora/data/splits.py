@@ -263,11 +263,11 @@ def _rebalance(
                             best_gain, best_step = gain, (a, g_pos, b, h_pos)
         if best_step is None:
             return
-        a, g_pos, b, h_pos = best_step
+        a, g_pos, b, swap_pos = best_step
         g = members[a].pop(g_pos)
         counts[a] -= sizes[g]
-        if h_pos is not None:
-            h = members[b].pop(h_pos)
+        if swap_pos is not None:
+            h = members[b].pop(swap_pos)
             counts[b] -= sizes[h]
             members[a].append(h)
             counts[a] += sizes[h]

@@ -8,7 +8,6 @@ lines) so that formatting slips are not scored as wrong labels.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -16,6 +15,10 @@ from typing import Any
 from polylora.checking import CheckResult
 from polylora.data.example import Example
 from polylora.errors import ConfigError, DataError
+from polylora.stats import margin_of_error
+
+#: The 95 % normal quantile the ``moe95/*`` metrics have always used.
+Z95 = 1.96
 
 _MARKUP = "*`\"'"
 _TRAILING = ".,;:!?"
@@ -147,13 +150,6 @@ class FieldChecker:
         return CheckResult(correct=correct, details=details)
 
 
-def margin_of_error(p: float, n: int, z: float = 1.96) -> float:
-    """Normal-approximation half-width of the confidence interval for a proportion."""
-    if n <= 0:
-        return float("nan")
-    return z * math.sqrt(max(0.0, p * (1.0 - p)) / n)
-
-
 def field_accuracy_summary(results: Iterable[CheckResult]) -> dict[str, float]:
     """Per-field accuracy, their mean, exact match, and 95% margins of error (±) for each.
 
@@ -175,14 +171,14 @@ def field_accuracy_summary(results: Iterable[CheckResult]) -> dict[str, float]:
     for key, values in per_field.items():
         p = sum(values) / len(values)
         summary[key] = p
-        summary[f"moe95/{key}"] = margin_of_error(p, len(values))
+        summary[f"moe95/{key}"] = margin_of_error(p, len(values), z=Z95)
     if per_field:
         mean = sum(summary[key] for key in per_field) / len(per_field)
         summary["field_acc/mean"] = mean
-        summary["moe95/field_acc/mean"] = margin_of_error(mean, n)
+        summary["moe95/field_acc/mean"] = margin_of_error(mean, n, z=Z95)
     exact = sum(correct) / n
     summary["exact_match"] = exact
-    summary["moe95/exact_match"] = margin_of_error(exact, n)
+    summary["moe95/exact_match"] = margin_of_error(exact, n, z=Z95)
     return summary
 
 

@@ -8,7 +8,8 @@ first. It starts ``mlflow server`` on a free local port in its own process group
 ``#/experiments/<id>?workflowType=machine_learning`` (the runs table; MLflow 3 otherwise opens
 on its GenAI view) in Debian's ``chromium``, and stops the server and its workers afterwards.
 MLflow keeps the runs table's column choice in the browser, not on the server, so no default
-column set can be shipped from here.
+column set can be shipped from here (nor can its MLflow Assistant side panel, open by
+default, be closed): pick metric columns once under "Columns" in the UI.
 """
 
 from __future__ import annotations
@@ -108,9 +109,12 @@ def screenshot(url: str, out: Path, profile: Path, budget_ms: int = 20000) -> No
     if chromium is None:
         raise SystemExit("mlflow_screenshot: chromium not found (apt-get install chromium)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                    f"--virtual-time-budget={budget_ms}", f"--screenshot={out}", url],
-                   check=True, capture_output=True, timeout=180)
+    try:  # a loaded machine needs minutes (the page waits on the server, not virtual time)
+        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                        f"--virtual-time-budget={budget_ms}", f"--screenshot={out}", url],
+                       check=True, capture_output=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"mlflow_screenshot: chromium did not finish {url} in 15 min") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

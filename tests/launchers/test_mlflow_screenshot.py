@@ -26,7 +26,7 @@ def test_screenshot_of_the_training_view(tmp_path: Path) -> None:
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run([sys.executable, str(REPO / "launchers" / "mlflow_screenshot.py"),
                            "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=1500)
+                          text=True, timeout=2400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "workflowType=machine_learning" in proc.stdout
     assert out.stat().st_size > 20_000

@@ -64,6 +64,18 @@ def trial_states(cwd: Path) -> list[tuple[int, str]]:
             return []
 
 
+def has_params(cwd: Path, number: int) -> bool:
+    """Whether trial ``number`` has its parameters recorded (read with plain sqlite)."""
+    with sqlite3.connect(cwd / "optuna.db", timeout=30) as conn:
+        try:
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM trial_params p JOIN trials t ON p.trial_id = t.trial_id "
+                "WHERE t.number = ?", (number,)).fetchone()
+        except sqlite3.OperationalError:
+            return False
+    return count > 0
+
+
 def load_study(cwd: Path, name: str = "smoke-lr") -> Any:
     import optuna
 
@@ -158,7 +170,8 @@ def test_killed_sweep_resumes_to_n_trials(tmp_path: Path) -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             states = [s for _, s in trial_states(tmp_path)]
-            if states.count("COMPLETE") == 1 and states.count("RUNNING") == 1:
+            if (states.count("COMPLETE") == 1 and states.count("RUNNING") == 1
+                    and has_params(tmp_path, 1)):  # killed mid-run, not between ask and suggest
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""

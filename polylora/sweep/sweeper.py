@@ -2,6 +2,8 @@
 
 It reuses the stock implementation's search-space parsing and trial configuration and
 replaces its ``sweep`` loop; see :mod:`polylora.sweep.plugin` for what changes and why.
+Over 400 lines: one subclass of the stock implementation (planning, study, loop, results share
+its state); the bookkeeping it calls lives in ``trials``, ``parent_run`` and ``summary``.
 """
 
 from __future__ import annotations

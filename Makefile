@@ -61,6 +61,7 @@ test-all: install
 
 lint: install
 	$(BIN)/ruff check polylora tests bench launchers hydra_plugins
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/step_time.py

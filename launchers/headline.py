@@ -125,17 +125,14 @@ def host_description() -> str:
     return ", ".join(parts)
 
 
-def _quote(value: str) -> str:
-    """A single-quoted Hydra override string."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def tag_override(launch_id: str, host: str) -> str:
     """Tags every run of the launch carries (merged into ``tracking.tags``)."""
+    from polylora.overrides import hydra_quote
+
     # Hydra's grammar has no use for some characters of a CPU name; keep it plain.
     clean_host = re.sub(r"[^\w .,()@+-]", " ", host)
-    return (f"++tracking.tags={{{LAUNCH_TAG}:{_quote(launch_id)}, "
-            f"{HOST_TAG}:{_quote(clean_host)}}}")
+    return (f"++tracking.tags={{{LAUNCH_TAG}:{hydra_quote(launch_id)}, "
+            f"{HOST_TAG}:{hydra_quote(clean_host)}}}")
 
 
 def shell_join(argv: Sequence[str]) -> str:

@@ -268,7 +268,7 @@ def example_data_path(name: str) -> str:
 
 def _study_name(experiment: str, search: str | None) -> str:
     """``${polylora.study_name:...}`` in conf/sweep/optuna.yaml: the study a search runs in."""
-    from polylora.sweeps import study_name
+    from polylora.record.names import study_name
 
     return study_name(str(experiment), str(search) if search else None)
 

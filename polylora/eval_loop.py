@@ -164,7 +164,7 @@ def _judge_against_baseline(
 
 def _log_passk_plot(metrics: dict[str, float], out_dir: Path) -> None:
     """pass@k vs k with margins of error, when the run computed pass@k."""
-    from polylora.report.plots import passk_plot
+    from polylora.plots import passk_plot
 
     with contextlib.suppress(DataError):  # no pass@k in this run's metrics
         tracking.log_artifact(passk_plot(metrics, out_dir / names.PASSK_PLOT_FILE),

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from polylora.errors import ConfigError
 
@@ -180,7 +180,7 @@ def require_jail(unsafe_ok: bool | None = None) -> None:
         raise ConfigError(f"refusing to execute model-written code: {problem}; {UNSAFE_HINT}")
 
 
-def _user_kwargs() -> dict[str, object]:
+def _user_kwargs() -> dict[str, Any]:
     user = _jail_user()
     return {} if user is None else {"user": user, "group": user, "extra_groups": []}
 
@@ -257,7 +257,8 @@ def _execute(
             proc = subprocess.Popen(
                 command,
                 cwd=cwd,
-                env={} if not problem else {"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": cwd},
+                env=({} if not problem
+                     else {"PATH": os.defpath, "LANG": "C.UTF-8", "HOME": str(cwd)}),
                 stdin=subprocess.DEVNULL,
                 stdout=out_w,
                 stderr=out_w,

@@ -300,17 +300,20 @@ def holm(pvalues: Sequence[float] | np.ndarray) -> list[float]:
     return [float(v) for v in adjusted]
 
 
-def margin_of_error(p: float, n: int, confidence: float = 0.95) -> float:
+def margin_of_error(p: float, n: int, confidence: float = 0.95,
+                    z: float | None = None) -> float:
     """Half-width of the normal-approximation CI of a proportion: ``z * sqrt(p(1-p)/n)``.
 
     Sizes evaluation subsets: p = 0.5, n = 100 gives about ±0.098 (the "±10 % at 95 %" rule).
     The approximation is poor when ``n*p`` or ``n*(1-p)`` is below ~5; use
-    :func:`bootstrap_ci` there.
+    :func:`bootstrap_ci` there. ``z`` fixes the quantile instead of ``confidence`` (logged
+    metrics use the rounded 1.96, so their values stay comparable with earlier runs).
     """
     if not 0.0 <= p <= 1.0:
         raise StatsError(f"margin_of_error: proportion p={p} must lie in [0, 1]")
     if n < 1:
         raise StatsError(f"margin_of_error: sample size n={n} must be >= 1")
-    _check_confidence(confidence)
-    z = float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
+    if z is None:
+        _check_confidence(confidence)
+        z = float(sps.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
     return z * math.sqrt(p * (1.0 - p) / n)

@@ -8,7 +8,6 @@ lines) so that formatting slips are not scored as wrong labels.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -147,11 +146,6 @@ class FieldChecker:
         return CheckResult(correct=correct, details=details)
 
 
-def margin_of_error(p: float, n: int, z: float = 1.96) -> float:
-    """Normal-approximation half-width of the confidence interval for a proportion."""
-    if n <= 0:
-        return float("nan")
-    return z * math.sqrt(max(0.0, p * (1.0 - p)) / n)
 
 
 # --- parsing helpers ----------------------------------------------------------------------

@@ -44,7 +44,7 @@ def render_prompt(example: Example, tok: PreTrainedTokenizerBase, fmt: PromptFor
         messages += _messages(shot.prompt)
         messages.append({"role": "assistant", "content": shot.response})
     messages += _messages(example.prompt)
-    return tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return str(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
 
 def _plain(prompt: str | tuple[dict[str, str], ...]) -> str:

@@ -91,7 +91,8 @@ def split_examples(
     rng.shuffle(ordered)
     counts = largest_remainder(len(ordered), fractions)
     parts = _cut(ordered, counts)
-    return Splits(*parts, strategy="random", seed=seed, fractions=_named(fractions))
+    return Splits(parts[0], parts[1], parts[2], strategy="random", seed=seed,
+                  fractions=_named(fractions))
 
 
 def largest_remainder(n: int, fractions: Sequence[float]) -> list[int]:
@@ -155,7 +156,7 @@ def _stratified_split(
         part.sort(key=_order_key)
         rng.shuffle(part)
     return Splits(
-        *parts,
+        parts[0], parts[1], parts[2],
         strategy="stratified",
         seed=seed,
         by=name,
@@ -210,7 +211,7 @@ def _group_split(
         parts[i].sort(key=_order_key)
         rng.shuffle(parts[i])
     return Splits(
-        *parts,
+        parts[0], parts[1], parts[2],
         strategy="group",
         seed=seed,
         by=name,
@@ -239,7 +240,8 @@ def _rebalance(
 
     allow_swaps = sum(len(m) for m in members) <= max_swap_groups
     for _ in range(100):
-        best_gain, best_step = 1e-9, None
+        best_gain = 1e-9
+        best_step: tuple[int, int, int, int | None] | None = None
         for a in range(3):
             for b in range(3):
                 if a == b or not members[a] or targets[b] <= 0:
@@ -261,11 +263,11 @@ def _rebalance(
                             best_gain, best_step = gain, (a, g_pos, b, h_pos)
         if best_step is None:
             return
-        a, g_pos, b, h_pos = best_step
+        a, g_pos, b, swap_pos = best_step
         g = members[a].pop(g_pos)
         counts[a] -= sizes[g]
-        if h_pos is not None:
-            h = members[b].pop(h_pos)
+        if swap_pos is not None:
+            h = members[b].pop(swap_pos)
             counts[b] -= sizes[h]
             members[a].append(h)
             counts[a] += sizes[h]

@@ -16,7 +16,7 @@ from polylora.errors import ConfigError, DataError, PolyloraError
 from polylora.judge.client import judge_pairwise
 from polylora.judge.scoring import JudgeResult
 from polylora.judge.settings import JudgeConfig
-from polylora.record.names import DEFAULT_TRACKING_URI, GENERATIONS_ARTIFACT
+from polylora.record.names import GENERATIONS_ARTIFACT
 
 _JUDGE_FIELDS = ("model", "criteria", "max_calls", "max_cost_usd", "cache_dir", "seed",
                  "base_url", "price_per_mtok_in", "price_per_mtok_out")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from polylora import stats
 from polylora.checking import Checker, CheckResult
 from polylora.data.example import Example
 from polylora.errors import ConfigError
@@ -54,11 +55,11 @@ class EvalScores:
 
 
 def margin_of_error(p: float, n: int) -> float:
-    """95% margin of error of a proportion ``p`` over ``n`` prompts: 1.96·sqrt(p(1-p)/n)."""
+    """95% margin of error of a proportion ``p`` over ``n`` prompts (NaN for no prompts):
+    :func:`polylora.stats.margin_of_error` with the rounded 1.96 logged metrics have used."""
     if n <= 0:
         return math.nan
-    p = min(max(p, 0.0), 1.0)
-    return 1.96 * math.sqrt(p * (1.0 - p) / n)
+    return stats.margin_of_error(min(max(p, 0.0), 1.0), n, z=1.96)
 
 
 @cache

@@ -148,3 +148,8 @@ def validation_name(name: str) -> str:
     """The validation counterpart of a test metric: ``eval/pass_at_10`` → ``val/pass@10``."""
     key = canonical_metric(name)
     return {"test_loss": "val/loss", "test_perplexity": "val/perplexity"}.get(key, f"val/{key}")
+
+
+def study_name(experiment: str, search: str | None) -> str:
+    """``smoke`` + ``lr`` → ``smoke-lr``: one study per (experiment, search)."""
+    return f"{experiment}-{search}" if search else f"{experiment}-sweep"

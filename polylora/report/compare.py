@@ -597,9 +597,9 @@ def make_plots(
 ) -> tuple[dict[str, str], list[str]]:
     """Write the comparison's PNGs into ``out``; returns ``{title: file name}`` and notes for
     plots that had nothing to show."""
+    from polylora import plots
     from polylora.errors import DataError
     from polylora.metrics.registry import get_metric
-    from polylora.report import plots
 
     all_runs = [r for g in result.groups for r in result.runs[g]]
     made: dict[str, str] = {}

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from helpers import CONF_DIR, REPO
 
-from polylora import sweeps
+from polylora.optimized_metric import metric_split, optimized_metrics
+from polylora.sweep import tags
 
 #: The smoke experiment, shorter still: 2 steps, validation loss only (no generation).
 SMOKE_LR = ["+experiment=smoke", "+hparams_search=lr", "train.max_steps=2",
@@ -35,7 +36,7 @@ def _env() -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop(sweeps.PARENT_RUN_ENV, None)
+    env.pop(tags.PARENT_RUN_ENV, None)
     return env
 
 
@@ -61,6 +62,18 @@ def trial_states(cwd: Path) -> list[tuple[int, str]]:
             return list(conn.execute("SELECT number, state FROM trials ORDER BY number"))
         except sqlite3.OperationalError:  # tables not created yet
             return []
+
+
+def has_params(cwd: Path, number: int) -> bool:
+    """Whether trial ``number`` has its parameters recorded (read with plain sqlite)."""
+    with sqlite3.connect(cwd / "optuna.db", timeout=30) as conn:
+        try:
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM trial_params p JOIN trials t ON p.trial_id = t.trial_id "
+                "WHERE t.number = ?", (number,)).fetchone()
+        except sqlite3.OperationalError:
+            return False
+    return count > 0
 
 
 def load_study(cwd: Path, name: str = "smoke-lr") -> Any:
@@ -119,13 +132,13 @@ def test_every_search_config_composes(search: str) -> None:
     if search == "pareto":
         assert list(cfg.optimized_metric) == ["val/pass@10", "val/semantic_diversity"]
     # a search selects on validation metrics only (the default eval/loss is the val curve)
-    names = sweeps.optimized_metrics(cfg.optimized_metric)
-    assert {sweeps.metric_split(n) for n in names} == {"validation"}
+    names = optimized_metrics(cfg.optimized_metric)
+    assert {metric_split(n) for n in names} == {"validation"}
 
 
 def test_direction_comes_from_the_metric_registry() -> None:
-    from hydra_plugins.polylora_sweeper._impl import PolyloraOptunaSweeperImpl
     from polylora.errors import ConfigError
+    from polylora.sweep.sweeper import PolyloraOptunaSweeperImpl
 
     def impl(direction: object) -> PolyloraOptunaSweeperImpl:
         return PolyloraOptunaSweeperImpl(None, direction, None, None, 1, 1, 1.0, None, None)
@@ -147,8 +160,9 @@ def test_direction_comes_from_the_metric_registry() -> None:
 
 
 def test_killed_sweep_resumes_to_n_trials(tmp_path: Path) -> None:
-    """Kill the sweeper while trial 1 runs; the same command finishes with trials 0, 1, 2."""
-    args = [*SMOKE_LR, "hydra.sweeper.n_trials=3"]
+    """Kill the sweeper while trial 1 runs; the same command ends with three COMPLETE trials:
+    trial 1 (no more heartbeats) is FAIL and a copy with its parameters ran in its place."""
+    args = [*SMOKE_LR, "hydra.sweeper.n_trials=3", "hydra.sweeper.heartbeat_interval=1"]
     proc = subprocess.Popen(_command(tmp_path, *args), cwd=tmp_path, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -156,7 +170,8 @@ def test_killed_sweep_resumes_to_n_trials(tmp_path: Path) -> None:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
             states = [s for _, s in trial_states(tmp_path)]
-            if states.count("COMPLETE") == 1 and states.count("RUNNING") == 1:
+            if (states.count("COMPLETE") == 1 and states.count("RUNNING") == 1
+                    and has_params(tmp_path, 1)):  # killed mid-run, not between ask and suggest
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
@@ -171,23 +186,27 @@ def test_killed_sweep_resumes_to_n_trials(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trial 1 was interrupted" in done.stdout + done.stderr
     study = load_study(tmp_path)
-    assert [(t.number, t.state.name) for t in study.trials] == [
-        (0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[0] == "COMPLETE" and states[1] == "FAIL"
+    assert sorted(states.values()) == ["COMPLETE", "COMPLETE", "COMPLETE", "FAIL"]
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == 1]
+    assert retry.state.name == "COMPLETE" and retry.params == study.trials[1].params
+    complete = sorted(str(n) for n, s in states.items() if s == "COMPLETE")
 
     runs = mlflow_runs(tmp_path)
-    parents = [r for r in runs if r.data.tags.get(sweeps.ROLE_TAG) == "sweep"]
+    parents = [r for r in runs if r.data.tags.get(tags.ROLE_TAG) == "sweep"]
     assert len(parents) == 1  # the resumed sweep reused the parent run
     children = [r for r in runs
-                if r.data.tags.get(sweeps.PARENT_TAG) == parents[0].info.run_id]
-    finished = sorted(r.data.tags[sweeps.TRIAL_TAG] for r in children
+                if r.data.tags.get(tags.PARENT_TAG) == parents[0].info.run_id]
+    finished = sorted(r.data.tags[tags.TRIAL_TAG] for r in children
                       if r.info.status == "FINISHED")
-    assert finished == ["0", "1", "2"]
+    assert finished == complete
     # a run the kill cut short (if trial 1 had started one) is KILLED, not left RUNNING
     assert {r.info.status for r in children} <= {"FINISHED", "KILLED"}
 
     again = sweep(tmp_path, *args)  # complete: nothing left to run
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(load_study(tmp_path).trials) == 3
+    assert len(load_study(tmp_path).trials) == 4
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
@@ -199,8 +218,8 @@ def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None
     by_state = {t.state.name: t for t in study.trials}
     assert sorted(by_state) == ["COMPLETE", "FAIL"]
     assert by_state["FAIL"].params["train.learning_rate"] == -1.0
-    assert "train.learning_rate must be > 0" in by_state["FAIL"].user_attrs[sweeps.ERROR_ATTR]
-    summary = (tmp_path / "multirun" / "smoke-lr" / sweeps.SUMMARY_MD).read_text()
+    assert "train.learning_rate must be > 0" in by_state["FAIL"].user_attrs[tags.ERROR_ATTR]
+    summary = (tmp_path / "multirun" / "smoke-lr" / tags.SUMMARY_MD).read_text()
     assert "| FAIL |" in summary and "train.learning_rate must be > 0" in summary
 
 
@@ -219,9 +238,9 @@ def test_parallel_workers_share_one_study_and_stop_at_n_trials(tmp_path: Path) -
     study = load_study(tmp_path)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
     runs = mlflow_runs(tmp_path)
-    (parent,) = [r for r in runs if r.data.tags.get(sweeps.ROLE_TAG) == "sweep"]
-    children = [r for r in runs if r.data.tags.get(sweeps.PARENT_TAG) == parent.info.run_id]
-    assert sorted(r.data.tags[sweeps.TRIAL_TAG] for r in children) == ["0", "1", "2"]
+    (parent,) = [r for r in runs if r.data.tags.get(tags.ROLE_TAG) == "sweep"]
+    children = [r for r in runs if r.data.tags.get(tags.PARENT_TAG) == parent.info.run_id]
+    assert sorted(r.data.tags[tags.TRIAL_TAG] for r in children) == ["0", "1", "2"]
 
 
 @pytest.mark.slow
@@ -237,10 +256,10 @@ def test_pareto_search_records_two_objectives_and_the_front(tmp_path: Path) -> N
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
     assert all(len(t.values) == 2 for t in study.trials)
     (parent,) = [r for r in mlflow_runs(tmp_path)
-                 if r.data.tags.get(sweeps.ROLE_TAG) == "sweep"]
+                 if r.data.tags.get(tags.ROLE_TAG) == "sweep"]
     front = {t.number for t in study.best_trials}
     assert {int(n) for n in parent.data.tags["polylora.pareto_trials"].split(",")} == front
-    summary = (tmp_path / "multirun" / "smoke_polychromic-pareto" / sweeps.SUMMARY_CSV)
+    summary = (tmp_path / "multirun" / "smoke_polychromic-pareto" / tags.SUMMARY_CSV)
     header = summary.read_text().splitlines()[0].split(",")
     assert header[2:4] == ["val/pass@2", "val/distinct_2"]
 
@@ -253,8 +272,10 @@ def test_pareto_search_records_two_objectives_and_the_front(tmp_path: Path) -> N
                                            "test split"),
         (["lora.rnk=choice(4,8)"], "the search space does not fit the config"),
         (["hydra/sweeper/sampler=grid"], "the grid sampler needs discrete parameters"),
+        (["hydra.sweeper.heartbeat_interval=10", "hydra.sweeper.grace_period=5"],
+         "hydra.sweeper.grace_period=5 must exceed hydra.sweeper.heartbeat_interval=10"),
     ],
-    ids=["unknown-metric", "test-metric", "unknown-key", "grid-on-interval"],
+    ids=["unknown-metric", "test-metric", "unknown-key", "grid-on-interval", "grace-period"],
 )
 def test_bad_input_is_one_line_before_any_trial(tmp_path: Path, args: list[str],
                                                 message: str) -> None:

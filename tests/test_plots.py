@@ -1,4 +1,4 @@
-"""Tests for polylora.report.plots: every figure is a real, non-empty PNG."""
+"""Tests for polylora.plots: every figure is a real, non-empty PNG."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from polylora import plots
 from polylora.errors import DataError
-from polylora.report import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

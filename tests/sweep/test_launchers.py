@@ -1,7 +1,7 @@
 """Sweeps end to end on the tiny model: real Hydra multiruns in subprocesses, a real sqlite
 Optuna study and a real sqlite MLflow store, one tmp dir per test as the working directory.
 
-Also the pieces of ``polylora.sweeps`` on their own (tags override, ownership, summary).
+The sweep's pieces on their own are in the neighbouring files.
 """
 
 from __future__ import annotations
@@ -10,16 +10,14 @@ import csv
 import importlib.util
 import os
 import shlex
-import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from helpers import REPO
 
-from polylora import sweeps
+from polylora.sweep import tags
 
 LAUNCHERS = REPO / "launchers"
 
@@ -40,7 +38,7 @@ def recipe_env(**extra: str) -> dict[str, str]:
         **extra,
     }
     env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop(sweeps.PARENT_RUN_ENV, None)
+    env.pop(tags.PARENT_RUN_ENV, None)
     return env
 
 
@@ -83,13 +81,13 @@ def test_three_trial_sweep_has_one_parent_three_children_and_a_summary(tmp_path:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     runs = mlflow_runs(tmp_path)
-    parents = [r for r in runs if r.data.tags.get(sweeps.ROLE_TAG) == "sweep"]
+    parents = [r for r in runs if r.data.tags.get(tags.ROLE_TAG) == "sweep"]
     assert len(parents) == 1
     parent = parents[0]
-    children = [r for r in runs if r.data.tags.get(sweeps.PARENT_TAG) == parent.info.run_id]
+    children = [r for r in runs if r.data.tags.get(tags.PARENT_TAG) == parent.info.run_id]
     assert len(children) == 3 and len(runs) == 4
-    assert sorted(r.data.tags[sweeps.TRIAL_TAG] for r in children) == ["0", "1", "2"]
-    assert {r.data.tags[sweeps.STUDY_TAG] for r in children} == {"smoke-lr"}
+    assert sorted(r.data.tags[tags.TRIAL_TAG] for r in children) == ["0", "1", "2"]
+    assert {r.data.tags[tags.STUDY_TAG] for r in children} == {"smoke-lr"}
     assert {r.info.status for r in [*children, parent]} == {"FINISHED"}
     assert {r.info.run_name for r in children} == {f"smoke-lr-trial-{i}" for i in range(3)}
 
@@ -101,10 +99,10 @@ def test_three_trial_sweep_has_one_parent_three_children_and_a_summary(tmp_path:
         study.best_params["train.learning_rate"])
     assert parent.data.params["search.train.learning_rate"] == "tag(log, interval(1e-5, 1e-3))"
     assert parent.data.params["sweep.direction"] == "minimize"  # eval/loss, from the registry
-    assert study.user_attrs[sweeps.PARENT_ATTR] == parent.info.run_id
+    assert study.user_attrs[tags.PARENT_ATTR] == parent.info.run_id
 
     sweep_dir = tmp_path / "multirun" / "smoke-lr"
-    rows = read_summary(sweep_dir / sweeps.SUMMARY_CSV)
+    rows = read_summary(sweep_dir / tags.SUMMARY_CSV)
     assert [r["trial"] for r in rows] == ["0", "1", "2"]
     by_run = {r.info.run_id: r for r in children}
     for row in rows:
@@ -115,14 +113,14 @@ def test_three_trial_sweep_has_one_parent_three_children_and_a_summary(tmp_path:
         assert float(row["train_eval_gap"]) == pytest.approx(
             child.data.metrics["train/eval_gap"])
         assert float(row["duration_s"]) > 0
-    md = (sweep_dir / sweeps.SUMMARY_MD).read_text()
+    md = (sweep_dir / tags.SUMMARY_MD).read_text()
     assert md.count("| COMPLETE |") == 3
     # each trial in its own subdir named by trial number, with its adapter
     assert all((sweep_dir / str(i) / "adapter" / "adapter_config.json").exists()
                for i in range(3))
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     logged = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {sweeps.SUMMARY_CSV, sweeps.SUMMARY_MD} <= logged
+    assert {tags.SUMMARY_CSV, tags.SUMMARY_MD} <= logged
 
 
 def test_seed_multirun_groups_runs_for_aggregation(tmp_path: Path) -> None:
@@ -144,12 +142,12 @@ def test_local_parallel_runs_trials_in_worker_processes_one_gpu_each(tmp_path: P
                         recipe_args=("2",), POLYLORA_GPUS="7,8")
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = mlflow_runs(tmp_path)
-    (parent,) = [r for r in runs if r.data.tags.get(sweeps.ROLE_TAG) == "sweep"]
-    children = [r for r in runs if r.data.tags.get(sweeps.PARENT_TAG) == parent.info.run_id]
-    assert sorted(r.data.tags[sweeps.TRIAL_TAG] for r in children) == ["0", "1"]
+    (parent,) = [r for r in runs if r.data.tags.get(tags.ROLE_TAG) == "sweep"]
+    children = [r for r in runs if r.data.tags.get(tags.PARENT_TAG) == parent.info.run_id]
+    assert sorted(r.data.tags[tags.TRIAL_TAG] for r in children) == ["0", "1"]
     assert {r.info.status for r in children} == {"FINISHED"}
     sweep_dir = tmp_path / "multirun" / "smoke-lr"
-    assert len(read_summary(sweep_dir / sweeps.SUMMARY_CSV)) == 2
+    assert len(read_summary(sweep_dir / tags.SUMMARY_CSV)) == 2
     hydra_cfgs = [OmegaConf.load(sweep_dir / str(n) / ".hydra" / "hydra.yaml") for n in (0, 1)]
     assert [c.hydra.job.env_set.CUDA_VISIBLE_DEVICES for c in hydra_cfgs] == ["7", "8"]
     assert {c.hydra.launcher._target_.rsplit(".", 1)[-1] for c in hydra_cfgs} == {
@@ -181,102 +179,3 @@ def test_ray_recipe_says_clearly_when_the_plugin_is_missing() -> None:
         assert "pip install '.[ray]'" in proc.stderr
     else:
         assert proc.returncode == 0 and "hydra/launcher=ray" in proc.stdout
-
-
-# --- the pieces --------------------------------------------------------------------------
-
-
-def test_trial_overrides_parse_and_merge_into_tracking_tags(compose_cfg) -> None:
-    overrides = sweeps.trial_overrides(7, "exp-it's/lr", "abc123")
-    cfg = compose_cfg(["+experiment=smoke", "+tracking.tags={keep:'me'}", *overrides])
-    assert dict(cfg.tracking.tags) == {
-        "keep": "me", "polylora.trial": "7", "polylora.study": "exp-it's/lr",
-        "mlflow.parentRunId": "abc123",
-    }
-    assert cfg.tracking.run_name == "exp-it's/lr-trial-7"
-
-
-def test_owner_of_a_dead_process_is_not_alive() -> None:
-    me = sweeps.owner_id()
-    assert sweeps.owner_alive(me) is True
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    host = socket.gethostname()
-    assert sweeps.owner_alive(f"{host}:{dead.pid}:") is False
-    assert sweeps.owner_alive(f"{host}:{os.getpid()}:not-my-start-time") is False  # pid reuse
-    assert sweeps.owner_alive(f"other-host-{host}:1:") is None
-    assert sweeps.owner_alive(None) is None
-
-
-def test_train_eval_gap_prefers_the_logged_gap() -> None:
-    assert sweeps.train_eval_gap({"train/eval_gap": 0.3, "eval/loss": 9.0}) == 0.3
-    assert sweeps.train_eval_gap({"eval/loss": 2.5, "train/final_loss": 2.0}) == 0.5
-    assert sweeps.train_eval_gap({"eval/loss": 2.5}) is None
-
-
-def test_summary_table_rows_and_markdown(tmp_path: Path) -> None:
-    from datetime import datetime, timedelta
-
-    start = datetime(2026, 1, 1)
-
-    def trial(number: int, state: str, values: list[float] | None, **attrs: str) -> object:
-        return SimpleNamespace(
-            number=number, state=SimpleNamespace(name=state), values=values,
-            params={"lora.rank": 8 * (number + 1)}, user_attrs=attrs,
-            datetime_start=start, datetime_complete=start + timedelta(seconds=4))
-
-    run = SimpleNamespace(
-        data=SimpleNamespace(metrics={"eval/loss": 2.5, "train/final_loss": 2.0}),
-        info=SimpleNamespace(run_id="r1", start_time=1000, end_time=3500))
-    rows = sweeps.trial_rows(
-        [trial(1, "FAIL", None, **{sweeps.ERROR_ATTR: "bad | value"}), trial(0, "COMPLETE", [1.5])],
-        ["eval/loss"], {0: run})
-    csv_path, md_path = sweeps.write_summary(rows, ["eval/loss"], tmp_path, title="Study s")
-    got = read_summary(csv_path)
-    assert got[0] == {"trial": "0", "state": "COMPLETE", "eval/loss": "1.5", "lora.rank": "8",
-                      "train_eval_gap": "0.5", "duration_s": "2.5", "run_id": "r1", "error": ""}
-    assert got[1]["state"] == "FAIL" and got[1]["eval/loss"] == ""
-    assert got[1]["duration_s"] == "4.0" and got[1]["error"] == "bad | value"
-    md = md_path.read_text().splitlines()
-    assert md[0] == "# Study s"
-    assert md[2] == ("| trial | state | eval/loss | lora.rank | train_eval_gap | duration_s "
-                     "| run_id | error |")
-    assert md[5].endswith("| bad \\| value |")
-
-
-def test_gpu_for_job_cycles_over_the_listed_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("POLYLORA_GPUS", "0,1,3")
-    assert [sweeps.gpu_for_job(n) for n in range(5)] == ["0", "1", "3", "0", "1"]
-    monkeypatch.setenv("POLYLORA_GPUS", "")
-    assert sweeps.gpu_for_job(4) == ""
-
-
-def test_study_name() -> None:
-    assert sweeps.study_name("baseline", "rank") == "baseline-rank"
-    assert sweeps.study_name("baseline", None) == "baseline-sweep"
-
-
-def test_search_on_a_test_metric_is_refused_and_named_with_its_fix() -> None:
-    from polylora.errors import ConfigError
-
-    with pytest.raises(ConfigError, match=r"optimized_metric=val/pass@10 \(scored on"):
-        sweeps.check_search_metrics(["eval/pass@10"])
-    with pytest.raises(ConfigError, match=r"\[val/loss,val/pass@10\]"):
-        sweeps.check_search_metrics(["eval/test_loss", "pass_at_10"])
-    sweeps.check_search_metrics(["eval/loss", "val/pass@10", "train/final_loss"])  # accepted
-    assert [sweeps.metric_split(m) for m in ("eval/loss", "val/accuracy", "eval/accuracy",
-                                             "train/loss")] == [
-        "validation", "validation", "test", "train"]
-
-
-def test_default_optimized_metric_is_a_validation_metric(compose_cfg, tmp_path: Path) -> None:
-    cfg = compose_cfg([], output_dir=tmp_path)
-    assert [sweeps.metric_split(m) for m in sweeps.optimized_metrics(cfg.optimized_metric)] == [
-        "validation"]
-
-
-def test_summary_says_which_split_was_optimized(tmp_path: Path) -> None:
-    rows = [sweeps.TrialRow(trial=0, state="COMPLETE", values={"val/pass@10": 0.5}, params={},
-                            train_eval_gap=None, duration_s=1.0, run_id="r", error="")]
-    _, md = sweeps.write_summary(rows, ["val/pass@10"], tmp_path)
-    assert "Optimized on: val/pass@10 (validation split)" in md.read_text()

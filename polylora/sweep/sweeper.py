@@ -1,7 +1,9 @@
 """The sweep loop of the ``polylora_optuna`` sweeper (imported only when a sweep starts).
 
 It reuses the stock implementation's search-space parsing and trial configuration and
-replaces its ``sweep`` loop; see ``polylora_sweeper.py`` for what changes and why.
+replaces its ``sweep`` loop; see :mod:`polylora.sweep.plugin` for what changes and why.
+Over 400 lines: one subclass of the stock implementation (planning, study, loop, results share
+its state); the bookkeeping it calls lives in ``trials``, ``parent_run`` and ``summary``.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -23,12 +26,25 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 )
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
-from polylora import sweeps
 from polylora.errors import ConfigError, PolyloraError
 from polylora.metrics.registry import metric_direction
+from polylora.optimized_metric import check_search_metrics, optimized_metrics
 from polylora.record.names import canonical_metric
+from polylora.sweep import trials
+from polylora.sweep.parent_run import ParentRun
+from polylora.sweep.summary import best_summary, trial_rows, write_summary
+from polylora.sweep.tags import (
+    ERROR_ATTR,
+    PARENT_ATTR,
+    SUMMARY_MD,
+    SWEEPER_ATTR,
+    parent_env,
+    study_name,
+    trial_overrides,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,39 +101,48 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         params: DictConfig | None,
         *,
         resume: bool = True,
-        stale_trials: str = "reclaim",
+        heartbeat_interval: int = 30,
+        grace_period: int | None = None,
+        max_retry: int | None = 3,
         max_consecutive_failures: int = 5,
         parent_run: bool = True,
         summary: bool = True,
     ) -> None:
-        from .polylora_sweeper import STALE_POLICIES
-
-        if stale_trials not in STALE_POLICIES:
-            _fail(ConfigError(f"hydra.sweeper.stale_trials={stale_trials!r} is unknown; use "
-                              f"one of {', '.join(STALE_POLICIES)}"))
+        if grace_period is not None and grace_period <= heartbeat_interval:
+            _fail(ConfigError(f"hydra.sweeper.grace_period={grace_period} must exceed "
+                              f"hydra.sweeper.heartbeat_interval={heartbeat_interval} (null: "
+                              "twice the interval)"))
         if n_jobs < 1 or n_trials < 0:
             _fail(ConfigError(f"hydra.sweeper.n_jobs must be >= 1 and n_trials >= 0, got "
                               f"n_jobs={n_jobs} n_trials={n_trials}"))
         super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs,
                          max_failure_rate, custom_search_space, params)
         self.resume = resume
-        self.stale_trials = stale_trials
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.retry = trials.RetryStaleTrial(max_retry)
         self.max_consecutive_failures = max_consecutive_failures
         self.use_parent_run = parent_run
         self.write_summaries = summary
+
+    @property
+    def cfg(self) -> DictConfig:
+        """The composed config (set by Hydra before ``sweep``)."""
+        assert self.config is not None
+        return self.config
 
     # --- checks before any trial ----------------------------------------------------------
 
     def _directions(self, metrics: list[str]) -> list[str]:
         """From the registry unless set; an unknown metric name is a ConfigError, and so is a
         test-split metric (a search selects on validation metrics only)."""
-        registry = []
+        registry: list[str] = []
         for name in metrics:
             try:
                 registry.append(metric_direction(canonical_metric(name)))
             except ConfigError as exc:
                 raise ConfigError(f"optimized_metric={name}: {exc}") from None
-        sweeps.check_search_metrics(metrics)
+        check_search_metrics(metrics)
         if self.direction is None:
             return registry
         explicit = [str(d).lower() for d in self._get_directions()]
@@ -138,13 +163,15 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         key that doesn't exist fails now, not in every trial."""
         sample = []
         for name, dist in distributions.items():
-            value = dist.choices[0] if isinstance(dist, CategoricalDistribution) else dist.low
+            low = cast(Any, dist).low if not isinstance(dist, CategoricalDistribution) else None
+            value = dist.choices[0] if isinstance(dist, CategoricalDistribution) else low
             sample.append(f"{name}={value}")
         sample += [f"{k}={v}" for k, v in fixed_params.items()] + list(fixed_overrides)
-        extra = sweeps.trial_overrides(0, "check", None, self._name_runs())
+        extra = trial_overrides(0, "check", None, self._name_runs())
         sample += extra
+        assert self.hydra_context is not None
         try:
-            self.hydra_context.config_loader.load_sweep_config(self.config, sample)
+            self.hydra_context.config_loader.load_sweep_config(self.cfg, sample)
         except Exception as exc:
             raise ConfigError(
                 f"the search space does not fit the config: {_one_line(exc)} "
@@ -153,7 +180,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
 
     def _name_runs(self) -> bool:
         """Name trial runs ``<study>-trial-<N>`` unless the config names runs itself."""
-        return OmegaConf.select(self.config, "tracking.run_name") is None
+        return OmegaConf.select(self.cfg, "tracking.run_name") is None
 
     def _search_description(self, params_conf: list[str]) -> dict[str, str]:
         """``search.<key>`` → the override as written (``tag(log, interval(1e-5, 1e-3))``)."""
@@ -163,41 +190,6 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
                 line = override.input_line or ""
                 out[f"search.{override.get_key_element()}"] = line.split("=", 1)[-1]
         return out
-
-    # --- resume ---------------------------------------------------------------------------
-
-    def _stale(self, study: optuna.Study) -> list[Trial]:
-        """RUNNING trials whose sweeper process is gone, taken over by this process."""
-        if self.stale_trials == "ignore":
-            return []
-        me = sweeps.owner_id()
-        out = []
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            owner = frozen.user_attrs.get(sweeps.OWNER_ATTR)
-            alive = sweeps.owner_alive(owner)
-            if (owner is None and study.user_attrs.get(sweeps.SWEEPER_ATTR)
-                    and sweeps.is_sqlite(self.storage)):
-                # polylora sweepers ask and sign a trial under the storage lock, which we
-                # hold: an unsigned RUNNING trial's sweeper died in between
-                alive = False
-            if self.stale_trials == "reclaim" and alive is not False:
-                log.warning(
-                    "trial %d is RUNNING (owner %s, %s): left alone; it counts towards "
-                    "n_trials. If no other sweeper is running, re-run with "
-                    "hydra.sweeper.stale_trials=reclaim_all", frozen.number, owner or "unknown",
-                    "alive" if alive else "on another host or unknown")
-                continue
-            trial = Trial(study, frozen._trial_id)
-            trial.set_user_attr(sweeps.OWNER_ATTR, me)
-            log.info("trial %d was interrupted (owner %s): running it again",
-                     frozen.number, owner)
-            out.append(trial)
-        return out
-
-    def _taken(self, study: optuna.Study) -> int:
-        """Trials that count towards n_trials: finished (COMPLETE, PRUNED, FAIL) or RUNNING."""
-        states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-        return len(study.get_trials(deepcopy=False, states=states))
 
     # --- the sweep -----------------------------------------------------------------------
 
@@ -223,7 +215,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         if not distributions:
             raise ConfigError("nothing to search: hydra.sweeper.params has no sweep "
                               "(choice(...), interval(...), range(...)); add +hparams_search=...")
-        metrics = sweeps.optimized_metrics(self.config.optimized_metric)
+        metrics = optimized_metrics(self.cfg.optimized_metric)
         directions = self._directions(metrics)
         self._check_search_space(distributions, fixed_params, fixed_overrides)
 
@@ -244,22 +236,26 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             for values in grid.values():
                 size *= len(values)
             self.n_trials = min(self.n_trials, size)
-        choices = self.config.hydra.runtime.choices
-        name = self.study_name or sweeps.study_name(
-            str(self.config.experiment), choices.get("hparams_search"))
+        choices = self.cfg.hydra.runtime.choices
+        name = self.study_name or study_name(
+            str(self.cfg.experiment), choices.get("hparams_search"))
         return SweepPlan(name, metrics, directions, distributions, fixed_params,
                          fixed_overrides, is_grid, self._search_description(params_conf))
 
     def _open_study(self, name: str, directions: list[str]) -> optuna.Study:
         try:
-            study = optuna.create_study(study_name=name, storage=self.storage,
-                                        sampler=self.sampler, directions=directions,
+            storage = trials.open_storage(self.storage, self.heartbeat_interval,
+                                          self.grace_period, self.retry)
+            study = optuna.create_study(study_name=name, storage=storage,
+                                        sampler=self.sampler,
+                                        directions=[StudyDirection[d.upper()]
+                                                    for d in directions],
                                         load_if_exists=True)
         except Exception as exc:
             raise ConfigError(f"cannot open the Optuna study {name!r} in {self.storage}: "
                               f"{_one_line(exc)}") from None
-        if not study.user_attrs.get(sweeps.SWEEPER_ATTR):
-            study.set_user_attr(sweeps.SWEEPER_ATTR, True)
+        if not study.user_attrs.get(SWEEPER_ATTR):
+            study.set_user_attr(SWEEPER_ATTR, True)
         existing = [d.name.lower() for d in study.directions]
         if existing != directions:
             raise ConfigError(
@@ -268,10 +264,10 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             )
         return study
 
-    def _open_parent(self, study: optuna.Study, plan: SweepPlan) -> sweeps.ParentRun | None:
+    def _open_parent(self, study: optuna.Study, plan: SweepPlan) -> ParentRun | None:
         if not self.use_parent_run:
             return None
-        cfg = self.config
+        cfg = self.cfg
         params = {**plan.search, "sweep.optimized_metric": ",".join(plan.metrics),
                   "sweep.direction": ",".join(plan.directions),
                   "sweep.storage": str(self.storage),
@@ -281,37 +277,34 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
                 "polylora.n_trials": str(self.n_trials),
                 "polylora.sweep_dir": str(cfg.hydra.sweep.dir)}
         try:
-            parent = sweeps.ParentRun.open(
+            parent = ParentRun.open(
                 str(cfg.tracking.uri), str(cfg.tracking.experiment), plan.study_name,
-                study.user_attrs.get(sweeps.PARENT_ATTR), params, tags)
+                study.user_attrs.get(PARENT_ATTR), params, tags)
         except Exception as exc:
             raise ConfigError(f"cannot start the MLflow parent run at {cfg.tracking.uri}: "
                               f"{_one_line(exc)}") from None
-        study.set_user_attr(sweeps.PARENT_ATTR, parent.run_id)
+        study.set_user_attr(PARENT_ATTR, parent.run_id)
         return parent
 
     def _execute(self, plan: SweepPlan) -> None:
         name, metrics = plan.study_name, plan.metrics
         try:
-            with sweeps.storage_lock(self.storage):
+            with trials.ask_lock(self.storage):  # one parent run, however many workers
                 study = self._open_study(name, plan.directions)
                 had_trials = bool(study.get_trials(deepcopy=False))
-                reclaimed = self._stale(study)
                 parent = self._open_parent(study, plan)
         except PolyloraError as exc:
             _fail(exc)
         if had_trials and not plan.is_grid:
             self.sampler.reseed_rng()  # a seeded sampler would replay earlier suggestions
-        if parent is not None:
-            parent.kill_running_children([t.number for t in reclaimed])
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir = Path(str(self.cfg.hydra.sweep.dir))
         log.info("Study %s (%s), %d of %d trials taken, sampler %s, directions %s",
-                 name, self.storage, self._taken(study) - len(reclaimed), self.n_trials,
+                 name, self.storage, trials.taken(study), self.n_trials,
                  type(self.sampler).__name__, plan.directions)
         status, aborted, complete = "FINISHED", None, False
         try:
-            with sweeps.parent_env(parent.run_id if parent is not None else None):
-                self._loop(study, plan, reclaimed, parent, sweep_dir)
+            with parent_env(parent.run_id if parent is not None else None):
+                self._loop(study, plan, parent, sweep_dir)
         except KeyboardInterrupt:
             status = "KILLED"
             raise
@@ -327,32 +320,36 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             _fail(aborted, code=1)
         if not complete and study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             _fail(SweepAborted(f"no trial of study {name!r} completed; see the errors in "
-                               f"{sweep_dir / sweeps.SUMMARY_MD}"), code=1)
+                               f"{sweep_dir / SUMMARY_MD}"), code=1)
 
-    def _loop(self, study: optuna.Study, plan: SweepPlan, queue: list[Trial],
-              parent: sweeps.ParentRun | None, sweep_dir: Path) -> None:
-        """Batches of ``n_jobs`` trials (interrupted ones first) until n_trials are taken."""
-        me = sweeps.owner_id()
+    def _loop(self, study: optuna.Study, plan: SweepPlan, parent: ParentRun | None,
+              sweep_dir: Path) -> None:
+        """Batches of ``n_jobs`` trials (retries of interrupted ones first) until n_trials
+        are taken."""
         asked = 0
         consecutive = 0
+        waited = False
         while True:
-            batch, queue = queue[: self.n_jobs], queue[self.n_jobs:]
-            free = self.n_jobs - len(batch)
-            if free > 0:
-                with sweeps.storage_lock(self.storage):
-                    if self.resume:
-                        allowed = self.n_trials - self._taken(study)
-                    else:
-                        allowed = self.n_trials - asked
-                    new = [study.ask() for _ in range(max(0, min(free, allowed)))]
-                    for trial in new:
-                        trial.set_user_attr(sweeps.OWNER_ATTR, me)
-                asked += len(new)
-                batch += new
+            with trials.ask_lock(self.storage):
+                trials.fail_stale(study)
+                if self.resume:
+                    allowed = self.n_trials - trials.taken(study)
+                else:
+                    allowed = self.n_trials - asked
+                batch = trials.ask(study, max(0, min(self.n_jobs, allowed)))
+            stale = self.retry.take_stale()
+            if parent is not None and stale:
+                parent.kill_running_children(stale)
+            asked += len(batch)
             if not batch:
-                return
+                if not self._wait_for_running(study, waited):
+                    return
+                waited = True
+                continue
             failures = 0
-            returns = self._launch(batch, plan, parent.run_id if parent is not None else None)
+            with trials.heartbeat(study, batch):
+                returns = self._launch(batch, plan,
+                                       parent.run_id if parent is not None else None)
             for trial, ret in zip(batch, returns, strict=True):
                 error = self._tell(study, trial, ret, len(plan.metrics), plan.is_grid)
                 if error is None:
@@ -370,19 +367,32 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             if 0 < self.max_consecutive_failures <= consecutive:
                 raise SweepAborted(
                     f"{consecutive} trials failed in a row (see "
-                    f"{sweep_dir / sweeps.SUMMARY_MD}); fix the cause and re-run the same "
+                    f"{sweep_dir / SUMMARY_MD}); fix the cause and re-run the same "
                     "command to continue the study")
+
+    def _wait_for_running(self, study: optuna.Study, waited: bool) -> bool:
+        """With nothing left to ask: wait one heartbeat interval if trials of other workers
+        (or of a killed sweeper, until their heartbeat is stale) still run; False to stop."""
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not (running and self.resume and trials.has_heartbeat(study)):
+            return False
+        if not waited:
+            log.info("waiting for %d running trial(s) of other workers (a killed worker's "
+                     "trial is retried after hydra.sweeper.grace_period)", len(running))
+        time.sleep(self.heartbeat_interval)
+        return True
 
     def _launch(self, batch: list[Trial], plan: SweepPlan, run_id: str | None) -> list[Any]:
         """Launch a batch; the job number (and so the trial's subdir) is the trial number."""
+        assert self.launcher is not None
         overrides: list[Sequence[str] | BaseException] = []
         for trial in batch:
             try:
                 (over,) = self._configure_trials([trial], plan.distributions,
                                                  plan.fixed_params, plan.fixed_overrides)
-                overrides.append((*over, *sweeps.trial_overrides(
+                overrides.append((*over, *trial_overrides(
                     trial.number, plan.study_name, run_id, self._name_runs())))
-            except Exception as exc:  # e.g. a reclaimed trial whose space has changed
+            except Exception as exc:  # e.g. a retried trial whose space has changed
                 overrides.append(exc)
         runnable = [(t, o) for t, o in zip(batch, overrides, strict=True)
                     if not isinstance(o, BaseException)]
@@ -414,7 +424,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
                                      f"{n_objectives} objectives")
         except Exception as exc:
             error = _one_line(exc)[:500]
-            trial.set_user_attr(sweeps.ERROR_ATTR, error)
+            trial.set_user_attr(ERROR_ATTR, error)
             study.tell(trial, state=TrialState.FAIL)
             return error
         try:
@@ -427,22 +437,22 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
     # --- results ------------------------------------------------------------------------
 
     def _summary(self, study: optuna.Study, name: str, metrics: list[str],
-                 parent: sweeps.ParentRun | None, sweep_dir: Path) -> list[Path]:
+                 parent: ParentRun | None, sweep_dir: Path) -> list[Path]:
         try:
             children = parent.children() if parent is not None else {}
         except Exception as exc:
             log.warning("could not read the trials' MLflow runs: %s", _one_line(exc))
             children = {}
-        rows = sweeps.trial_rows(study.get_trials(deepcopy=False), metrics, children)
-        return list(sweeps.write_summary(rows, metrics, sweep_dir, title=f"Study {name}"))
+        rows = trial_rows(study.get_trials(deepcopy=False), metrics, children)
+        return list(write_summary(rows, metrics, sweep_dir, title=f"Study {name}"))
 
     def _finish(self, study: optuna.Study, name: str, metrics: list[str],
-                parent: sweeps.ParentRun | None, sweep_dir: Path, status: str,
+                parent: ParentRun | None, sweep_dir: Path, status: str,
                 quiet: bool = False) -> bool:
         """Summary, best result and parent run status; True if some trial completed."""
         try:
             files = self._summary(study, name, metrics, parent, sweep_dir)
-            best = sweeps.best_summary(study, metrics)
+            best = best_summary(study, metrics)
             if len(metrics) == 1:
                 results = {"name": "optuna", "best_params": best.get("params"),
                            "best_value": best.get("value"), "best_trial": best.get("trial")}

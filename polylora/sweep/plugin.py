@@ -1,0 +1,131 @@
+"""The ``polylora_optuna`` Hydra sweeper: a thin subclass of hydra-optuna-sweeper's.
+
+``python -m polylora -m +experiment=smoke +hparams_search=lr hydra.sweeper.n_trials=3``
+
+What it adds to the stock Optuna sweeper (see ``docs/sweeps.md``):
+
+* **resume to n_trials**: re-running the same command continues the sqlite study and runs only
+  the trials still missing (the stock sweeper adds ``n_trials`` more each time); a trial whose
+  sweeper died (no heartbeat, Optuna's RDB heartbeat) is marked FAIL and run again with the
+  same parameters under a new trial number;
+* **direction from the metric registry** when ``direction`` is not set;
+* **fail fast**: an unknown ``optimized_metric`` or a search key the config lacks is one
+  ``polylora: error:`` line before any trial starts; failing trials are recorded FAIL and the
+  sweep goes on;
+* **MLflow parent run** per study (reused on resume); each trial's run is its child, tagged
+  ``polylora.trial`` and ``polylora.study``;
+* **summary table** (``summary.csv`` + ``summary.md`` in the sweep dir, logged to the parent).
+
+Module imports stay light: Hydra imports every plugin module on each start (through the
+shim ``hydra_plugins/polylora_sweeper``); the sweep loop, :mod:`polylora.sweep.sweeper`, is
+imported when a sweep starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import DictConfig
+
+from polylora.sweep.gpus import register_resolvers
+
+
+@dataclass
+class PolyloraOptunaSweeperConf(OptunaSweeperConf):
+    """``hydra/sweeper=polylora_optuna``: the stock fields, polylora defaults, and extras."""
+
+    _target_: str = "polylora.sweep.plugin.PolyloraOptunaSweeper"
+    # null: from the metric registry (metric_direction(optimized_metric)); or
+    # minimize | maximize | a list of them (one per metric of a list optimized_metric).
+    direction: Any = None
+    # Sqlite in the working directory: what makes a sweep resumable.
+    storage: Any = "sqlite:///optuna.db"
+    # null: "<experiment>-<hparams_search choice>".
+    study_name: str | None = None
+    n_trials: int = 20
+    # Trials per batch. The sweeper waits for the whole batch (the slowest trial) before asking
+    # for the next: see launchers/parallel_workers.sh for the workaround.
+    n_jobs: int = 1
+    # 1.0: a failing trial is recorded FAIL and the sweep goes on.
+    max_failure_rate: float = 1.0
+    # true: the study ends with n_trials trials, counting those from earlier runs of the same
+    # command; false: the stock behaviour (each run adds n_trials).
+    resume: bool = True
+    # Optuna's RDB heartbeat: a RUNNING trial records one every heartbeat_interval seconds;
+    # one silent for grace_period seconds (null: twice the interval) is marked FAIL and queued
+    # again with the same parameters, at most max_retry times (null: no limit). 0: off.
+    heartbeat_interval: int = 30
+    grace_period: int | None = None
+    max_retry: int | None = 3
+    # Stop the sweep after this many failures in a row (0: never).
+    max_consecutive_failures: int = 5
+    # One MLflow parent run per study, trials as its children.
+    parent_run: bool = True
+    # summary.csv + summary.md in the sweep dir after every batch.
+    summary: bool = True
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="polylora_optuna",
+    node=PolyloraOptunaSweeperConf,
+    provider="polylora",
+)
+
+register_resolvers()
+
+
+class PolyloraOptunaSweeper(OptunaSweeper):
+    """Builds :class:`PolyloraOptunaSweeperImpl` instead of the stock implementation."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        direction: Any,
+        storage: Any | None,
+        study_name: str | None,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        custom_search_space: str | None,
+        params: DictConfig | None,
+        resume: bool = True,
+        heartbeat_interval: int = 30,
+        grace_period: int | None = None,
+        max_retry: int | None = 3,
+        max_consecutive_failures: int = 5,
+        parent_run: bool = True,
+        summary: bool = True,
+    ) -> None:
+        from polylora.sweep.sweeper import PolyloraOptunaSweeperImpl
+
+        sampler = instantiate(
+            sampler,
+            _execution_whitelist_=(
+                "hydra_plugins.hydra_optuna_sweeper.*",
+                "optuna.samplers.*",
+            ),
+        )
+        self.sweeper = PolyloraOptunaSweeperImpl(
+            sampler,
+            direction,
+            storage,
+            study_name,
+            n_trials,
+            n_jobs,
+            max_failure_rate,
+            custom_search_space,
+            params,
+            resume=resume,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            max_retry=max_retry,
+            max_consecutive_failures=max_consecutive_failures,
+            parent_run=parent_run,
+            summary=summary,
+        )

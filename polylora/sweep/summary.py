@@ -1,0 +1,130 @@
+"""The per-trial summary table of a sweep (``summary.csv`` + ``summary.md`` in the sweep
+directory) and the study's best trial or Pareto front.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from polylora.optimized_metric import metric_split
+from polylora.sweep.tags import ERROR_ATTR, SUMMARY_CSV, SUMMARY_MD
+
+
+@dataclass
+class TrialRow:
+    """One row of the summary table."""
+
+    trial: int
+    state: str
+    values: dict[str, float | None]
+    params: dict[str, Any]
+    train_eval_gap: float | None
+    duration_s: float | None
+    run_id: str | None
+    error: str | None
+
+
+def train_eval_gap(metrics: Mapping[str, float]) -> float | None:
+    """``train/eval_gap`` as logged, else ``eval/loss − train/final_loss``, else None."""
+    if "train/eval_gap" in metrics:
+        return float(metrics["train/eval_gap"])
+    if "eval/loss" in metrics and "train/final_loss" in metrics:
+        return float(metrics["eval/loss"]) - float(metrics["train/final_loss"])
+    return None
+
+
+def trial_rows(trials: Sequence[Any], metric_names: Sequence[str],
+               children: Mapping[int, Any]) -> list[TrialRow]:
+    """Rows from Optuna's frozen trials joined with their MLflow child runs."""
+    rows = []
+    for t in sorted(trials, key=lambda t: t.number):
+        run = children.get(t.number)
+        metrics = dict(run.data.metrics) if run is not None else {}
+        values: dict[str, float | None] = dict.fromkeys(metric_names)
+        if t.values is not None:
+            values = dict(zip(metric_names, t.values, strict=False))
+        duration = None
+        if run is not None and run.info.end_time and run.info.start_time:
+            duration = (run.info.end_time - run.info.start_time) / 1000.0
+        elif t.datetime_start is not None and t.datetime_complete is not None:
+            duration = (t.datetime_complete - t.datetime_start).total_seconds()
+        rows.append(TrialRow(
+            trial=t.number,
+            state=t.state.name,
+            values=values,
+            params=dict(t.params),
+            train_eval_gap=train_eval_gap(metrics),
+            duration_s=duration,
+            run_id=run.info.run_id if run is not None else None,
+            error=t.user_attrs.get(ERROR_ATTR),
+        ))
+    return rows
+
+
+def _columns(rows: Sequence[TrialRow], metric_names: Sequence[str]) -> list[str]:
+    params: list[str] = []
+    for row in rows:
+        params += [p for p in row.params if p not in params]
+    return ["trial", "state", *metric_names, *params, "train_eval_gap", "duration_s",
+            "run_id", "error"]
+
+
+def _record(row: TrialRow) -> dict[str, Any]:
+    return {"trial": row.trial, "state": row.state, **row.values, **row.params,
+            "train_eval_gap": row.train_eval_gap, "duration_s": row.duration_s,
+            "run_id": row.run_id, "error": row.error}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def write_summary(rows: Sequence[TrialRow], metric_names: Sequence[str], out_dir: Path,
+                  title: str = "") -> tuple[Path, Path]:
+    """``summary.csv`` (full precision) and ``summary.md`` (rounded) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns = _columns(rows, metric_names)
+    csv_path = out_dir / SUMMARY_CSV
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            record = _record(row)
+            writer.writerow({c: "" if record.get(c) is None else record.get(c) for c in columns})
+    md_path = out_dir / SUMMARY_MD
+    lines = [f"# {title}", ""] if title else []
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        record = _record(row)
+        lines.append("| " + " | ".join(_cell(record.get(c)) for c in columns) + " |")
+    lines += ["", "Optimized on: " + "; ".join(
+        f"{m} ({metric_split(m)} split)" for m in metric_names
+    ) + ". Test-split metrics are never optimized; report them once, for the chosen config."]
+    md_path.write_text("\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+def best_summary(study: Any, metric_names: Sequence[str]) -> dict[str, Any]:
+    """Best trial (one objective) or Pareto front (several) of an Optuna study; {} if none."""
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        return {}
+    if len(metric_names) == 1:
+        best = study.best_trial
+        return {"trial": best.number, "value": best.value, "params": dict(best.params)}
+    front = study.best_trials
+    return {
+        "pareto_trials": [t.number for t in front],
+        "solutions": [{"trial": t.number, "params": dict(t.params),
+                       "values": dict(zip(metric_names, t.values, strict=False))}
+                      for t in front],
+    }

@@ -15,10 +15,11 @@ R is the number of samples in the micro-batch. The constant normalizer (Dr. GRPO
 estimator unbiased for the gradient of E[Σ_i A_i] whatever the lengths; per-sample mean
 weights a token of a short answer more (length bias). KL is to the base model (adapter
 disabled), see :func:`polylora.objectives.logprobs.kl_surrogate`. The Trainer does the
-accumulation, checkpointing and the CE backward; when it hands the objective its ``backward``
-(:attr:`Objective.backward_fn`), the PG pass runs in micro-batches of ``pg_micro_batch``
-prompts, each backpropagated at once, so only one micro-batch's autograd graph is alive (the
-peak memory of a polychromic step); the loss value and gradients are those of the single pass.
+accumulation, checkpointing and the last backward; when it hands the objective its
+``backward`` (:attr:`Objective.backward_fn`), the PG pass and the CE pass run in micro-batches
+of ``micro_batch`` prompts, each backpropagated at once, so only one micro-batch's autograd
+graph is alive (the peak memory of a step); the loss value and gradients are those of the
+single pass (CE's dropout masks are drawn per micro-batch: other draws, same distribution).
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ import numpy as np
 import torch
 
 from polylora.data.example import Example
-from polylora.data.formatting import render_prompt
+from polylora.data.formatting import IGNORE_INDEX, render_prompt
 from polylora.errors import ConfigError
 from polylora.generation import SamplingParams, eval_mode, sample
 from polylora.objectives.advantages import ADVANTAGE_NORMS, normalize_advantages
 from polylora.objectives.base import LossOutput, Objective, ObjectiveContext
-from polylora.objectives.ce import cross_entropy_loss
+from polylora.objectives.ce import cross_entropy_loss, response_token_nll_sum
 from polylora.objectives.logprobs import kl_surrogate, pack, prefix_token_logprobs
 from polylora.objectives.monitors import (
     MonitorWarning,
@@ -122,7 +123,7 @@ class SampledSetObjective(Objective):
         collapse_floor: float = 0.1,
         collapse_patience: int = 3,
         hacking_window: int = 6,
-        pg_micro_batch: int = 2,
+        micro_batch: int = 2,
     ) -> None:
         p = "objective."
         w = self.weight_name
@@ -154,7 +155,7 @@ class SampledSetObjective(Objective):
                            ("no_signal_patience", no_signal_patience),
                            ("collapse_patience", collapse_patience),
                            ("hacking_window", hacking_window),
-                           ("pg_micro_batch", pg_micro_batch)):
+                           ("micro_batch", micro_batch)):
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                     f"{p}{key} must be an integer >= 1, got {value!r}")
         require(is_number(collapse_floor) and 0 <= collapse_floor <= 1,
@@ -179,8 +180,9 @@ class SampledSetObjective(Objective):
         self.collapse_floor = float(collapse_floor)
         self.collapse_patience = collapse_patience
         self.hacking_window = hacking_window
-        # Prompts per backward of the PG pass (memory, not the estimator: not a logged param).
-        self.pg_micro_batch = pg_micro_batch
+        # Prompts per backward of the PG and CE passes (memory, not the estimator: not a
+        # logged param).
+        self.micro_batch = micro_batch
         self.monitor = TrainingMonitor(collapse_floor, collapse_patience, hacking_window,
                                        weight_name=w)
         self.no_signal = NoSignalMonitor(no_signal_patience)
@@ -262,7 +264,7 @@ class SampledSetObjective(Objective):
         """The PG loss (and KL) of the samples WITH grad, dropout off (as when sampling).
 
         Skipped (exactly 0, no forward) when every advantage is 0 and β = 0. With
-        ``backward``, the pass runs ``pg_micro_batch`` prompts at a time and backpropagates
+        ``backward``, the pass runs ``micro_batch`` prompts at a time and backpropagates
         ``loss_scale · (λ·PG + β·KL)`` of each micro-batch at once (all but the last when
         ``keep_last``), so only one micro-batch's graph is alive; those parts come back
         detached. Without it, one pass over all prompts (one graph, as before).
@@ -272,7 +274,7 @@ class SampledSetObjective(Objective):
         if not flat or (self.kl_weight == 0 and all(a == 0.0 for a in flat)):
             zero = torch.zeros((), device=device)
             return PGTerms(pg_loss=zero, skipped=True)
-        size = self.pg_micro_batch if backward is not None else max(len(prompt_ids), 1)
+        size = self.micro_batch if backward is not None else max(len(prompt_ids), 1)
         starts = list(range(0, len(prompt_ids), size))
         pg_parts: list[torch.Tensor] = []
         kl_parts: list[torch.Tensor] = []
@@ -389,15 +391,16 @@ class SampledSetObjective(Objective):
         # With CE, the PG pass runs on the unwrapped module: one DDP forward (the CE one) per
         # backward. Without CE it must be the DDP forward itself (gradients are all-reduced).
         net = unwrapped if with_ce else model
-        # Micro-batched backward (the Trainer's) only on an unwrapped module, and BEFORE the
-        # CE forward: a DDP wrapper expects no backward between its forward and the Trainer's.
-        backward = self.backward_fn if net is unwrapped else None
+        # Micro-batched backward (the Trainer's) only without a DDP wrapper, which expects one
+        # backward per forward (its gradient all-reduce); there, one graph as before.
+        backward = self.backward_fn if model is unwrapped else None
         if not with_ce and all(a == 0 for aa in advantages for a in aa) and self.kl_weight == 0:
             terms = self._zero_graph_terms(net, prompts, sample_ids)
         else:
             terms = self.pg_terms(net, prompts, sample_ids, advantages, backward=backward,
                                   loss_scale=1.0 / ga, keep_last=not with_ce)
-        ce = cross_entropy_loss(model, batch, num_items_in_batch, ga) if with_ce else None
+        ce = (self._micro_batched_ce(model, batch, num_items_in_batch, ga, backward)
+              if with_ce else None)
         t3 = time.perf_counter()
 
         extra = self.pg_weight * terms.pg_loss
@@ -433,6 +436,34 @@ class SampledSetObjective(Objective):
         })
         self._observe(step, micro, ga, mean_d, mean_q, has_signal)
         return LossOutput(loss=loss, metrics=metrics)
+
+    def _micro_batched_ce(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                          num_items_in_batch: int | torch.Tensor | None, ga: int,
+                          backward: Callable[[torch.Tensor], Any] | None) -> torch.Tensor:
+        """:func:`cross_entropy_loss` of the batch; with ``backward``, ``micro_batch`` rows at a
+        time (each cut to its longest row), all but the last backpropagated here. The value
+        is the same token mean: each part is divided by the whole batch's token count."""
+        rows = batch["input_ids"].shape[0]
+        if backward is None or rows <= self.micro_batch:
+            return cross_entropy_loss(model, batch, num_items_in_batch, ga)
+        labels = batch["labels"]
+        denominator = (num_items_in_batch if num_items_in_batch is not None
+                       else (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
+        parts = []
+        for r0 in range(0, rows, self.micro_batch):
+            mask = batch["attention_mask"][r0 : r0 + self.micro_batch]
+            width = int(mask.sum(1).max())  # right-padded: later columns are all padding
+            if bool(mask[:, width:].any()):
+                width = mask.shape[1]
+            sub = {key: batch[key][r0 : r0 + self.micro_batch, :width]
+                   for key in ("input_ids", "attention_mask", "labels")}
+            nll, _ = response_token_nll_sum(model, sub)
+            part = nll / denominator
+            if r0 + self.micro_batch < rows:
+                backward(part)
+                part = part.detach()
+            parts.append(part)
+        return torch.stack(parts).sum()
 
     def _zero_graph_terms(self, model: torch.nn.Module, prompts: list[list[int]],
                           sample_ids: list[list[list[int]]]) -> PGTerms:

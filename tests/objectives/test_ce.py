@@ -118,4 +118,4 @@ def test_logits_only_where_scored_equal_full_logits_nll_and_gradients() -> None:
         torch.testing.assert_close(a, b)
     nothing, zero = response_token_nll_sum(
         model, {**batch, "labels": torch.full_like(labels, IGNORE_INDEX)})
-    assert float(nothing) == 0.0 and int(zero) == 0
+    assert float(nothing.detach()) == 0.0 and int(zero) == 0

@@ -4,7 +4,8 @@ Where a polychromic training step's memory goes: builds ``polychromic_0.3`` (emb
 SmolLM2, untrained adapter: its samples run long, the worst case), then runs ``--steps``
 objective steps (loss, backward) on one batch of 8 word-task prompts, printing the process's
 RSS and peak RSS after loading, after each phase the objective exposes (sampling, scoring,
-the teacher-forced pass over the samples) and after the backward. Overrides (after ``--``)
+the teacher-forced pass over the samples) and after the backward. The objective gets the
+Trainer's backward (micro-batched PG pass) unless ``--single-pass``. Overrides (after ``--``)
 go to the composed config, e.g. ``hardware=cpu_bf16`` or ``objective.max_new_tokens=8``.
 """
 
@@ -30,7 +31,7 @@ from polylora.objectives.base import ObjectiveContext  # noqa: E402
 from polylora.pipeline import prompt_format  # noqa: E402
 from polylora.training import IndexedCollator  # noqa: E402
 
-PHASES = ("generate", "score", "_fused_losses", "pg_loss_from_samples")
+PHASES = ("generate", "score_sets", "pg_terms")
 
 
 def report(tag: str) -> None:
@@ -45,6 +46,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description="memory of a polychromic step, by phase")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--single-pass", action="store_true",
+                   help="no backward handed to the objective: the PG pass as one graph")
     p.add_argument("overrides", nargs="*")
     a = p.parse_args()
     if a.threads:
@@ -76,6 +79,8 @@ def main() -> None:
                 return out
 
             setattr(objective, name, wrapped)
+    if not a.single_pass:  # as the Trainer does: the objective backpropagates micro-batches
+        objective.backward_fn = lambda t: t.backward()
     model.train()
     for step in range(a.steps):
         torch.manual_seed(step)

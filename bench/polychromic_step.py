@@ -99,7 +99,9 @@ def timed(clocks: dict[str, Clock], name: str, fn: Any) -> Any:
 
 def run_step(model: Any, objective: Any, batch: dict[str, torch.Tensor],
              optimizer: torch.optim.Optimizer, clock: Clock) -> dict[str, float]:
-    """One optimizer step (loss, backward, AdamW step) timed into ``clock``; its metrics."""
+    """One optimizer step (loss, backward, AdamW step) timed into ``clock``; its metrics. The
+    objective gets a backward as from the Trainer (it may backpropagate micro-batches itself)."""
+    objective.backward_fn = lambda t: t.backward()
     with clock:
         out = objective.compute_loss(model, batch, None, 1)
         out.loss.backward()
@@ -171,7 +173,7 @@ def main() -> None:
                                   lr=args.lr)
     clocks: dict[str, Clock] = {}
     poly.generate = timed(clocks, "gen", poly.generate)  # type: ignore[method-assign]
-    poly.score = timed(clocks, "score", poly.score)  # type: ignore[method-assign]
+    poly.score_sets = timed(clocks, "score", poly.score_sets)  # type: ignore[method-assign]
 
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start")
     print(f"model={args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "

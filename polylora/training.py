@@ -82,6 +82,7 @@ class PolyloraTrainer(Trainer):
             loss = cross_entropy_loss(model, inputs, num_items_in_batch, 1)
             return (loss, {}) if return_outputs else loss
         self.objective.global_step = self.state.global_step  # survives train.resume
+        self.objective.backward_fn = self.accelerator.backward  # micro-batched parts
         out = self.objective.compute_loss(
             model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps
         )

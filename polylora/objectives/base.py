@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,10 @@ class Objective(ABC):
     #: The optimizer step the Trainer is on, set before each ``compute_loss`` (restored by
     #: ``train.resume``); None outside a Trainer.
     global_step: int | None = None
+    #: The Trainer's backward (``accelerator.backward``), set before each ``compute_loss``: an
+    #: objective may backpropagate parts of its loss itself (micro-batches, to bound memory)
+    #: and return the rest. None outside a Trainer: return the whole loss.
+    backward_fn: Callable[[torch.Tensor], Any] | None = None
 
     def check_data(self, has_checker: bool) -> None:  # noqa: B027 (optional hook)
         """Raise ConfigError if this objective cannot work with the configured data."""

@@ -12,10 +12,26 @@ from polylora.objectives.base import LossOutput, Objective
 def response_token_nll_sum(
     model: torch.nn.Module, batch: dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token NLL over labelled positions, and the number of those positions."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    """Summed next-token NLL over labelled positions, and the number of those positions.
+
+    Logits are computed only from the first column any row needs onwards (``logits_to_keep``):
+    prompt positions predict nothing that is scored, and the vocabulary projection of all of
+    them was the largest tensor of the pass (a model without ``logits_to_keep`` computes all).
+    """
+    labels = batch["labels"]
+    shift_labels = labels[:, 1:]
+    scored = (shift_labels != IGNORE_INDEX).any(0).nonzero()
+    first = int(scored[0]) if len(scored) else shift_labels.shape[1]
+    width = labels.shape[1]
+    keep = min(max(width - 1 - first, 1) + 1, width)  # logits at positions first .. end
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    try:
+        logits = model(**inputs, logits_to_keep=keep).logits
+    except TypeError:  # a model without logits_to_keep
+        logits = model(**inputs).logits
+    logits = logits[:, -keep:]
     shift_logits = logits[:, :-1, :].float()
-    shift_labels = batch["labels"][:, 1:]
+    shift_labels = labels[:, width - keep + 1 :]
     nll = F.cross_entropy(
         shift_logits.reshape(-1, shift_logits.size(-1)),
         shift_labels.reshape(-1),

@@ -15,6 +15,18 @@ from dataclasses import dataclass
 import torch
 
 
+def gather_logprobs(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """log softmax(logits / T)[y] as ``logit[y] / T − logsumexp(logits / T)``: the same
+    numbers without keeping a full-vocabulary ``log_softmax`` copy for the backward."""
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
 @dataclass
 class Packed:
     """Teacher-forcing input for the samples: ids/mask of [prompt | sample] rows, the sample
@@ -36,9 +48,8 @@ class Packed:
             out = net(**inputs, logits_to_keep=self.width_s + 1)
         except TypeError:  # a model without logits_to_keep
             out = net(**inputs)
-        logits = out.logits[:, -(self.width_s + 1) : -1].float() / temperature
-        logp = torch.log_softmax(logits, dim=-1)
-        return logp.gather(-1, self.targets.unsqueeze(-1)).squeeze(-1) * self.target_mask
+        logits = out.logits[:, -(self.width_s + 1) : -1]
+        return gather_logprobs(logits, self.targets, temperature) * self.target_mask
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -133,7 +144,14 @@ def prefix_token_logprobs(
         s_ids[r, : len(s)] = torch.tensor(s, dtype=torch.long)
         s_mask[r, : len(s)] = 1
     s_ids, s_mask = s_ids.to(device), s_mask.to(device)
-    logits = [out.logits[:, -1:].repeat_interleave(n, dim=0)]  # predicts each sample's token 0
+    # The prompt pass's last position predicts each sample's token 0 (the log-normalizer is
+    # computed once per prompt), the sample pass the rest; log-probs are gathered per part, so
+    # no concatenated or repeated full-vocabulary copy is kept.
+    head = out.logits[:, -1].float()
+    if temperature != 1.0:
+        head = head / temperature
+    rows_of = torch.arange(len(rows), device=device) // n
+    parts = [(head[rows_of, s_ids[:, 0]] - torch.logsumexp(head, dim=-1)[rows_of])[:, None]]
     if width > 1:
         cache.batch_repeat_interleave(n)
         start = p_mask.sum(1).repeat_interleave(n)[:, None]
@@ -141,7 +159,6 @@ def prefix_token_logprobs(
                    attention_mask=torch.cat([p_mask.repeat_interleave(n, dim=0),
                                              s_mask[:, :-1]], dim=1),
                    position_ids=start + torch.arange(width - 1, device=device))
-        logits.append(out2.logits)
-    logp = torch.log_softmax(torch.cat(logits, dim=1).float() / temperature, dim=-1)
+        parts.append(gather_logprobs(out2.logits, s_ids[:, 1:], temperature))
     mask = s_mask.float()
-    return logp.gather(-1, s_ids.unsqueeze(-1)).squeeze(-1) * mask, mask
+    return torch.cat(parts, dim=1) * mask, mask

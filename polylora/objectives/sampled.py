@@ -15,7 +15,11 @@ R is the number of samples in the micro-batch. The constant normalizer (Dr. GRPO
 estimator unbiased for the gradient of E[Σ_i A_i] whatever the lengths; per-sample mean
 weights a token of a short answer more (length bias). KL is to the base model (adapter
 disabled), see :func:`polylora.objectives.logprobs.kl_surrogate`. The Trainer does the
-backward, accumulation, checkpointing; this class only builds the loss (no training loop).
+accumulation, checkpointing and the last backward; when it hands the objective its
+``backward`` (:attr:`Objective.backward_fn`), the PG pass and the CE pass run in micro-batches
+of ``micro_batch`` prompts, each backpropagated at once, so only one micro-batch's autograd
+graph is alive (the peak memory of a step); the loss value and gradients are those of the
+single pass (CE's dropout masks are drawn per micro-batch: other draws, same distribution).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +35,12 @@ import numpy as np
 import torch
 
 from polylora.data.example import Example
-from polylora.data.formatting import render_prompt
+from polylora.data.formatting import IGNORE_INDEX, render_prompt
 from polylora.errors import ConfigError
 from polylora.generation import SamplingParams, eval_mode, sample
 from polylora.objectives.advantages import ADVANTAGE_NORMS, normalize_advantages
 from polylora.objectives.base import LossOutput, Objective, ObjectiveContext
-from polylora.objectives.ce import cross_entropy_loss
+from polylora.objectives.ce import cross_entropy_loss, response_token_nll_sum
 from polylora.objectives.logprobs import kl_surrogate, pack, prefix_token_logprobs
 from polylora.objectives.monitors import (
     MonitorWarning,
@@ -65,7 +69,8 @@ class SetScores:
 
 @dataclass
 class PGTerms:
-    """The score-function loss (unscaled micro-batch value), optional KL, diagnostics."""
+    """The score-function loss (unscaled micro-batch value), optional KL, diagnostics. Parts
+    already backpropagated by :meth:`SampledSetObjective.pg_terms` enter detached (value only)."""
 
     pg_loss: torch.Tensor
     kl_loss: torch.Tensor | None = None
@@ -118,6 +123,7 @@ class SampledSetObjective(Objective):
         collapse_floor: float = 0.1,
         collapse_patience: int = 3,
         hacking_window: int = 6,
+        micro_batch: int = 2,
     ) -> None:
         p = "objective."
         w = self.weight_name
@@ -148,7 +154,8 @@ class SampledSetObjective(Objective):
         for key, value in (("max_new_tokens", max_new_tokens), ("generate_every", generate_every),
                            ("no_signal_patience", no_signal_patience),
                            ("collapse_patience", collapse_patience),
-                           ("hacking_window", hacking_window)):
+                           ("hacking_window", hacking_window),
+                           ("micro_batch", micro_batch)):
             require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                     f"{p}{key} must be an integer >= 1, got {value!r}")
         require(is_number(collapse_floor) and 0 <= collapse_floor <= 1,
@@ -173,6 +180,9 @@ class SampledSetObjective(Objective):
         self.collapse_floor = float(collapse_floor)
         self.collapse_patience = collapse_patience
         self.hacking_window = hacking_window
+        # Prompts per backward of the PG and CE passes (memory, not the estimator: not a
+        # logged param).
+        self.micro_batch = micro_batch
         self.monitor = TrainingMonitor(collapse_floor, collapse_patience, hacking_window,
                                        weight_name=w)
         self.no_signal = NoSignalMonitor(no_signal_patience)
@@ -247,27 +257,55 @@ class SampledSetObjective(Objective):
         prompt_ids: Sequence[Sequence[int]],
         sample_ids: Sequence[Sequence[Sequence[int]]],
         advantages: Sequence[Sequence[float]],
+        backward: Callable[[torch.Tensor], Any] | None = None,
+        loss_scale: float = 1.0,
+        keep_last: bool = False,
     ) -> PGTerms:
         """The PG loss (and KL) of the samples WITH grad, dropout off (as when sampling).
 
-        Skipped (exactly 0, no forward) when every advantage is 0 and β = 0.
+        Skipped (exactly 0, no forward) when every advantage is 0 and β = 0. With
+        ``backward``, the pass runs ``micro_batch`` prompts at a time and backpropagates
+        ``loss_scale · (λ·PG + β·KL)`` of each micro-batch at once (all but the last when
+        ``keep_last``), so only one micro-batch's graph is alive; those parts come back
+        detached. Without it, one pass over all prompts (one graph, as before).
         """
         device = next(model.parameters()).device
         flat = [float(a) for aa in advantages for a in aa]
         if not flat or (self.kl_weight == 0 and all(a == 0.0 for a in flat)):
             zero = torch.zeros((), device=device)
             return PGTerms(pg_loss=zero, skipped=True)
-        logp, mask = self.sample_logprobs(model, prompt_ids, sample_ids)
-        adv = torch.tensor(flat, device=device, dtype=logp.dtype)
-        per_token = logp.detach().sum(1) / mask.sum(1).clamp(min=1)
-        terms = PGTerms(pg_loss=self._reduce(-adv * logp.sum(1), mask),
-                        mean_logprob=float(per_token.mean()))
-        if self.kl_weight > 0:
-            with torch.no_grad(), self._base_model(model):
-                ref, _ = self.sample_logprobs(model, prompt_ids, sample_ids)
-            surrogate, estimate = kl_surrogate(logp, ref, mask, self.kl_estimator)
-            terms.kl_loss = self._reduce(surrogate, mask)
-            terms.kl = float(estimate.mean())
+        size = self.micro_batch if backward is not None else max(len(prompt_ids), 1)
+        starts = list(range(0, len(prompt_ids), size))
+        pg_parts: list[torch.Tensor] = []
+        kl_parts: list[torch.Tensor] = []
+        logprob_sum = kl_sum = 0.0
+        row = 0
+        for k, b0 in enumerate(starts):
+            prompts, samples = prompt_ids[b0 : b0 + size], sample_ids[b0 : b0 + size]
+            logp, mask = self.sample_logprobs(model, prompts, samples)
+            adv = torch.tensor(flat[row : row + len(logp)], device=device, dtype=logp.dtype)
+            row += len(logp)
+            logprob_sum += float((logp.detach().sum(1) / mask.sum(1).clamp(min=1)).sum())
+            pg = self._reduce(-adv * logp.sum(1), mask, len(flat))
+            kl = None
+            if self.kl_weight > 0:
+                with torch.no_grad(), self._base_model(model):
+                    ref, _ = self.sample_logprobs(model, prompts, samples)
+                surrogate, estimate = kl_surrogate(logp, ref, mask, self.kl_estimator)
+                kl = self._reduce(surrogate, mask, len(flat))
+                kl_sum += float(estimate.sum())
+            if backward is not None and not (keep_last and k == len(starts) - 1):
+                part = self.pg_weight * pg + (self.kl_weight * kl if kl is not None else 0.0)
+                backward(part * loss_scale)
+                pg, kl = pg.detach(), (kl.detach() if kl is not None else None)
+            pg_parts.append(pg)
+            if kl is not None:
+                kl_parts.append(kl)
+        terms = PGTerms(pg_loss=torch.stack(pg_parts).sum(),
+                        mean_logprob=logprob_sum / len(flat))
+        if kl_parts:
+            terms.kl_loss = torch.stack(kl_parts).sum()
+            terms.kl = kl_sum / len(flat)
         return terms
 
     def sample_logprobs(
@@ -292,11 +330,13 @@ class SampledSetObjective(Objective):
             packed = pack(prompt_ids, sample_ids, pad, next(model.parameters()).device)
             return packed.token_logprobs(model, self.temperature), packed.target_mask
 
-    def _reduce(self, per_sample_sums: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Σ over a sample's tokens → one number: / (R · max_new_tokens) or per-sample mean."""
+    def _reduce(self, per_sample_sums: torch.Tensor, mask: torch.Tensor,
+                total: int) -> torch.Tensor:
+        """Σ over a sample's tokens → one number: / (R · max_new_tokens) or per-sample mean,
+        R = ``total`` samples of the step (these rows may be one micro-batch of them)."""
         if self.pg_normalizer == "constant":
-            return per_sample_sums.sum() / (len(per_sample_sums) * self.max_new_tokens)
-        return (per_sample_sums / mask.sum(1).clamp(min=1)).mean()
+            return per_sample_sums.sum() / (total * self.max_new_tokens)
+        return (per_sample_sums / mask.sum(1).clamp(min=1)).sum() / total
 
     @staticmethod
     def _base_model(model: torch.nn.Module) -> Any:
@@ -347,15 +387,20 @@ class SampledSetObjective(Objective):
         advantages = normalize_advantages(scored.advantages, self.advantage_norm)  # type: ignore[arg-type]
         self.last_scored, self.last_advantages = scored, advantages
         t2 = time.perf_counter()
-        ce = (cross_entropy_loss(model, batch, num_items_in_batch, ga)
-              if self.ce_weight > 0 else None)
+        with_ce = self.ce_weight > 0
         # With CE, the PG pass runs on the unwrapped module: one DDP forward (the CE one) per
         # backward. Without CE it must be the DDP forward itself (gradients are all-reduced).
-        net = unwrapped if ce is not None else model
-        if ce is None and all(a == 0 for aa in advantages for a in aa) and self.kl_weight == 0:
+        net = unwrapped if with_ce else model
+        # Micro-batched backward (the Trainer's) only without a DDP wrapper, which expects one
+        # backward per forward (its gradient all-reduce); there, one graph as before.
+        backward = self.backward_fn if model is unwrapped else None
+        if not with_ce and all(a == 0 for aa in advantages for a in aa) and self.kl_weight == 0:
             terms = self._zero_graph_terms(net, prompts, sample_ids)
         else:
-            terms = self.pg_terms(net, prompts, sample_ids, advantages)
+            terms = self.pg_terms(net, prompts, sample_ids, advantages, backward=backward,
+                                  loss_scale=1.0 / ga, keep_last=not with_ce)
+        ce = (self._micro_batched_ce(model, batch, num_items_in_batch, ga, backward)
+              if with_ce else None)
         t3 = time.perf_counter()
 
         extra = self.pg_weight * terms.pg_loss
@@ -384,12 +429,41 @@ class SampledSetObjective(Objective):
             "train/sample_tokens": float(np.mean([len(s) for ss in sample_ids for s in ss])),
             "train/generation_time_s": t1 - t0,
             "train/scoring_time_s": t2 - t1,
-            # the forwards (CE + PG); the backward runs in the Trainer after this returns
+            # CE's forward and the PG pass (its backward too when micro-batched); the
+            # remaining backward runs in the Trainer after this returns
             "train/learning_time_s": t3 - t2,
             **scored.metrics,
         })
         self._observe(step, micro, ga, mean_d, mean_q, has_signal)
         return LossOutput(loss=loss, metrics=metrics)
+
+    def _micro_batched_ce(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                          num_items_in_batch: int | torch.Tensor | None, ga: int,
+                          backward: Callable[[torch.Tensor], Any] | None) -> torch.Tensor:
+        """:func:`cross_entropy_loss` of the batch; with ``backward``, ``micro_batch`` rows at a
+        time (each cut to its longest row), all but the last backpropagated here. The value
+        is the same token mean: each part is divided by the whole batch's token count."""
+        rows = batch["input_ids"].shape[0]
+        if backward is None or rows <= self.micro_batch:
+            return cross_entropy_loss(model, batch, num_items_in_batch, ga)
+        labels = batch["labels"]
+        denominator = (num_items_in_batch if num_items_in_batch is not None
+                       else (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
+        parts = []
+        for r0 in range(0, rows, self.micro_batch):
+            mask = batch["attention_mask"][r0 : r0 + self.micro_batch]
+            width = int(mask.sum(1).max())  # right-padded: later columns are all padding
+            if bool(mask[:, width:].any()):
+                width = mask.shape[1]
+            sub = {key: batch[key][r0 : r0 + self.micro_batch, :width]
+                   for key in ("input_ids", "attention_mask", "labels")}
+            nll, _ = response_token_nll_sum(model, sub)
+            part = nll / denominator
+            if r0 + self.micro_batch < rows:
+                backward(part)
+                part = part.detach()
+            parts.append(part)
+        return torch.stack(parts).sum()
 
     def _zero_graph_terms(self, model: torch.nn.Module, prompts: list[list[int]],
                           sample_ids: list[list[list[int]]]) -> PGTerms:

@@ -87,3 +87,35 @@ def test_ce_objective_reports_no_metrics_and_keeps_the_graph() -> None:
     assert out.metrics == {} and out.loss.requires_grad
     out.loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_logits_only_where_scored_equal_full_logits_nll_and_gradients() -> None:
+    """The NLL computes logits from the first scored column on (``logits_to_keep``): same sum,
+    count and gradients as cross-entropy over every position's logits, including a row whose
+    response starts later, a padded row and a batch with nothing scored."""
+    import torch.nn.functional as F
+
+    model, _tok, _feats = setup()
+    torch.manual_seed(0)
+    ids = torch.randint(5, 100, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0
+    labels = ids.clone()
+    labels[:, :6] = IGNORE_INDEX
+    labels[1, :8] = IGNORE_INDEX
+    labels[2, 9:] = IGNORE_INDEX
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    nll, count = response_token_nll_sum(model, batch)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    full = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+    assert int(count) == int((labels[:, 1:] != IGNORE_INDEX).sum()) == 13
+    torch.testing.assert_close(nll, full)
+    params = [p for p in model.parameters() if p.requires_grad][-3:]
+    g_kept = torch.autograd.grad(nll, params)
+    g_full = torch.autograd.grad(full, params)
+    for a, b in zip(g_kept, g_full, strict=True):
+        torch.testing.assert_close(a, b)
+    nothing, zero = response_token_nll_sum(
+        model, {**batch, "labels": torch.full_like(labels, IGNORE_INDEX)})
+    assert float(nothing.detach()) == 0.0 and int(zero) == 0

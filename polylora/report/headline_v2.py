@@ -344,7 +344,9 @@ def render(launch: Launch, loaded: Sequence[Loaded]) -> str:
         vs = _delta(front.versus_ce_best[arm]) if arm in front.versus_ce_best else "–"
         out.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + f" | {inside} | {vs} |")
     out += ["", "## Notes", ""]
-    out += [f"- {n}" for n in two.notes] or ["- none"]
+    out += [f"- {n}" for n in two.notes]
+    if not two.notes and not launch.phases:
+        out.append("- none")
     if launch.phases:
         out.append("- wall time per phase: " + ", ".join(
             f"{k} {v / 60:.1f} min" for k, v in launch.phases.items()))

@@ -3,7 +3,7 @@ arm continued from that seed's adapter), the evaluation-only temperature sweep, 
 
 Each job is the pipeline itself (:func:`polylora.pipeline.execute` on the config Hydra composes
 from the experiment files ``headline_v2_*``), so run ids come back as values, not from output.
-Overrides after ``--`` reach every job unchanged (``hardware=gpu model=hf model.name=...``).
+Overrides after ``--`` reach every job unchanged (``hardware=gpu model=hf model.path=...``).
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ REPORT_NAME = "headline_v2.md"
 LAUNCH_FILE = "headline_v2_launch.json"
 DEFAULT_SEEDS = "1,2,3"
 DEFAULT_TEMPERATURES = "0.7,1.3"
+DEFAULT_SWEEP_ARMS = "ce,polychromic"
 #: The smallest pass@10 gain worth detecting (docs/results/headline_v2_plan.md).
 DEFAULT_SESOI = 0.05
 
@@ -137,8 +138,9 @@ def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
     p.add_argument("--smoke", action="store_true", help="the tiny random model (seconds)")
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma-separated (default %(default)s)")
     p.add_argument("--arms", default=",".join(ARMS), help="stage-1 arms (default %(default)s)")
-    p.add_argument("--sweep-arms", default=None, help="arms of the temperature sweep "
-                   "(default: every arm)")
+    p.add_argument("--sweep-arms", default=DEFAULT_SWEEP_ARMS,
+                   help="arms of the temperature sweep (default %(default)s: CE's frontier and "
+                        "the primary arm's; the others are evaluated at their own T only)")
     p.add_argument("--temperatures", default=DEFAULT_TEMPERATURES,
                    help="evaluation-only temperatures besides the arms' own (default %(default)s)")
     p.add_argument("--sesoi", type=float, default=DEFAULT_SESOI,
@@ -159,7 +161,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
     except ValueError as exc:
         p.error(f"--seeds and --temperatures take comma-separated numbers ({exc})")
     args.arm_list = [a for a in args.arms.split(",") if a.strip()]
-    args.sweep_list = [a for a in (args.sweep_arms or args.arms).split(",") if a.strip()]
+    args.sweep_list = [a for a in args.sweep_arms.split(",") if a.strip()]
     bad = [a for a in [*args.arm_list, *args.sweep_list] if a not in ARMS]
     if bad or not set(args.sweep_list) <= set(args.arm_list):
         p.error(f"--arms/--sweep-arms: choose among {','.join(ARMS)} (sweep arms must be arms)")

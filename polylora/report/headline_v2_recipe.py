@@ -46,9 +46,13 @@ def overrides(launch: Launch, stage: str, seed: int, out_dir: Path, extra: Seque
     ]
     if adapter:
         out.append(f"model.adapter={adapter}")
+    # The group names the stage whatever the overlays set ``experiment`` to (``experiment=``
+    # on the command line would select the experiment group instead of naming the run).
+    group = experiment_name(stage)
     if temperature is not None:
-        out += [f"eval.temperature={temperature}",
-                f"tracking.group={experiment_name(stage)}@T{temperature:g}"]
+        out.append(f"eval.temperature={temperature}")
+        group += f"@T{temperature:g}"
+    out.append(f"tracking.group={group}")
     return [*out, *extra]
 
 

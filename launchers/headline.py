@@ -38,6 +38,8 @@ runs), ``--lambdas 0.1,0.5`` and ``--lambda-seed N`` (the sweep), ``--launch-id 
 """
 
 # ruff: noqa: E501  (the docstring's first line is the exact command, nanochat-style)
+# Long (~420 lines): the first design's steps and report-only path; --v2 hands over to
+# polylora.report.headline_v2_recipe.
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,9 @@
 """python launchers/headline.py [--smoke] [--seeds 42,123,456] [--tracking-uri ...] [--experiment-name headline] [--lambda-sweep]
 
+``--v2`` runs the second design instead (SFT then RL arms, temperature sweep, per-kind report:
+``python launchers/headline.py --v2 [--smoke] [--seeds 1,2,3] [-- overrides]``, see
+polylora/report/headline_v2_recipe.py and docs/results/headline_v2_plan.md).
+
 The headline experiment in one command: does polychromic training beat CE at pass@k on the
 builtin word task (the research question)? Steps, each printed before it runs:
 
@@ -34,6 +38,8 @@ runs), ``--lambdas 0.1,0.5`` and ``--lambda-seed N`` (the sweep), ``--launch-id 
 """
 
 # ruff: noqa: E501  (the docstring's first line is the exact command, nanochat-style)
+# Long (~420 lines): the first design's steps and report-only path; --v2 hands over to
+# polylora.report.headline_v2_recipe.
 from __future__ import annotations
 
 import argparse
@@ -311,6 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the recipe; returns 0 (a failing step exits with its status)."""
     from polylora.report import headline
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--v2" in argv:  # the second design: polylora.report.headline_v2_recipe
+        from polylora.report import headline_v2_recipe
+
+        rest = [a for a in argv if a != "--v2"]
+        return headline_v2_recipe.main(rest, REPO, shell_join(["python", "launchers/headline.py",
+                                                               *argv]))
     args, extra = parse_args(argv)
     arms = SMOKE if args.smoke else FULL
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -44,10 +44,21 @@ def is_secret_key(key: str) -> bool:
     return bool(SECRET_KEY.search(str(key).rsplit(".", 1)[-1]))
 
 
+def _environment() -> dict[str, str]:
+    """A snapshot of ``os.environ``; another thread (MLflow's telemetry) may change it while
+    it is read, which raises KeyError/RuntimeError mid-iteration: read it again."""
+    for _ in range(10):
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):
+            continue
+    return dict(os.environ)
+
+
 def _env_secrets() -> list[str]:
     values = {
         value
-        for name, value in os.environ.items()
+        for name, value in _environment().items()
         if _ENV_SECRET.search(name) and len(value) >= _MIN_ENV_SECRET
     }
     return sorted(values, key=len, reverse=True)

@@ -47,6 +47,33 @@ _ACCEPTED_MIN_ZIPF = 2.0
 _WORD_RE = re.compile(r"[A-Za-z]+")
 
 
+#: How many letter constraints a prompt of each kind sets (the report's one- vs two-constraint).
+CONSTRAINTS_OF_KIND = {"start": 1, "length": 2, "end": 2}
+
+
+@lru_cache(maxsize=1)
+def _prompt_patterns() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """One regex per prompt template (placeholders as wildcards), with the template's kind."""
+    out = []
+    for kind, templates in _TEMPLATES.items():
+        for t in templates:
+            body = re.escape(t + _SUFFIX)
+            for name in ("start", "end"):
+                body = body.replace(re.escape("{" + name + "}"), "[a-z]")
+            body = body.replace(re.escape("{length}"), "[0-9]+")
+            out.append((re.compile(body), kind))
+    return tuple(out)
+
+
+def prompt_kind(prompt: str) -> str | None:
+    """The constraint kind (``start``, ``length``, ``end``) of a word-task prompt's text, or
+    None if the text is not one of the task's templates (e.g. a chat-formatted prompt)."""
+    for pattern, kind in _prompt_patterns():
+        if pattern.fullmatch(prompt.strip()):
+            return kind
+    return None
+
+
 @lru_cache(maxsize=1)
 def _listed_words() -> frozenset[str]:
     """Alphabetic words of the ``english-words`` ``web2`` and ``gcide`` lists, as spelled there."""

@@ -116,3 +116,18 @@ def test_common_word_targets() -> None:
 def test_invalid_task_settings(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         WordTask(n_examples=5, **kwargs).load()
+
+
+def test_prompt_kind_reads_every_template_back() -> None:
+    """The report splits prompts by kind from their text alone (generations.jsonl keeps no
+    fields): every generated prompt maps back to the kind it was drawn as."""
+    from polylora.data.words import CONSTRAINTS_OF_KIND, prompt_kind
+
+    examples = WordTask(n_examples=300, seed=3).load()
+    for e in examples:
+        drawn = "length" if "length" in e.fields else "end" if "end" in e.fields else "start"
+        assert prompt_kind(e.prompt) == drawn, e.prompt
+    assert {CONSTRAINTS_OF_KIND[prompt_kind(e.prompt)] for e in examples} == {1, 2}
+    assert prompt_kind("Name a fruit. Answer with the word only.") is None
+    assert prompt_kind("Name an English word that starts with 'ab'. Answer with the word only.") \
+        is None  # two letters: not a template of the task

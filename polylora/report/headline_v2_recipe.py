@@ -1,0 +1,218 @@
+"""Runs the headline's second design in one process: stage 0 (a CE run per seed), stage 1 (each
+arm continued from that seed's adapter), the evaluation-only temperature sweep, then the report.
+
+Each job is the pipeline itself (:func:`polylora.pipeline.execute` on the config Hydra composes
+from the experiment files ``headline_v2_*``), so run ids come back as values, not from output.
+Overrides after ``--`` reach every job unchanged (``hardware=gpu model=hf model.path=...``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from polylora.report.headline_v2 import ARMS, Launch, RunRef
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+LAUNCH_TAG = "polylora.launch"
+STAGE_TAG = "polylora.stage"
+SMOKE_OVERLAY = "headline_v2_smoke"
+TEMPERATURE_OVERLAY = "headline_v2_temperature"
+
+
+def experiment_name(stage: str) -> str:
+    """The experiment file of a stage: ``sft`` or an arm."""
+    return f"headline_v2_{stage}"
+
+
+def overrides(launch: Launch, stage: str, seed: int, out_dir: Path, extra: Sequence[str],
+              adapter: str | None = None, temperature: float | None = None) -> list[str]:
+    """Hydra overrides of one job (the experiment list, seed, store, tags, output folder)."""
+    experiments = [experiment_name(stage)]
+    if temperature is not None:
+        experiments.append(TEMPERATURE_OVERLAY)
+    if launch.smoke:
+        experiments.append(SMOKE_OVERLAY)
+    kind = "sft" if stage == "sft" else ("temperature" if temperature is not None else "arm")
+    out = [
+        f"+experiment=[{','.join(experiments)}]",
+        f"seed={seed}",
+        f"tracking.uri={launch.tracking_uri}",
+        f"tracking.experiment={launch.experiment}",
+        f"++tracking.tags={{{LAUNCH_TAG}:'{launch.launch_id}',{STAGE_TAG}:{kind}}}",
+        f"output_dir={out_dir}",
+    ]
+    if adapter:
+        out.append(f"model.adapter={adapter}")
+    # The group names the stage whatever the overlays set ``experiment`` to (``experiment=``
+    # on the command line would select the experiment group instead of naming the run).
+    group = experiment_name(stage)
+    if temperature is not None:
+        out.append(f"eval.temperature={temperature}")
+        group += f"@T{temperature:g}"
+    out.append(f"tracking.group={group}")
+    return [*out, *extra]
+
+
+def compose(job_overrides: Sequence[str]) -> Any:
+    """The job's config, composed from ``polylora/conf`` as ``python -m polylora`` would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from polylora.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
+        return hydra_compose(config_name="config", overrides=list(job_overrides))
+
+
+def execute(job_overrides: Sequence[str]) -> tuple[str, float]:
+    """Run one job; returns its MLflow run id and the temperature it was evaluated at."""
+    from polylora.pipeline import execute as run_job
+
+    cfg = compose(job_overrides)
+    result = run_job(cfg)
+    return result.run_id, float(cfg.eval.temperature)
+
+
+def run_design(launch: Launch, runs_dir: Path, extra: Sequence[str] = (),
+               sweep_arms: Sequence[str] | None = None,
+               job: Callable[[Sequence[str]], tuple[str, float]] = execute,
+               log: Callable[[str], None] = print) -> Launch:
+    """Stage 0, stage 1 and the temperature sweep for every seed; fills ``launch.runs`` and
+    ``launch.phases`` (seconds) and returns ``launch``."""
+    sweep_arms = list(sweep_arms or launch.arms)
+    unknown = [a for a in [*launch.arms, *sweep_arms] if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; the arms are {list(ARMS)}")
+    phases = {"stage 0 (SFT)": 0.0, "stage 1 (arms)": 0.0, "temperature sweep": 0.0}
+
+    def timed(phase: str, stage: str, seed: int, **kw: Any) -> tuple[str, float]:
+        name = stage if kw.get("temperature") is None else f"{stage}-T{kw['temperature']:g}"
+        log(f"[headline v2] seed {seed}: {name}")
+        started = time.time()
+        out = job(overrides(launch, stage, seed, runs_dir / f"seed{seed}" / name, extra, **kw))
+        phases[phase] += time.time() - started
+        return out
+
+    for seed in launch.seeds:
+        sft_id, t0 = timed("stage 0 (SFT)", "sft", seed)
+        launch.runs.append(RunRef(sft_id, "sft", "sft", seed, t0))
+        adapter = f"runs:/{sft_id}/adapter"
+        arm_ids = {}
+        for arm in launch.arms:
+            run_id, t = timed("stage 1 (arms)", arm, seed, adapter=adapter)
+            arm_ids[arm] = run_id
+            launch.runs.append(RunRef(run_id, "arm", arm, seed, t))
+        for arm in sweep_arms:
+            for temp in launch.temperatures:
+                run_id, t = timed("temperature sweep", arm, seed,
+                                  adapter=f"runs:/{arm_ids[arm]}/adapter", temperature=temp)
+                launch.runs.append(RunRef(run_id, "temperature", arm, seed, t))
+    launch.phases = phases
+    return launch
+
+
+REPORT_NAME = "headline_v2.md"
+LAUNCH_FILE = "headline_v2_launch.json"
+DEFAULT_SEEDS = "1,2,3"
+DEFAULT_TEMPERATURES = "0.7,1.3"
+DEFAULT_SWEEP_ARMS = "ce,polychromic"
+#: The smallest pass@10 gain worth detecting (docs/results/headline_v2_plan.md).
+DEFAULT_SESOI = 0.05
+
+
+def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
+    """Options, and the Hydra overrides after ``--``."""
+    import argparse
+
+    argv = list(argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    p = argparse.ArgumentParser(
+        prog="launchers/headline.py --v2",
+        description="The headline's second design: SFT per seed, then CE / pass@1 RL / "
+                    "polychromic / pass@k RL from it, a temperature sweep, the report.")
+    p.add_argument("--smoke", action="store_true", help="the tiny random model (seconds)")
+    p.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma-separated (default %(default)s)")
+    p.add_argument("--arms", default=",".join(ARMS), help="stage-1 arms (default %(default)s)")
+    p.add_argument("--sweep-arms", default=DEFAULT_SWEEP_ARMS,
+                   help="arms of the temperature sweep (default %(default)s: CE's frontier and "
+                        "the primary arm's; the others are evaluated at their own T only)")
+    p.add_argument("--temperatures", default=DEFAULT_TEMPERATURES,
+                   help="evaluation-only temperatures besides the arms' own (default %(default)s)")
+    p.add_argument("--sesoi", type=float, default=DEFAULT_SESOI,
+                   help="smallest effect of interest on the primary endpoint (default %(default)s)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: "
+                   "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db; --smoke: sqlite in --out)")
+    p.add_argument("--experiment-name", default=None,
+                   help="MLflow experiment (default headline_v2; --smoke headline_v2_smoke)")
+    p.add_argument("--out", default=None, help="report folder (default docs/results; --smoke: "
+                   "a new temporary folder)")
+    p.add_argument("--launch-id", default=None, help="tag of this launch's runs")
+    p.add_argument("--report-only", action="store_true",
+                   help=f"rewrite the report from <out>/{LAUNCH_FILE} (no runs)")
+    args = p.parse_args(argv)
+    try:
+        args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+        args.temperature_list = [float(t) for t in args.temperatures.split(",") if t.strip()]
+    except ValueError as exc:
+        p.error(f"--seeds and --temperatures take comma-separated numbers ({exc})")
+    args.arm_list = [a for a in args.arms.split(",") if a.strip()]
+    args.sweep_list = [a for a in args.sweep_arms.split(",") if a.strip()]
+    bad = [a for a in [*args.arm_list, *args.sweep_list] if a not in ARMS]
+    if bad or not set(args.sweep_list) <= set(args.arm_list):
+        p.error(f"--arms/--sweep-arms: choose among {','.join(ARMS)} (sweep arms must be arms)")
+    if len(args.seed_list) < 2:
+        p.error("--seeds: give at least two seeds (the statistics pair arms by seed)")
+    return args, extra
+
+
+def main(argv: Sequence[str], repo: Path, command: str) -> int:
+    """Run the design (or, with ``--report-only``, only the report); returns 0."""
+    import os
+    import shlex
+    import tempfile
+    import uuid
+    from datetime import datetime
+
+    from polylora.report.headline_v2 import write_report
+
+    args, extra = parse_args(argv)
+    if args.out:
+        out = Path(args.out).resolve()
+    elif args.smoke:
+        out = Path(tempfile.mkdtemp(prefix="polylora-headline-v2-smoke-"))
+    else:
+        out = repo / "docs" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    launch_file = out / LAUNCH_FILE
+    if args.report_only:
+        launch = Launch.load(launch_file)
+    else:
+        uri = args.tracking_uri or (f"sqlite:///{out / 'mlflow.db'}" if args.smoke else
+                                    os.environ.get("MLFLOW_TRACKING_URI")
+                                    or f"sqlite:///{repo / 'mlflow.db'}")
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        launch = Launch(
+            launch_id=args.launch_id or f"{stamp}-{uuid.uuid4().hex[:6]}",
+            experiment=args.experiment_name or ("headline_v2_smoke" if args.smoke
+                                                else "headline_v2"),
+            tracking_uri=uri, seeds=args.seed_list, arms=args.arm_list,
+            temperatures=args.temperature_list, command=command, sesoi=args.sesoi,
+            smoke=args.smoke)
+        runs_dir = out / "runs" if args.smoke else repo / "multirun" / "headline_v2"
+        print(f"[headline v2] launch {launch.launch_id}: {launch.experiment} in {uri}; "
+              f"extra overrides: {shlex.join(extra) or 'none'}", flush=True)
+        run_design(launch, runs_dir / launch.launch_id, extra, args.sweep_list)
+        launch.save(launch_file)
+    report = write_report(out / REPORT_NAME, launch)
+    print(f"[headline v2] report: {report}\n[headline v2] regenerate: python launchers/"
+          f"headline.py --v2 --report-only --out {out}", flush=True)
+    return 0

@@ -1,0 +1,143 @@
+"""The headline's second design: stage-1 arms differ in the objective only, the task has enough
+two-constraint test prompts, the outcome rule says what the plan says, and the recipe runs end
+to end at smoke size with a report whose numbers match the MLflow runs it names."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import REPO
+from omegaconf import OmegaConf
+
+from polylora.data.words import CONSTRAINTS_OF_KIND, prompt_kind
+from polylora.report import headline_v2 as v2
+from polylora.report import headline_v2_recipe as recipe
+from polylora.report.analysis import Effect
+from polylora.tracking import flatten
+
+ALLOWED_DIFF = ("objective.", "experiment", "tracking.group")
+
+
+def resolved(cfg: Any) -> dict[str, Any]:
+    return flatten(OmegaConf.to_container(cfg, resolve=True))
+
+
+@pytest.mark.parametrize("arm", ["grpo", "polychromic", "passk"])
+def test_rl_arms_differ_from_ce_continued_in_the_objective_only(
+    compose_cfg: Callable[..., Any], arm: str
+) -> None:
+    ce = resolved(compose_cfg(["+experiment=headline_v2_ce"]))
+    rl = resolved(compose_cfg([f"+experiment=headline_v2_{arm}"]))
+    diff = {k for k in ce.keys() | rl.keys() if ce.get(k, "<absent>") != rl.get(k, "<absent>")}
+    assert sorted(k for k in diff if not k.startswith(ALLOWED_DIFF)) == []
+    assert rl["objective.ce_weight"] == 0.0  # pure RL from the SFT adapter
+    assert rl["objective.temperature"] == ce["eval.temperature"] == 1.0
+    assert rl["objective.n_generations"] == 4 and rl["objective.advantage_norm"] == "group_std"
+    assert ce["lora.dropout"] == 0.0 and ce["train.lr_scheduler"] == "constant"
+    assert ce["train.early_stopping_patience"] == 0  # same steps for every arm
+
+
+def test_sft_and_arms_share_everything_but_training_length(
+    compose_cfg: Callable[..., Any],
+) -> None:
+    sft = compose_cfg(["+experiment=headline_v2_sft"])
+    ce = compose_cfg(["+experiment=headline_v2_ce"])
+    for section in ("model", "data", "eval", "lora", "compare"):
+        assert resolved(sft[section]) == resolved(ce[section]), section
+    assert sft.model.name == "smollm2_135m" and sft.tracking.log_adapter
+
+
+def test_task_has_a_hundred_two_constraint_test_prompts(compose_cfg: Callable[..., Any]) -> None:
+    from polylora.evaluation import eval_subset
+    from polylora.pipeline import prepare
+
+    cfg = compose_cfg(["+experiment=headline_v2_sft"])
+    prep = prepare(cfg)
+    subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
+    two = [e for e in subset if CONSTRAINTS_OF_KIND[prompt_kind(e.prompt)] == 2]
+    assert len(two) >= 100 and len(subset) - len(two) >= 50  # both kinds, per-kind results
+    assert cfg.eval.n_samples >= 20 and 10 in cfg.eval.ks
+
+
+def effect(low: float, high: float, verdict: str = "") -> Effect:
+    return Effect("g", "m", "", delta=(low + high) / 2, low=low, high=high, verdict=verdict)
+
+
+@pytest.mark.parametrize(("collapse", "primary", "inside", "word"), [
+    ((-0.5, 0.2), (0.1, 0.2), False, "not testable here"),
+    ((-0.5, -0.1), (-0.02, 0.03), False, "falsified"),
+    ((-0.5, -0.1), (0.06, 0.2), True, "falsified"),
+    ((-0.5, -0.1), (0.06, 0.2), False, "supported"),
+    ((-0.5, -0.1), (-0.02, 0.2), False, "inconclusive"),
+])
+def test_outcome_follows_the_preregistered_rule(
+    collapse: tuple[float, float], primary: tuple[float, float], inside: bool, word: str
+) -> None:
+    out = v2.decide(effect(*primary), effect(-0.01, 0.02, "non-inferior (margin 0.03)"),
+                    effect(*collapse), effect(0.1, 0.5), inside, sesoi=0.05)
+    assert out.word == word and out.word in v2.OUTCOMES
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def table(report: str, section: str) -> list[list[str]]:
+    """The first Markdown table of ``## section`` as rows of cells (header and rule dropped)."""
+    body = report.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in body.splitlines() if line.startswith("|")]
+    return [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
+
+
+def test_smoke_recipe_end_to_end(tmp_path: Path) -> None:
+    """Two seeds × (SFT + four arms + a temperature for two arms) on the tiny model; every
+    section in order; every run it names is in MLflow with the numbers the report shows."""
+    out = tmp_path / "out"
+    code = recipe.main(["--smoke", "--seeds", "1,2", "--temperatures", "0.7",
+                        "--sweep-arms", "ce,polychromic", "--out", str(out)], REPO, "test")
+    assert code == 0
+    check_report(out, tmp_path)
+
+
+def check_report(out: Path, tmp_path: Path) -> None:
+    """The report in ``out`` against the MLflow runs its launch file names."""
+    import mlflow
+
+    report = (out / recipe.REPORT_NAME).read_text(encoding="utf-8")
+    heads = re.findall(r"^## (.+)$", report, flags=re.M)
+    assert heads == list(v2.SECTIONS)
+    launch = v2.Launch.load(out / recipe.LAUNCH_FILE)
+    assert len(launch.runs) == 2 * (1 + 4 + 2)
+    outcome = re.search(r"^\*\*(.+?)\*\*:", report.split("## Outcome\n", 1)[1], flags=re.M)
+    assert outcome and outcome.group(1) in v2.OUTCOMES
+
+    client = mlflow.MlflowClient(tracking_uri=launch.tracking_uri)
+    rows = table(report, "Runs")
+    assert [r[0].strip("`") for r in rows] == [r.run_id for r in launch.runs]
+    for cells, ref in zip(rows, launch.runs, strict=True):
+        run = client.get_run(ref.run_id)
+        assert run.data.tags[recipe.LAUNCH_TAG] == launch.launch_id
+        assert run.info.status == "FINISHED"
+        assert float(run.data.params["eval.temperature"]) == float(cells[4]) == ref.temperature
+        assert cells[5] == f"{run.data.metrics['eval/pass_at_10']:.3f}"
+        local = client.download_artifacts(ref.run_id, "eval/generations.jsonl", str(tmp_path))
+        gens = [json.loads(line) for line in Path(local).read_text().splitlines() if line]
+        two = [g["scores"]["pass@10"] for g in gens
+               if CONSTRAINTS_OF_KIND[prompt_kind(g["prompt"])] == 2]
+        assert two and cells[6] == f"{sum(two) / len(two):.3f}"
+        if ref.stage == "temperature":
+            assert run.data.params["train.enabled"] == "False"
+            assert run.data.params["model.adapter"].startswith("runs:/")
+    by_arm = {(r.arm, r.seed): r.run_id for r in launch.runs if r.stage == "arm"}
+    sft = {r.seed: r.run_id for r in launch.runs if r.stage == "sft"}
+    for (_, seed), run_id in by_arm.items():  # stage 1 continues its seed's SFT adapter
+        params = client.get_run(run_id).data.params
+        assert params["model.adapter"] == f"runs:/{sft[seed]}/adapter"
+    per_kind = table(report, "Results per prompt kind")
+    assert {r[0] for r in per_kind} == {v2.ARM_LABEL[a] for a in ("sft", *v2.ARMS)}
+    primary = table(report, "Primary endpoint")
+    assert any(r[0] == "polychromic" and r[2] == "primary" for r in primary)

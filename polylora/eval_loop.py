@@ -12,7 +12,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -124,7 +124,7 @@ def validation_eval(
     from polylora.evaluation import MODEL_METRICS, evaluate
     from polylora.models import autocast_dtype
 
-    settings = OmegaConf.to_container(cfg.eval, resolve=True)
+    settings = cast(dict[str, Any], OmegaConf.to_container(cfg.eval, resolve=True))
     settings["subset_size"] = cfg.eval.get("val_subset_size") or cfg.eval.subset_size
     metrics = prep.eval_metrics if prep.eval_metrics is not None else list(cfg.eval.metrics)
     settings["metrics"] = [m for m in metrics if m not in MODEL_METRICS]
@@ -144,7 +144,7 @@ def _judge_against_baseline(
 
     if not cfg.eval.judge.baseline_run:
         raise ConfigError("eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id>")
-    settings = OmegaConf.to_container(cfg.eval.judge, resolve=True)
+    settings = cast(dict[str, Any], OmegaConf.to_container(cfg.eval.judge, resolve=True))
     if cfg.eval.judge.baseline_run == REFERENCE_BASELINE:  # the data's own responses
         baseline = [{**r, "greedy": r["references"][0], "samples": r["references"][:1]}
                     for r in rows]

@@ -75,7 +75,8 @@ def prepare(cfg: DictConfig) -> Prepared:
         **({"n_bins": sp.n_bins} if sp.stratify_by else {}),
     )
     listed = list(cfg.eval.metrics)
-    eval_metrics, left_out = listed + [n for n in custom if n not in listed], ()
+    eval_metrics = listed + [n for n in custom if n not in listed]
+    left_out: list[str] = []
     if cfg.eval.enabled:
         eval_metrics, left_out = fit_eval_metrics(
             eval_metrics,

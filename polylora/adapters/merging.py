@@ -38,13 +38,15 @@ def check_compatible(
     if method not in METHODS:
         raise ConfigError(f"--method {method!r} is unknown; use one of {', '.join(METHODS)}")
     known = [(s.ref, s.base_identity()) for s in sources]
-    known = [(ref, ident) for ref, ident in known if ident is not None]
+    known_ids: list[tuple[str, dict[str, Any]]] = [
+        (ref, ident) for ref, ident in known if ident is not None
+    ]
     if base_model_cfg is not None:
-        known.insert(0, ("the base model (--base/--evaluate)", model_identity(base_model_cfg)))
+        known_ids.insert(0, ("the base model (--base/--evaluate)", model_identity(base_model_cfg)))
     # Compare what both sides recorded (a run's model config, or PEFT's base model name);
     # adapters recording neither are checked by loading them (shapes must fit).
-    for i, (first_ref, first) in enumerate(known):
-        for ref, ident in known[i + 1 :]:
+    for i, (first_ref, first) in enumerate(known_ids):
+        for ref, ident in known_ids[i + 1 :]:
             diff = sorted(k for k in set(first) & set(ident) if first[k] != ident[k])
             if diff:
                 detail = ", ".join(f"{k}: {first[k]!r} vs {ident[k]!r}" for k in diff)

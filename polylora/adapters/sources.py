@@ -169,7 +169,9 @@ def stored_section(run: Mapping[str, Any], name: str, ref: str) -> DictConfig:
         )
         clean["trust_remote_code"] = False
     try:
-        return OmegaConf.merge(base, clean)
+        merged = OmegaConf.merge(base, clean)
+        assert isinstance(merged, DictConfig)
+        return merged
     except Exception as exc:
         raise ConfigError(
             f"the stored config of {ref} has an invalid {name} section: {str(exc).splitlines()[0]}"

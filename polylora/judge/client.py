@@ -95,7 +95,8 @@ def _describe_api_error(err: Exception, secret: str) -> str:
     body = getattr(err, "body", None)
     detail = ""
     if isinstance(body, dict):
-        e = body.get("error") if isinstance(body.get("error"), dict) else body
+        inner = body.get("error")
+        e: dict[str, Any] = inner if isinstance(inner, dict) else body
         detail = f"{e.get('type', '')}: {e.get('message', '')}".strip(": ")
     if not detail:
         detail = type(err).__name__ + (f": {err}" if str(err) else "")
@@ -252,7 +253,8 @@ def judge_pairwise(
                 system=SYSTEM_PROMPT,
                 messages=[{"role": "user", "content": job.user}],
             )
-            text = next((b.text for b in resp.content if getattr(b, "type", None) == "text"), "")
+            text = next((str(getattr(b, "text", "")) for b in resp.content
+                         if getattr(b, "type", None) == "text"), "")
             usage = resp.usage
             return {
                 "text": _scrub(text, api_key),

@@ -65,12 +65,13 @@ def margin_of_error(p: float, n: int) -> float:
 @cache
 def _metric_sets() -> dict[str, tuple[str, ...]]:
     """Every ``conf/eval/<name>.yaml``'s metrics list (with its defaults applied), by name."""
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     sets: dict[str, tuple[str, ...]] = {}
 
     def load(name: str) -> list[str] | None:
         node = OmegaConf.load(EVAL_CONF_DIR / f"{name}.yaml")
+        assert isinstance(node, DictConfig)
         metrics = node.get("metrics")
         if metrics is not None:
             return [str(m) for m in metrics]

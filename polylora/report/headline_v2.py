@@ -24,9 +24,9 @@ import numpy as np
 
 from polylora import intervals, power
 from polylora.data.words import CONSTRAINTS_OF_KIND, first_word, prompt_kind
+from polylora.record import reader as mlruns
 from polylora.report import analysis
 from polylora.report import compare as cmp
-from polylora.record import reader as mlruns
 
 ARMS = ("ce", "grpo", "polychromic", "passk")
 ARM_LABEL = {"sft": "SFT (stage 0)", "ce": "CE continued", "grpo": "pass@1 RL (GRPO)",

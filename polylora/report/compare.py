@@ -1,6 +1,9 @@
 """``polylora compare``: groups of finished MLflow runs against a baseline, with statistics
 a reviewer would accept.
 
+Long module (~850 lines): one CLI report; its split into selection, statistics table and
+rendering is the redesign's next step.
+
 Pipeline: select the FINISHED runs of an experiment (optionally an MLflow filter), group them
 by a tag (``polylora.group``: one group = one config over several seeds), then:
 

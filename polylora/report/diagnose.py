@@ -1,5 +1,8 @@
 """The overfitting decision matrix as pure logic: training curves in, findings out.
 
+Long module (~570 lines): the whole decision matrix and rank-sweep rules in one place;
+splitting them apart is the redesign's next step.
+
 The CLI fetches a run's curves (from MLflow) into a :class:`RunCurves` and calls
 :func:`diagnose`; nothing here touches MLflow, files or models, so every rule is unit-testable.
 

@@ -141,3 +141,35 @@ def check_report(out: Path, tmp_path: Path) -> None:
     assert {r[0] for r in per_kind} == {v2.ARM_LABEL[a] for a in ("sft", *v2.ARMS)}
     primary = table(report, "Primary endpoint")
     assert any(r[0] == "polychromic" and r[2] == "primary" for r in primary)
+
+
+def test_interrupted_launch_resumes_without_rerunning_finished_runs(tmp_path: Path) -> None:
+    """A launch killed after its fifth run keeps those five (saved after each run); resuming
+    runs only the rest, and each (stage, arm, seed, temperature) appears once."""
+    calls: list[list[str]] = []
+
+    def job(overrides: Any) -> tuple[str, float]:
+        if len(calls) == 5 and not resumed:
+            raise KeyboardInterrupt
+        calls.append(list(overrides))
+        temp = next((float(o.split("=", 1)[1]) for o in overrides
+                     if o.startswith("eval.temperature=")), 1.0)
+        return f"run{len(calls)}", temp
+
+    launch = v2.Launch(launch_id="L", experiment="e", tracking_uri="sqlite:///x.db",
+                       seeds=[1, 2], arms=list(v2.ARMS), temperatures=[0.7], command="c",
+                       sesoi=0.05, smoke=True)
+    saved = tmp_path / recipe.LAUNCH_FILE
+    resumed = False
+    with pytest.raises(KeyboardInterrupt):
+        recipe.run_design(launch, tmp_path, sweep_arms=["ce"], job=job, log=lambda _: None,
+                          on_run=lambda la: la.save(saved))
+    assert len(v2.Launch.load(saved).runs) == 5
+    resumed = True
+    again = recipe.run_design(v2.Launch.load(saved), tmp_path, sweep_arms=["ce"], job=job,
+                              log=lambda _: None, on_run=lambda la: la.save(saved))
+    keys = [(r.stage, r.arm, r.seed, r.temperature) for r in again.runs]
+    assert len(keys) == len(set(keys)) == 2 * (1 + len(v2.ARMS) + 1)
+    assert len(calls) == len(keys)
+    sft2 = next(r.run_id for r in again.runs if r.stage == "sft" and r.seed == 2)
+    assert any(f"model.adapter=runs:/{sft2}/adapter" in c for c in calls)

@@ -82,37 +82,59 @@ def execute(job_overrides: Sequence[str]) -> tuple[str, float]:
 def run_design(launch: Launch, runs_dir: Path, extra: Sequence[str] = (),
                sweep_arms: Sequence[str] | None = None,
                job: Callable[[Sequence[str]], tuple[str, float]] = execute,
-               log: Callable[[str], None] = print) -> Launch:
+               log: Callable[[str], None] = print,
+               on_run: Callable[[Launch], None] | None = None) -> Launch:
     """Stage 0, stage 1 and the temperature sweep for every seed; fills ``launch.runs`` and
-    ``launch.phases`` (seconds) and returns ``launch``."""
+    ``launch.phases`` (seconds) and returns ``launch``.
+
+    Runs already in ``launch.runs`` are kept, not run again, so an interrupted launch resumes
+    where it stopped; ``on_run`` is called after every finished run (the recipe saves the
+    launch file there).
+    """
     sweep_arms = list(sweep_arms or launch.arms)
     unknown = [a for a in [*launch.arms, *sweep_arms] if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; the arms are {list(ARMS)}")
     phases = {"stage 0 (SFT)": 0.0, "stage 1 (arms)": 0.0, "temperature sweep": 0.0}
+    phases.update(launch.phases)
 
-    def timed(phase: str, stage: str, seed: int, **kw: Any) -> tuple[str, float]:
-        name = stage if kw.get("temperature") is None else f"{stage}-T{kw['temperature']:g}"
+    def done(stage: str, arm: str, seed: int, temperature: float | None) -> RunRef | None:
+        for ref in launch.runs:
+            if (ref.stage, ref.arm, ref.seed) == (stage, arm, seed) and (
+                    temperature is None or abs(ref.temperature - temperature) < 1e-9):
+                return ref
+        return None
+
+    def timed(phase: str, stage: str, arm: str, seed: int,
+              **kw: Any) -> RunRef:
+        temperature = kw.get("temperature")
+        kept = done(stage, arm, seed, temperature)
+        name = arm if temperature is None else f"{arm}-T{temperature:g}"
+        if kept is not None:
+            log(f"[headline v2] seed {seed}: {name} (kept: run {kept.run_id})")
+            return kept
         log(f"[headline v2] seed {seed}: {name}")
         started = time.time()
-        out = job(overrides(launch, stage, seed, runs_dir / f"seed{seed}" / name, extra, **kw))
+        run_id, temp = job(overrides(launch, arm, seed, runs_dir / f"seed{seed}" / name, extra,
+                                     **kw))
         phases[phase] += time.time() - started
-        return out
+        ref = RunRef(run_id, stage, arm, seed, temp)
+        launch.runs.append(ref)
+        launch.phases = dict(phases)
+        if on_run is not None:
+            on_run(launch)
+        return ref
 
     for seed in launch.seeds:
-        sft_id, t0 = timed("stage 0 (SFT)", "sft", seed)
-        launch.runs.append(RunRef(sft_id, "sft", "sft", seed, t0))
-        adapter = f"runs:/{sft_id}/adapter"
+        sft = timed("stage 0 (SFT)", "sft", "sft", seed)
+        adapter = f"runs:/{sft.run_id}/adapter"
         arm_ids = {}
         for arm in launch.arms:
-            run_id, t = timed("stage 1 (arms)", arm, seed, adapter=adapter)
-            arm_ids[arm] = run_id
-            launch.runs.append(RunRef(run_id, "arm", arm, seed, t))
+            arm_ids[arm] = timed("stage 1 (arms)", "arm", arm, seed, adapter=adapter).run_id
         for arm in sweep_arms:
             for temp in launch.temperatures:
-                run_id, t = timed("temperature sweep", arm, seed,
-                                  adapter=f"runs:/{arm_ids[arm]}/adapter", temperature=temp)
-                launch.runs.append(RunRef(run_id, "temperature", arm, seed, t))
+                timed("temperature sweep", "temperature", arm, seed,
+                      adapter=f"runs:/{arm_ids[arm]}/adapter", temperature=temp)
     launch.phases = phases
     return launch
 
@@ -158,6 +180,9 @@ def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
     p.add_argument("--launch-id", default=None, help="tag of this launch's runs")
     p.add_argument("--report-only", action="store_true",
                    help=f"rewrite the report from <out>/{LAUNCH_FILE} (no runs)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue the launch in <out>/{LAUNCH_FILE}: its finished runs are "
+                        "kept, the rest run (seeds, arms and temperatures as it was started)")
     args = p.parse_args(argv)
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -193,9 +218,19 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
         out = repo / "docs" / "results"
     out.mkdir(parents=True, exist_ok=True)
     launch_file = out / LAUNCH_FILE
-    if args.report_only:
+    if args.report_only or args.resume:
+        if not launch_file.exists():
+            raise SystemExit(f"error: no launch to {'resume' if args.resume else 'report'} at "
+                             f"{launch_file}; start one without --resume/--report-only")
         launch = Launch.load(launch_file)
-    else:
+    if args.resume:
+        runs_dir = out / "runs" if launch.smoke else repo / "multirun" / "headline_v2"
+        print(f"[headline v2] resume launch {launch.launch_id}: {len(launch.runs)} run(s) "
+              "kept", flush=True)
+        run_design(launch, runs_dir / launch.launch_id, extra, args.sweep_list,
+                   on_run=lambda la: la.save(launch_file))
+        launch.save(launch_file)
+    elif not args.report_only:
         uri = args.tracking_uri or (f"sqlite:///{out / 'mlflow.db'}" if args.smoke else
                                     os.environ.get("MLFLOW_TRACKING_URI")
                                     or f"sqlite:///{repo / 'mlflow.db'}")
@@ -210,7 +245,8 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
         runs_dir = out / "runs" if args.smoke else repo / "multirun" / "headline_v2"
         print(f"[headline v2] launch {launch.launch_id}: {launch.experiment} in {uri}; "
               f"extra overrides: {shlex.join(extra) or 'none'}", flush=True)
-        run_design(launch, runs_dir / launch.launch_id, extra, args.sweep_list)
+        run_design(launch, runs_dir / launch.launch_id, extra, args.sweep_list,
+                   on_run=lambda la: la.save(launch_file))
         launch.save(launch_file)
     report = write_report(out / REPORT_NAME, launch)
     print(f"[headline v2] report: {report}\n[headline v2] regenerate: python launchers/"

@@ -1,0 +1,18 @@
+"""The shared Markdown table: escaping keeps every row one row with the header's cell count."""
+
+from __future__ import annotations
+
+from polylora.report.markdown import cell, row, table
+
+
+def test_cell_escapes_pipes_and_folds_newlines() -> None:
+    assert cell("a|b\nc") == "a\\|b c"
+    assert cell(0.5) == "0.5"
+
+
+def test_table_has_header_separator_and_one_line_per_row() -> None:
+    lines = table(["x", "y"], [["1", "a|b"], [2, "multi\nline"]])
+    assert lines[0] == "| x | y |"
+    assert lines[1] == "|---|---|"
+    assert lines[2:] == ["| 1 | a\\|b |", "| 2 | multi line |"]
+    assert row(["only"]) == "| only |"

@@ -5,6 +5,8 @@
 * :func:`loss_curves`: train (solid) and eval (dashed) loss per run, one colour per group.
 * :func:`passk_plot`: one run's pass@k against k, from its metrics dict (for the pipeline to log
   as an artifact).
+* :func:`temperature_frontier`: each group's (pass@1, pass@k) points over sampling temperatures,
+  joined in temperature order (does a method beat the base model's temperature trade-off?).
 
 Every function writes the figure to ``path`` (parent folders created) and returns it.
 """
@@ -27,6 +29,7 @@ __all__ = [
     "passk_curves",
     "passk_plot",
     "quality_diversity_scatter",
+    "temperature_frontier",
 ]
 
 #: ``(mean, low, high)`` of one value, e.g. a t-interval over seeds.
@@ -196,4 +199,35 @@ def passk_plot(
     ax.set_ylim(0.0, 1.05)
     ax.set_title(title + (" (±95% margin of error)" if any(errs) else ""))
     ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def temperature_frontier(
+    points: Mapping[str, Mapping[float, tuple[float, float]]],
+    path: str | Path,
+    x_name: str = "pass@1",
+    y_name: str = "pass@10",
+    title: str = "temperature frontier (mean over seeds)",
+) -> Path:
+    """One line per group through its ``(x, y)`` points in temperature order, each point
+    labelled with its temperature: a group whose line lies above and right of another's
+    dominates it at every temperature tried."""
+    series = {g: sorted(p.items()) for g, p in points.items() if p}
+    if not series:
+        raise DataError("temperature_frontier: no points to plot")
+    fig = _figure()
+    ax = fig.add_subplot()
+    colors = _colors(list(series))
+    for group, pts in series.items():
+        xs = [xy[0] for _, xy in pts]
+        ys = [xy[1] for _, xy in pts]
+        ax.plot(xs, ys, marker="o", label=group, color=colors[group])
+        for t, (x, y) in pts:
+            ax.annotate(f"T={t:g}", (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize="small", color=colors[group])
+    ax.set_xlabel(x_name)
+    ax.set_ylabel(y_name)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(title="arm")
     return _save(fig, path)

@@ -110,6 +110,10 @@ def check_report(out: Path, tmp_path: Path) -> None:
     report = (out / recipe.REPORT_NAME).read_text(encoding="utf-8")
     heads = re.findall(r"^## (.+)$", report, flags=re.M)
     assert heads == list(v2.SECTIONS)
+    images = re.findall(r"^!\[[^\]]*\]\(([^)]+)\)$", report, flags=re.M)
+    assert len(images) == 2  # pass@k curves and the temperature frontier
+    for image in images:
+        assert (out / image).read_bytes()[:4] == b"\x89PNG"
     launch = v2.Launch.load(out / recipe.LAUNCH_FILE)
     assert len(launch.runs) == 2 * (1 + 4 + 2)
     outcome = re.search(r"^\*\*(.+?)\*\*:", report.split("## Outcome\n", 1)[1], flags=re.M)

@@ -58,3 +58,11 @@ def test_passk_plot_from_pipeline_metrics(tmp_path: Path) -> None:
     assert_png(default)
     with pytest.raises(DataError, match="no pass@k metric among eval/accuracy"):
         plots.passk_plot({"eval/accuracy": 0.4})
+
+
+def test_temperature_frontier(tmp_path: Path) -> None:
+    points = {"CE continued": {0.7: (0.30, 0.50), 1.0: (0.25, 0.60), 1.3: (0.15, 0.62)},
+              "polychromic": {1.0: (0.28, 0.66)}}
+    assert_png(plots.temperature_frontier(points, tmp_path / "frontier.png"))
+    with pytest.raises(DataError, match="no points"):
+        plots.temperature_frontier({"a": {}}, tmp_path / "none.png")

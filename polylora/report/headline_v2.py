@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from polylora import intervals, power
+from polylora import intervals, plots, power
 from polylora.data.words import CONSTRAINTS_OF_KIND, first_word, prompt_kind
 from polylora.record import reader as mlruns
 from polylora.report import analysis
@@ -262,8 +262,41 @@ def _delta(e: analysis.Effect) -> str:
             f"{e.n_seeds} seeds × {e.n_prompts} prompts{mde})")
 
 
-def render(launch: Launch, loaded: Sequence[Loaded]) -> str:
-    """The whole report, sections in :data:`SECTIONS` order."""
+PASSK_KS = (1, 5, 10, 20)
+
+
+def figures(loaded: Sequence[Loaded], folder: Path) -> dict[str, Path]:
+    """The report's figures in ``folder``: pass@k curves of every arm on two-constraint prompts
+    at the arms' own temperature, and the temperature frontier (:func:`frontier`'s points)."""
+    own_t = train_temperature(loaded)
+    arms = [a for a in ARMS if any(x.ref.arm == a for x in loaded)]
+    series: dict[str, dict[int, plots.Interval]] = {}
+    for arm in ["sft", *arms]:
+        runs = ([x for x in loaded if x.ref.stage == "sft"] if arm == "sft"
+                else at(loaded, arm, own_t))
+        for k in PASSK_KS:
+            if not any(f"pass@{k}" in r.per_prompt for r in runs):  # fewer samples than k
+                continue
+            ci = group_mean(runs, "two", f"pass@{k}")
+            if math.isfinite(ci.estimate):
+                low = ci.low if math.isfinite(ci.low) else ci.estimate
+                high = ci.high if math.isfinite(ci.high) else ci.estimate
+                series.setdefault(ARM_LABEL[arm], {})[k] = (ci.estimate, low, high)
+    out = {"passk": plots.passk_curves(
+        series, folder / "passk_two_constraint.png",
+        title=f"pass@k, two-constraint prompts, T = {own_t:g} (mean over seeds, 95% CI)")}
+    points = frontier(loaded, arms, "pass@10", analysis.Plan(primary="pass@10")).points
+    out["frontier"] = plots.temperature_frontier(
+        {ARM_LABEL[a]: p for a, p in points.items()}, folder / "temperature_frontier.png",
+        title="two-constraint prompts: (pass@1, pass@10) per temperature")
+    return out
+
+
+def render(launch: Launch, loaded: Sequence[Loaded],
+           figure_links: Mapping[str, str] | None = None) -> str:
+    """The whole report, sections in :data:`SECTIONS` order; ``figure_links`` (``passk``,
+    ``frontier`` → a path relative to the report) adds the figures under their sections."""
+    links = dict(figure_links or {})
     plan = next((x.plan for x in loaded if x.plan and x.plan.primary), None) or analysis.Plan(
         primary="pass@10", noninferiority={"pass@1": 0.03})
     primary = plan.primary or "pass@10"
@@ -316,6 +349,8 @@ def render(launch: Launch, loaded: Sequence[Loaded]) -> str:
             out.append(f"| {ARM_LABEL[arm]} | {KIND_LABEL[kind]} | "
                        + " | ".join(_ci(group_mean(runs, kind, m))
                                     for m in ("pass@1", primary, DISTINCT)) + " |")
+    if "passk" in links:
+        out += ["", f"![pass@k per arm on two-constraint prompts]({links['passk']})"]
     out += ["", "## Primary endpoint", "",
             f"Two-constraint prompts, every arm against {ARM_LABEL[BASELINE]} (compare's "
             "statistics; polychromic's row is the pre-registered test, the others secondary):", "",
@@ -343,6 +378,8 @@ def render(launch: Launch, loaded: Sequence[Loaded]) -> str:
         inside = "–" if arm == REFERENCE else ("yes" if front.inside[arm] else "no")
         vs = _delta(front.versus_ce_best[arm]) if arm in front.versus_ce_best else "–"
         out.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + f" | {inside} | {vs} |")
+    if "frontier" in links:
+        out += ["", f"![(pass@1, pass@10) per arm and temperature]({links['frontier']})"]
     out += ["", "## Notes", ""]
     out += [f"- {n}" for n in two.notes]
     if not two.notes and not launch.phases:
@@ -356,9 +393,12 @@ def render(launch: Launch, loaded: Sequence[Loaded]) -> str:
 def write_report(path: Path, launch: Launch, client: Any | None = None) -> Path:
     """Read the launch's runs back from MLflow and write the report to ``path``."""
     client = client or mlruns.get_client(launch.tracking_uri)
-    loaded = load(client, launch, ["pass@1", "pass@5", "pass@10", "pass@20"])
+    loaded = load(client, launch, [f"pass@{k}" for k in PASSK_KS])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(launch, loaded), encoding="utf-8")
+    folder = path.parent / f"{path.stem}_files"
+    links = {name: f.relative_to(path.parent).as_posix()
+             for name, f in figures(loaded, folder).items()}
+    path.write_text(render(launch, loaded, links), encoding="utf-8")
     return path
 
 

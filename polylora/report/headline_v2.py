@@ -5,7 +5,7 @@ Every number is read back from MLflow: a run's ``eval/*`` metrics and its
 ``eval/generations.jsonl`` (per prompt: pass@k, and which samples the checker accepted). Prompts
 are split by kind (one constraint: start letter; two: start + length or end letter, by their
 template: :func:`polylora.data.words.prompt_kind`). The statistics are compare's: Δ with a CI
-from the crossed seeds × prompts model (:func:`polylora.report.compare.compare_groups`,
+from the crossed seeds × prompts model (:func:`polylora.report.comparison.compute.compare_groups`,
 :func:`polylora.report.analysis.estimate`), non-inferiority, MDE. The outcome is stated in the
 pre-registration's words (docs/results/headline_v2_plan.md): supported, falsified, not testable
 here, or inconclusive.
@@ -26,7 +26,8 @@ from polylora import intervals, power
 from polylora.data.words import CONSTRAINTS_OF_KIND, first_word, prompt_kind
 from polylora.record import reader as mlruns
 from polylora.report import analysis
-from polylora.report import compare as cmp
+from polylora.report.comparison.compute import compare_groups
+from polylora.report.comparison.model import ComparisonResult, RunData
 
 ARMS = ("ce", "grpo", "polychromic", "passk")
 ARM_LABEL = {"sft": "SFT (stage 0)", "ce": "CE continued", "grpo": "pass@1 RL (GRPO)",
@@ -89,13 +90,13 @@ class Loaded:
     kinds: dict[str, str]  # prompt id → "one" | "two"
     plan: analysis.Plan | None = None
 
-    def run_data(self, kind: str, group: str) -> cmp.RunData:
+    def run_data(self, kind: str, group: str) -> RunData:
         """The run as compare's :class:`RunData`, restricted to prompts of ``kind`` ("all":
         every prompt); its values are the means over those prompts."""
         ids = {p for p, k in self.kinds.items() if kind in ("all", k)}
         pp = {m: {p: v for p, v in s.items() if p in ids} for m, s in self.per_prompt.items()}
         means = {m: float(np.mean(list(s.values()))) for m, s in pp.items() if s}
-        return cmp.RunData(self.ref.run_id, group, means, pp, seed=str(self.ref.seed))
+        return RunData(self.ref.run_id, group, means, pp, seed=str(self.ref.seed))
 
 
 def distinct_correct(row: Mapping[str, Any]) -> float:
@@ -152,12 +153,12 @@ def group_mean(runs: Sequence[Loaded], kind: str, metric: str) -> intervals.Seed
 
 
 def arm_comparison(loaded: Sequence[Loaded], kind: str, plan: analysis.Plan,
-                   metrics: Sequence[str]) -> cmp.ComparisonResult:
+                   metrics: Sequence[str]) -> ComparisonResult:
     """Every stage-1 arm against pass@1 RL on ``kind`` prompts (compare's statistics)."""
     t = train_temperature(loaded)
     runs = [x.run_data(kind, x.ref.arm) for x in loaded if x.ref.stage == "arm"
             and math.isclose(x.ref.temperature, t)]
-    return cmp.compare_groups(runs, BASELINE, list(metrics), plan)
+    return compare_groups(runs, BASELINE, list(metrics), plan)
 
 
 def effect(base: Sequence[Loaded], cand: Sequence[Loaded], kind: str, metric: str,

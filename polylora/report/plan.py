@@ -21,6 +21,7 @@ from polylora.errors import PolyloraError
 from polylora.record import reader as mlruns
 from polylora.report import analysis
 from polylora.report.comparison.store import choose_baseline, collect_runs
+from polylora.report.markdown import table
 
 __all__ = ["add_arguments", "run"]
 
@@ -125,11 +126,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"designs that detect |Δ| ≥ {args.target:g} (cheapest first: generations = seeds × "
           "prompts × samples per arm):\n")
-    print("| seeds | prompts | samples | SE | df | MDE |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for d in designs[: args.top]:
-        print(f"| {d.seeds} | {d.prompts} | {d.samples} | {d.se:.4f} | {d.df:.1f} | "
-              f"{d.mde:.4f} |")
+    rows = [[d.seeds, d.prompts, d.samples, f"{d.se:.4f}", f"{d.df:.1f}", f"{d.mde:.4f}"]
+            for d in designs[: args.top]]
+    print("\n".join(table(["seeds", "prompts", "samples", "SE", "df", "MDE"], rows)))
     print("\nsamples per prompt scale only the residual (assumed sampling noise: exact for a "
           "mean over samples such as pass@1, optimistic for pass@k with k > 1)")
     sys.stdout.flush()

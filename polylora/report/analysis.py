@@ -1,6 +1,6 @@
 """The confirmatory analysis of a comparison: one primary endpoint, a Holm family of
 secondaries behind it (serial gatekeeping), non-inferiority for quality metrics, and what the
-design could detect. Pure: :class:`~polylora.report.compare.RunData` in, rows out.
+design could detect. Pure: :class:`~polylora.report.comparison.model.RunData` in, rows out.
 
 Unit of analysis. Every run is one seed; every seed scores the same fixed prompts. Where both
 arms ran the same seeds and logged per-prompt scores, Δ (candidate − baseline, native units)

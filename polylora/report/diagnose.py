@@ -47,6 +47,7 @@ from polylora.data.size_buckets import (
     dataset_size_bucket,
 )
 from polylora.errors import ConfigError, DataError
+from polylora.report import markdown
 
 __all__ = [
     "BUCKET_LARGE",
@@ -162,11 +163,9 @@ class Diagnosis:
             "",
             f"**Verdict:** {self.verdict}",
             "",
-            "| level | rule | finding |",
-            "|---|---|---|",
+            *markdown.table(["level", "rule", "finding"],
+                            [[f.level, f.rule, f.message] for f in self.findings]),
         ]
-        for f in self.findings:
-            lines.append(f"| {f.level} | {f.rule} | {_md_cell(f.message)} |")
         if self.next_command:
             lines += ["", "**Next command:**", "", "```bash", self.next_command, "```"]
         others: dict[str, str] = {}
@@ -177,10 +176,6 @@ class Diagnosis:
             lines += ["", "Other suggestions:", ""]
             lines += [f"- `{cmd}` ({rule})" for cmd, rule in others.items()]
         return "\n".join(lines) + "\n"
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -29,6 +29,7 @@ from polylora.errors import ConfigError, PolyloraError
 from polylora.record import reader as mlruns
 from polylora.record.names import TRAIN_SIZE
 from polylora.report.diagnose import Diagnosis, RunCurves, diagnose
+from polylora.report.markdown import table
 
 __all__ = ["DiagnosisInputs", "add_arguments", "fetch_curves", "run"]
 
@@ -200,9 +201,8 @@ def fetch_curves(
 
 def render(inputs: DiagnosisInputs, result: Diagnosis) -> str:
     """The printout: inputs table, then the diagnosis Markdown."""
-    lines = ["# polylora diagnose", "", "| input | value (source) |", "|---|---|"]
-    for key, value in inputs.sources.items():
-        lines.append(f"| {key} | {value.replace('|', '/')} |")
+    lines = ["# polylora diagnose", "", *table(["input", "value (source)"],
+                                               inputs.sources.items())]
     return "\n".join(lines) + "\n\n" + result.to_markdown()
 
 

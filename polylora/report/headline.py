@@ -34,6 +34,7 @@ from typing import Any
 from polylora import stats
 from polylora.errors import PolyloraError
 from polylora.record import reader as mlruns
+from polylora.report.markdown import row as _row
 
 __all__ = [
     "SECTIONS",
@@ -262,10 +263,6 @@ def _signed(x: float, digits: int = 2) -> str:
     if math.isinf(x):
         return "+∞" if x > 0 else "−∞"
     return f"{x:+.{digits}f}"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
 def _duration(seconds: float) -> str:

@@ -41,7 +41,9 @@ from scipy import stats as sps
 from polylora import intervals
 from polylora.errors import PolyloraError
 from polylora.report import analysis, headline
-from polylora.report.compare import ComparisonResult, GroupSummary, RunData
+from polylora.report.comparison import render as comparison_render
+from polylora.report.comparison.csv_export import write_csv
+from polylora.report.comparison.model import ComparisonResult, GroupSummary, RunData
 
 __all__ = ["GRIDS", "main", "rebuild", "recover_seed_values"]
 
@@ -260,9 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = rebuild(results)
         files = results / "headline_files"
-        result.write_csv(files)
-        (files / "report.md").write_text(result.to_markdown(
-            "Comparison: headline (re-derived)", plots={
+        write_csv(result, files)
+        (files / "report.md").write_text(comparison_render.report(
+            result, "Comparison: headline (re-derived)", plots={
                 "pass@k per group": "passk.png", "quality vs diversity": "quality_diversity.png",
                 "train and eval loss": "loss_curves.png"}), encoding="utf-8")
         (results / "headline.md").write_text(

@@ -5,7 +5,7 @@ Every number is read back from MLflow: a run's ``eval/*`` metrics and its
 ``eval/generations.jsonl`` (per prompt: pass@k, and which samples the checker accepted). Prompts
 are split by kind (one constraint: start letter; two: start + length or end letter, by their
 template: :func:`polylora.data.words.prompt_kind`). The statistics are compare's: Δ with a CI
-from the crossed seeds × prompts model (:func:`polylora.report.compare.compare_groups`,
+from the crossed seeds × prompts model (:func:`polylora.report.comparison.compute.compare_groups`,
 :func:`polylora.report.analysis.estimate`), non-inferiority, MDE. The outcome is stated in the
 pre-registration's words (docs/results/headline_v2_plan.md): supported, falsified, not testable
 here, or inconclusive.
@@ -26,7 +26,9 @@ from polylora import intervals, plots, power
 from polylora.data.words import CONSTRAINTS_OF_KIND, first_word, prompt_kind
 from polylora.record import reader as mlruns
 from polylora.report import analysis
-from polylora.report import compare as cmp
+from polylora.report.comparison.compute import compare_groups
+from polylora.report.comparison.model import ComparisonResult, RunData
+from polylora.report.markdown import table
 
 ARMS = ("ce", "grpo", "polychromic", "passk")
 ARM_LABEL = {"sft": "SFT (stage 0)", "ce": "CE continued", "grpo": "pass@1 RL (GRPO)",
@@ -89,13 +91,13 @@ class Loaded:
     kinds: dict[str, str]  # prompt id → "one" | "two"
     plan: analysis.Plan | None = None
 
-    def run_data(self, kind: str, group: str) -> cmp.RunData:
+    def run_data(self, kind: str, group: str) -> RunData:
         """The run as compare's :class:`RunData`, restricted to prompts of ``kind`` ("all":
         every prompt); its values are the means over those prompts."""
         ids = {p for p, k in self.kinds.items() if kind in ("all", k)}
         pp = {m: {p: v for p, v in s.items() if p in ids} for m, s in self.per_prompt.items()}
         means = {m: float(np.mean(list(s.values()))) for m, s in pp.items() if s}
-        return cmp.RunData(self.ref.run_id, group, means, pp, seed=str(self.ref.seed))
+        return RunData(self.ref.run_id, group, means, pp, seed=str(self.ref.seed))
 
 
 def distinct_correct(row: Mapping[str, Any]) -> float:
@@ -152,12 +154,12 @@ def group_mean(runs: Sequence[Loaded], kind: str, metric: str) -> intervals.Seed
 
 
 def arm_comparison(loaded: Sequence[Loaded], kind: str, plan: analysis.Plan,
-                   metrics: Sequence[str]) -> cmp.ComparisonResult:
+                   metrics: Sequence[str]) -> ComparisonResult:
     """Every stage-1 arm against pass@1 RL on ``kind`` prompts (compare's statistics)."""
     t = train_temperature(loaded)
     runs = [x.run_data(kind, x.ref.arm) for x in loaded if x.ref.stage == "arm"
             and math.isclose(x.ref.temperature, t)]
-    return cmp.compare_groups(runs, BASELINE, list(metrics), plan)
+    return compare_groups(runs, BASELINE, list(metrics), plan)
 
 
 def effect(base: Sequence[Loaded], cand: Sequence[Loaded], kind: str, metric: str,
@@ -331,34 +333,36 @@ def render(launch: Launch, loaded: Sequence[Loaded],
             "arms; seeds and prompts both random (crossed model, Satterthwaite df)",
             f"- smallest effect of interest {launch.sesoi:g} {primary}; non-inferiority margins "
             + (", ".join(f"{m} {v:g}" for m, v in plan.noninferiority.items()) or "none"), ""]
-    out += ["## Runs", "", f"| run id | stage | arm | seed | T | {primary} (all) | "
-            f"{primary} (two-constraint) | pass@1 (two-constraint) |", "|---" * 8 + "|"]
+    run_rows = []
     for x in loaded:
         d2 = x.run_data("two", "").metrics
-        out.append(f"| `{x.ref.run_id}` | {x.ref.stage} | {ARM_LABEL[x.ref.arm]} | {x.ref.seed} | "
-                   f"{x.ref.temperature:g} | {x.metrics.get(primary, math.nan):.3f} | "
-                   f"{d2.get(primary, math.nan):.3f} | {d2.get('pass@1', math.nan):.3f} |")
-    out += ["", "## Results per prompt kind", "",
-            f"Mean over seeds [95 % t-interval] at T = {own_t:g}; distinct correct = different "
-            "words the checker accepted among a prompt's samples.", "",
-            f"| arm | kind | pass@1 | {primary} | distinct correct |", "|---|---|---|---|---|"]
+        run_rows.append([f"`{x.ref.run_id}`", x.ref.stage, ARM_LABEL[x.ref.arm], x.ref.seed,
+                         f"{x.ref.temperature:g}", f"{x.metrics.get(primary, math.nan):.3f}",
+                         f"{d2.get(primary, math.nan):.3f}", f"{d2.get('pass@1', math.nan):.3f}"])
+    out += ["## Runs", "", *table(["run id", "stage", "arm", "seed", "T", f"{primary} (all)",
+                                   f"{primary} (two-constraint)", "pass@1 (two-constraint)"],
+                                  run_rows)]
+    kind_rows = []
     for arm in ["sft", *arms]:
         runs = ([x for x in loaded if x.ref.stage == "sft"] if arm == "sft"
                 else at(loaded, arm, own_t))
         for kind in (*KINDS, "all"):
-            out.append(f"| {ARM_LABEL[arm]} | {KIND_LABEL[kind]} | "
-                       + " | ".join(_ci(group_mean(runs, kind, m))
-                                    for m in ("pass@1", primary, DISTINCT)) + " |")
+            kind_rows.append([ARM_LABEL[arm], KIND_LABEL[kind],
+                              *(_ci(group_mean(runs, kind, m))
+                                for m in ("pass@1", primary, DISTINCT))])
+    out += ["", "## Results per prompt kind", "",
+            f"Mean over seeds [95 % t-interval] at T = {own_t:g}; distinct correct = different "
+            "words the checker accepted among a prompt's samples.", "",
+            *table(["arm", "kind", "pass@1", primary, "distinct correct"], kind_rows)]
     if "passk" in links:
         out += ["", f"![pass@k per arm on two-constraint prompts]({links['passk']})"]
+    effect_rows = [[ARM_LABEL[e.group], e.metric, e.role if e.group == CANDIDATE else "secondary",
+                    f"{e.delta:+.3f} [{e.low:+.3f}, {e.high:+.3f}]", f"{e.mde:.3f}", e.verdict]
+                   for e in two.effects]
     out += ["", "## Primary endpoint", "",
             f"Two-constraint prompts, every arm against {ARM_LABEL[BASELINE]} (compare's "
             "statistics; polychromic's row is the pre-registered test, the others secondary):", "",
-            "| arm | metric | role | Δ [95 % CI] | MDE | verdict |", "|---|---|---|---|---|---|"]
-    for e in two.effects:
-        role = e.role if e.group == CANDIDATE else "secondary"
-        out.append(f"| {ARM_LABEL[e.group]} | {e.metric} | {role} | {e.delta:+.3f} "
-                   f"[{e.low:+.3f}, {e.high:+.3f}] | {e.mde:.3f} | {e.verdict} |")
+            *table(["arm", "metric", "role", "Δ [95 % CI]", "MDE", "verdict"], effect_rows)]
     out += ["", "## Mechanism check", "",
             f"- {ARM_LABEL[BASELINE]} − {ARM_LABEL[REFERENCE]}, distinct correct answers per "
             f"two-constraint prompt: {_delta(collapse)} — "
@@ -367,17 +371,16 @@ def render(launch: Launch, loaded: Sequence[Loaded],
             + ("keeps more" if keeps.low > 0 else "not shown to keep more"), ""]
     out += ["## Temperature frontier", "",
             f"(pass@1, {primary}) on two-constraint prompts, mean over seeds. CE's best "
-            f"temperature (highest {primary}): T = {front.ce_best:g}.", "",
-            "| arm | " + " | ".join(f"T = {t:g}" for t in sorted(
-                {t for p in front.points.values() for t in p})) + " | inside CE's frontier | "
-            f"vs CE at T = {front.ce_best:g} ({primary}) |"]
+            f"temperature (highest {primary}): T = {front.ce_best:g}.", ""]
     temps = sorted({t for p in front.points.values() for t in p})
-    out.append("|---" * (len(temps) + 3) + "|")
+    front_rows = []
     for arm, pts in front.points.items():
         cells = [f"({pts[t][0]:.3f}, {pts[t][1]:.3f})" if t in pts else "–" for t in temps]
         inside = "–" if arm == REFERENCE else ("yes" if front.inside[arm] else "no")
         vs = _delta(front.versus_ce_best[arm]) if arm in front.versus_ce_best else "–"
-        out.append(f"| {ARM_LABEL[arm]} | " + " | ".join(cells) + f" | {inside} | {vs} |")
+        front_rows.append([ARM_LABEL[arm], *cells, inside, vs])
+    out += table(["arm", *(f"T = {t:g}" for t in temps), "inside CE's frontier",
+                  f"vs CE at T = {front.ce_best:g} ({primary})"], front_rows)
     if "frontier" in links:
         out += ["", f"![(pass@1, pass@10) per arm and temperature]({links['frontier']})"]
     out += ["", "## Notes", ""]

@@ -20,7 +20,8 @@ from polylora import power
 from polylora.errors import PolyloraError
 from polylora.record import reader as mlruns
 from polylora.report import analysis
-from polylora.report import compare as cmp
+from polylora.report.comparison.store import choose_baseline, collect_runs
+from polylora.report.markdown import table
 
 __all__ = ["add_arguments", "run"]
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             f"a plan needs a pilot with two groups (baseline and candidate) in experiment "
             f"{args.experiment!r}; found {len(grouped)}: {', '.join(grouped) or 'none'}"
         )
-    baseline = cmp.choose_baseline(grouped, args.baseline)
+    baseline = choose_baseline(grouped, args.baseline)
     others = [g for g in grouped if g != baseline]
     candidate = args.candidate or (others[0] if len(others) == 1 else None)
     if candidate not in grouped or candidate == baseline:
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise PolyloraError("no --metric given and the runs declared no compare.primary; "
                             "pass --metric, e.g. --metric pass@10")
     pick = {baseline: grouped[baseline], candidate: grouped[candidate]}
-    data, _ = cmp.collect_runs(client, pick, [metric], curves=False)
+    data, _ = collect_runs(client, pick, [metric], curves=False)
     base = [r for r in data if r.group == baseline]
     cand = [r for r in data if r.group == candidate]
     effect = analysis.estimate(base, cand, metric, 0.95)
@@ -125,11 +126,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"designs that detect |Δ| ≥ {args.target:g} (cheapest first: generations = seeds × "
           "prompts × samples per arm):\n")
-    print("| seeds | prompts | samples | SE | df | MDE |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for d in designs[: args.top]:
-        print(f"| {d.seeds} | {d.prompts} | {d.samples} | {d.se:.4f} | {d.df:.1f} | "
-              f"{d.mde:.4f} |")
+    rows = [[d.seeds, d.prompts, d.samples, f"{d.se:.4f}", f"{d.df:.1f}", f"{d.mde:.4f}"]
+            for d in designs[: args.top]]
+    print("\n".join(table(["seeds", "prompts", "samples", "SE", "df", "MDE"], rows)))
     print("\nsamples per prompt scale only the residual (assumed sampling noise: exact for a "
           "mean over samples such as pass@1, optimistic for pass@k with k > 1)")
     sys.stdout.flush()

@@ -45,3 +45,13 @@ def test_secondaries_are_holm_adjusted_behind_a_confirmed_primary() -> None:
     assert (a.verdict, b.verdict) == ("significant", "significant")
     assert skipped.role == "excluded" and math.isnan(skipped.p_holm)
     assert prim.mde > 0  # computed from se and df
+
+
+def test_plan_is_read_from_the_runs_logged_config() -> None:
+    params = {"compare.primary": "pass_at_10", "compare.direction": "increase",
+              "compare.noninferiority.pass_at_1": "0.03", "compare.secondary": "None",
+              "compare.alpha": "0.05", "compare.power": "0.8"}
+    plan = Plan.from_params(params)
+    assert plan.primary == "pass@10" and plan.noninferiority == {"pass@1": 0.03}
+    assert plan.secondary is None and plan.source == "config"
+    assert Plan.from_params({"seed": "1"}) is None

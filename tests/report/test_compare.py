@@ -1,5 +1,5 @@
-"""Tests for ``polylora compare``: statistics against scipy / hand computation, on synthetic runs
-with known per-prompt scores logged to a real MLflow sqlite store, and the CLI end to end."""
+"""``polylora compare`` end to end: synthetic runs with known per-prompt scores logged to a real
+MLflow sqlite store, the report files, the logged comparison run and the one-line errors."""
 
 from __future__ import annotations
 
@@ -12,182 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats as sps
+from report.comparison.synthetic import (
+    FINAL_LOSS,
+    GROUPS,
+    IDS,
+    SCORES,
+    SEEDS,
+    diff_table,
+    seed_values,
+)
 
-from polylora import intervals, stats
+from polylora import intervals
 from polylora.cli import main
-from polylora.errors import PolyloraError
-from polylora.report.compare import Plan, RunData, compare_groups
 
-IDS = [f"p{i:02d}" for i in range(24)]
-SEEDS = (42, 123, 456)
-# group → (objective tag, rouge_l shift, self_bleu shift, pass@10 shift)
-GROUPS = {
-    "baseline": ("CrossEntropyObjective", 0.0, 0.0, 0.0),
-    "polychromic_0.3": ("PolychromicObjective", 0.15, -0.12, 0.25),
-    "polychromic_0.1": ("PolychromicObjective", 0.01, 0.0, 0.02),
-}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def synthetic_scores() -> dict[tuple[str, int], dict[str, dict[str, float]]]:
-    """(group, seed) → metric → prompt id → score; deterministic."""
-    rng = np.random.default_rng(7)
-    difficulty = rng.uniform(0.2, 0.6, size=len(IDS))
-    out: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
-    for group, (_, d_rouge, d_bleu, d_pass) in GROUPS.items():
-        for seed in SEEDS:
-            noise = rng.normal(0.0, 0.05, size=(3, len(IDS)))
-            rouge = np.clip(difficulty + d_rouge + noise[0], 0, 1)
-            bleu = np.clip(0.5 - 0.3 * difficulty + d_bleu + noise[1], 0, 1)
-            pass10 = np.clip(difficulty + 0.2 + d_pass + noise[2], 0, 1)
-            out[(group, seed)] = {
-                "rouge_l": dict(zip(IDS, rouge.tolist(), strict=True)),
-                "self_bleu": dict(zip(IDS, bleu.tolist(), strict=True)),
-                "pass@10": dict(zip(IDS, pass10.tolist(), strict=True)),
-            }
-    return out
-
-
-SCORES = synthetic_scores()
-FINAL_LOSS = {key: 0.8 + 0.01 * i for i, key in enumerate(SCORES)}
-
-
-def run_data() -> list[RunData]:
-    return [
-        RunData(f"{g}-{s}", g, {m: float(np.mean(list(v.values()))) for m, v in sc.items()},
-                per_prompt=sc, seed=str(s))
-        for (g, s), sc in SCORES.items()
-    ]
-
-
-def prompt_means(group: str, metric: str) -> np.ndarray:
-    """Each prompt's score averaged over the group's seeds, in id order."""
-    return np.array([np.mean([SCORES[(group, s)][metric][i] for s in SEEDS]) for i in IDS])
-
-
-def seed_values(group: str, metric: str) -> np.ndarray:
-    return np.array([np.mean(list(SCORES[(group, s)][metric].values())) for s in SEEDS])
-
-
-# --------------------------------------------------------------------------- pure statistics
-
-PLAN = Plan(primary="pass@10", direction="increase", noninferiority={"rouge_l": 0.05})
-
-
-def diff_table(group: str, metric: str) -> np.ndarray:
-    """seeds × prompts of candidate − baseline, by hand."""
-    return np.array([[SCORES[(group, s)][metric][i] - SCORES[("baseline", s)][metric][i]
-                      for i in IDS] for s in SEEDS])
-
-
-def test_delta_ci_and_sensitivity_tests_match_hand_computation_and_scipy() -> None:
-    res = compare_groups(run_data(), "baseline", ["rouge_l", "self_bleu", "pass@10"], plan=PLAN)
-    assert res.groups == ["baseline", "polychromic_0.1", "polychromic_0.3"]
-    e = res.effect("polychromic_0.3", "self_bleu")
-    d = diff_table("polychromic_0.3", "self_bleu")
-    ref = intervals.crossed_difference(d)
-    assert e.method == "crossed seeds × prompts" and (e.n_seeds, e.n_prompts) == (3, 24)
-    assert (e.delta, e.low, e.high, e.pvalue) == pytest.approx(
-        (d.mean(), ref.low, ref.high, ref.pvalue))
-    assert e.delta < 0  # native units: self-BLEU fell (lower is better)
-    seed_diff = seed_values("polychromic_0.3", "self_bleu") - seed_values("baseline", "self_bleu")
-    t = sps.ttest_rel(seed_values("polychromic_0.3", "self_bleu"),
-                      seed_values("baseline", "self_bleu"))
-    assert e.seed_test.pvalue == pytest.approx(t.pvalue)
-    assert e.seed_test.d_z == pytest.approx(seed_diff.mean() / seed_diff.std(ddof=1))
-    per_prompt = d.mean(axis=0)
-    assert e.wilcoxon_p == pytest.approx(sps.wilcoxon(per_prompt).pvalue)
-    assert e.mde > 0
-
-
-def test_primary_endpoint_gates_a_holm_family_of_secondaries() -> None:
-    res = compare_groups(run_data(), "baseline", ["rouge_l", "self_bleu", "pass@10"], plan=PLAN)
-    strong = res.effect("polychromic_0.3", "pass@10")
-    assert strong.role == "primary" and strong.verdict == "confirmed" and strong.low > 0
-    bleu = res.effect("polychromic_0.3", "self_bleu")
-    assert bleu.role == "secondary"
-    family = [e for e in res.effects if e.group == "polychromic_0.3" and e.role == "secondary"]
-    assert [e.p_holm for e in family] == pytest.approx(stats.holm([e.pvalue for e in family]))
-    assert bleu.verdict == "significant"
-    weak = res.effect("polychromic_0.1", "pass@10")
-    assert weak.verdict == "not shown"  # +0.02 with 3 seeds: the CI includes 0
-    assert res.effect("polychromic_0.1", "self_bleu").verdict.startswith("not tested (gate")
-    ni = res.effect("polychromic_0.3", "rouge_l")
-    assert ni.role == "non-inferiority" and ni.verdict == "non-inferior (margin 0.05)"
-    text = res.to_markdown()
-    for heading in ("## Analysis plan", "## Primary endpoint", "## Non-inferiority",
-                    "## Secondary endpoints", "## Sensitivity analyses",
-                    "## Evaluated checkpoints"):
-        assert heading in text
-    assert "too few seeds for an informative interval" in text
-
-
-def test_no_declared_primary_makes_every_test_exploratory() -> None:
-    res = compare_groups(run_data(), "baseline", ["rouge_l", "pass@10"])
-    assert {e.verdict.split(":")[0] for e in res.effects} == {"exploratory"}
-    assert any("no primary endpoint was declared" in n for n in res.notes)
-
-
-def test_duplicate_and_degenerate_metrics_leave_the_family() -> None:
-    runs = [RunData(r.run_id, r.group, dict(r.metrics), per_prompt=dict(r.per_prompt),
-                    seed=r.seed) for r in run_data()]  # copies: SCORES is shared
-    rng = np.random.default_rng(0)
-    for r in runs:
-        r.metrics["pass@1"] = r.metrics["sample_accuracy"] = float(rng.uniform())
-        r.metrics["distinct_2"] = 0.05
-        r.per_prompt["distinct_2"] = {i: (1.0 if k == 0 else 0.0) for k, i in enumerate(IDS)}
-    res = compare_groups(runs, "baseline", ["pass@1", "sample_accuracy", "distinct_2",
-                                            "pass@10"], plan=PLAN)
-    assert res.excluded["sample_accuracy"] == "duplicate of pass@1 (equal in every run)"
-    assert res.excluded["distinct_2"].startswith("degenerate: 96% of prompt scores equal 0")
-    assert res.effect("polychromic_0.3", "sample_accuracy").role == "excluded"
-    assert "pass@1" not in res.excluded
-
-
-def test_seed_level_tests_without_per_prompt_scores() -> None:
-    data = [RunData(r.run_id, r.group, r.metrics, seed=r.seed) for r in run_data()]
-    e = compare_groups(data, "baseline", ["rouge_l"]).effect("polychromic_0.3", "rouge_l")
-    assert e.method == "paired t over seeds"
-    ref = sps.ttest_rel(seed_values("polychromic_0.3", "rouge_l"),
-                        seed_values("baseline", "rouge_l"))
-    assert e.pvalue == pytest.approx(ref.pvalue)
-    unpaired = [RunData(r.run_id, r.group, r.metrics, seed=f"{r.group}{r.seed}")
-                for r in run_data()]
-    e = compare_groups(unpaired, "baseline", ["rouge_l"]).effect("polychromic_0.3", "rouge_l")
-    assert e.method.startswith("Welch")
-    ref = sps.ttest_ind(seed_values("polychromic_0.3", "rouge_l"),
-                        seed_values("baseline", "rouge_l"), equal_var=False)
-    assert e.pvalue == pytest.approx(ref.pvalue)
-
-
-def test_summary_cells_are_t_intervals_over_seeds() -> None:
-    res = compare_groups(run_data(), "baseline", ["rouge_l"])
-    cell = res.summary("baseline", "rouge_l")
-    ci = intervals.t_interval(seed_values("baseline", "rouge_l"))
-    assert (cell.mean, cell.low, cell.high) == pytest.approx((ci.estimate, ci.low, ci.high))
-
-
-def test_plan_is_read_from_the_runs_logged_config() -> None:
-    params = {"compare.primary": "pass_at_10", "compare.direction": "increase",
-              "compare.noninferiority.pass_at_1": "0.03", "compare.secondary": "None",
-              "compare.alpha": "0.05", "compare.power": "0.8"}
-    plan = Plan.from_params(params)
-    assert plan.primary == "pass@10" and plan.noninferiority == {"pass@1": 0.03}
-    assert plan.secondary is None and plan.source == "config"
-    assert Plan.from_params({"seed": "1"}) is None
-
-
-def test_unknown_metric_and_baseline_errors() -> None:
-    with pytest.raises(PolyloraError, match=r"not logged by any selected run; available: pass@10"):
-        compare_groups(run_data(), "baseline", ["bertscore_f1"])
-    with pytest.raises(PolyloraError, match="baseline group 'nope' has no runs"):
-        compare_groups(run_data(), "nope", ["rouge_l"])
-    with pytest.raises(PolyloraError, match=r"compare\.primary/noninferiority names 'accuracy'"):
-        compare_groups(run_data(), "baseline", ["rouge_l"], plan=Plan(primary="accuracy"))
-
-
-# --------------------------------------------------------------------------- MLflow + CLI
 
 
 def log_synthetic_runs(uri: str, root: Path) -> str:
@@ -349,21 +187,3 @@ def test_cli_unknown_experiment_and_baseline(
                  "--baseline", "zzz", "--no-log"]) == 2
     assert "--baseline 'zzz' is not a group; groups: baseline, polychromic_0.1" in \
         _one_error_line(capsys)
-
-
-def test_choose_baseline() -> None:
-    from polylora.record.reader import RunInfo
-    from polylora.report.compare import choose_baseline
-
-    def info(objective: str) -> RunInfo:
-        return RunInfo("r", "0", "FINISHED", tags={"polylora.objective": objective})
-
-    ce, poly = info("CrossEntropyObjective"), info("PolychromicObjective")
-    assert choose_baseline({"baseline": [ce], "baseline_conservative": [ce]}, None) == "baseline"
-    assert choose_baseline({"baseline_r8": [ce], "poly": [poly]}, None) == "baseline_r8"
-    assert choose_baseline({"lora": [ce], "poly": [poly]}, None) == "lora"
-    assert choose_baseline({"lora": [ce], "poly": [poly]}, "poly") == "poly"
-    with pytest.raises(PolyloraError, match="several baseline groups"):
-        choose_baseline({"baseline_a": [ce], "baseline_b": [ce]}, None)
-    with pytest.raises(PolyloraError, match="pass --baseline, one of: a, b"):
-        choose_baseline({"a": [poly], "b": [poly]}, None)

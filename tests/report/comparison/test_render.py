@@ -1,0 +1,33 @@
+"""The comparison's Markdown: the report's sections, and tables through the one formatter."""
+
+from __future__ import annotations
+
+from report.comparison.synthetic import PLAN, run_data
+
+from polylora.report.comparison import render
+from polylora.report.comparison.compute import compare_groups
+from polylora.report.comparison.model import RunData
+
+
+def test_report_has_every_section_and_the_small_sample_note() -> None:
+    res = compare_groups(run_data(), "baseline", ["rouge_l", "self_bleu", "pass@10"], plan=PLAN)
+    text = render.report(res)
+    for heading in ("## Analysis plan", "## Primary endpoint", "## Non-inferiority",
+                    "## Secondary endpoints", "## Sensitivity analyses",
+                    "## Evaluated checkpoints"):
+        assert heading in text
+    assert "too few seeds for an informative interval" in text
+
+
+def test_tables_escape_pipes_and_keep_their_column_count() -> None:
+    runs = [RunData(f"{g}-{s}", g, {"rouge_l": 0.1 * s + (0.2 if g != "a|b" else 0.0)},
+                    seed=str(s)) for g in ("a|b", "c") for s in (1, 2, 3)]
+    res = compare_groups(runs, "a|b", ["rouge_l"])
+    for table in (render.summary_markdown(res), render.runs_markdown(res),
+                  render.checkpoints_markdown(res), render.effects_markdown(res, ["secondary"])):
+        rows = [line for line in table.splitlines() if line.startswith("|")]
+        assert rows[1].startswith("|---|"), table
+        widths = {line.replace("\\|", "").count("|") for line in rows}
+        assert len(widths) == 1, table
+    assert "| a\\|b | `a|b-1` |" not in render.runs_markdown(res)
+    assert "| a\\|b | `a\\|b-1` |" in render.runs_markdown(res)

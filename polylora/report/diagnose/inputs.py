@@ -54,6 +54,7 @@ class Thresholds:
 
     gap_monitor: float = 0.2  # gap in [0.2, 0.4] → monitor
     gap_act: float = 0.4  # gap > 0.4 → conservative
+    gap_watch: float = 0.3  # standard-size data: adjust the config if the gap exceeds this
     smoothing_window: int = 5  # train points averaged for the gap
     eval_rise_margin: float = 0.05  # eval-loss rise above its minimum that counts
     underfit_rel_drop: float = 0.10  # relative train-loss drop over the last quarter

@@ -324,7 +324,7 @@ def _rule_dataset_size(ctx: RunContext) -> list[Finding]:
     if bucket == BUCKET_STANDARD:
         msg = (
             f"{n} training examples ({bucket}): rank 16 should work; monitor closely and "
-            f"adjust if the gap exceeds 0.3 (now {_f(ctx.gap)})"
+            f"adjust if the gap exceeds {_g(ctx.th.gap_watch)} (now {_f(ctx.gap)})"
         )
         return [Finding("ok", "dataset_size", msg)]
     msg = f"{n} training examples ({bucket}): enough data for rank 16; try rank 32 as an ablation"

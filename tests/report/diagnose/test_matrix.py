@@ -369,7 +369,9 @@ def test_standard_dataset_is_ok() -> None:
     diag = diagnose(curves(HEALTHY_EVAL, n_train_examples=1000))
     rule = finding(diag, "dataset_size")
     assert rule.level == "ok" and "1000" in rule.message and BUCKET_STANDARD in rule.message
-    assert diag.level == "ok"
+    assert diag.level == "ok" and "gap exceeds 0.3" in rule.message
+    watch = diagnose(curves(HEALTHY_EVAL, n_train_examples=1000), Thresholds(gap_watch=0.25))
+    assert "gap exceeds 0.25" in finding(watch, "dataset_size").message
 
 
 def test_large_dataset_suggests_rank_32_ablation() -> None:

@@ -10,7 +10,11 @@ numbers it used, then the diagnosis (verdict, findings, the exact next command):
 * steps per epoch: from the ``train/epoch`` curve (step / epoch at its last point), else
   ceil(training examples / (``train.batch_size`` × ``train.grad_accum``));
 * objective (``polylora.objective`` tag: the objective's config name), λ
-  (``objective.diversity_weight``), experiment (``polylora.experiment`` tag);
+  (``objective.diversity_weight``), experiment (``polylora.experiment`` tag): the commands
+  rerun the run's own experiment;
+* the matrix's columns (which experiment runs the standard and the conservative column per
+  objective): ``--columns FILE``, default ``conf/diagnose/columns.yaml``; ``--conservative``
+  names the conservative experiment for this run directly;
 * diversity: ``eval/semantic_diversity``, else 1 − ``eval/self_bleu``, else
   ``eval/distinct_2``; quality: ``--quality-metric`` (default ``eval/accuracy``, falling back
   to pass@1, then rouge_l);
@@ -28,10 +32,12 @@ from typing import Any
 from polylora.errors import ConfigError, PolyloraError
 from polylora.record import reader as mlruns
 from polylora.record.names import TRAIN_SIZE
-from polylora.report.diagnose import Diagnosis, RunCurves, diagnose
-from polylora.report.markdown import table
+from polylora.report import markdown
+from polylora.report.diagnose import Columns, Diagnosis, RunCurves, diagnose, load_columns
+from polylora.report.diagnose.columns import DEFAULT_COLUMNS_FILE
+from polylora.report.diagnose.inputs import OBJECTIVES
 
-__all__ = ["DiagnosisInputs", "add_arguments", "fetch_curves", "run"]
+__all__ = ["DiagnosisInputs", "add_arguments", "columns_for", "fetch_curves", "render", "run"]
 
 QUALITY_FALLBACK = ("accuracy", "pass@1", "rouge_l")
 
@@ -132,9 +138,10 @@ def fetch_curves(
     if kind is None:
         kind = "ce"
         src["objective"] = "ce (assumed: the run has no polylora.objective tag)"
-    elif kind not in ("ce", "polychromic"):
+    elif kind not in OBJECTIVES:
         raise ConfigError(
-            f"run {run_id} uses objective {kind!r}; diagnose knows 'ce' and 'polychromic'"
+            f"run {run_id} uses objective {kind!r}; diagnose knows "
+            + " and ".join(repr(o) for o in OBJECTIVES)
         )
     else:
         src["objective"] = kind
@@ -144,7 +151,7 @@ def fetch_curves(
     experiment = info.tags.get(mlruns.EXPERIMENT_TAG)
     if experiment in (None, "", "default"):
         experiment = None
-    src["experiment"] = experiment or "unknown (commands use the standard config)"
+    src["experiment"] = experiment or "unknown (commands use the standard column's)"
 
     diversity: float | None = None
     if (hit := _metric(info, "semantic_diversity")) is not None:
@@ -201,8 +208,8 @@ def fetch_curves(
 
 def render(inputs: DiagnosisInputs, result: Diagnosis) -> str:
     """The printout: inputs table, then the diagnosis Markdown."""
-    lines = ["# polylora diagnose", "", *table(["input", "value (source)"],
-                                               inputs.sources.items())]
+    lines = ["# polylora diagnose", "",
+             *markdown.table(["input", "value (source)"], inputs.sources.items())]
     return "\n".join(lines) + "\n\n" + result.to_markdown()
 
 
@@ -214,11 +221,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{mlruns.DEFAULT_TRACKING_URI})")
     parser.add_argument("--quality-metric", default=None,
                         help="quality metric (default: eval/accuracy, else pass@1, else rouge_l)")
+    parser.add_argument("--columns", default=None,
+                        help="YAML naming the experiments of the standard and conservative "
+                        "columns per objective (default: polylora/conf/diagnose/columns.yaml)")
+    parser.add_argument("--conservative", default=None, metavar="EXPERIMENT",
+                        help="the experiment to switch to when this run overfits "
+                        "(overrides the columns file for the run's objective)")
+
+
+def columns_for(inputs: DiagnosisInputs, path: str | None,
+                conservative: str | None) -> Columns:
+    """The columns file (``path`` or the default) with ``conservative`` for the run's
+    objective; records where they came from in ``inputs.sources``."""
+    columns = load_columns(path)
+    inputs.sources["columns"] = str(path or DEFAULT_COLUMNS_FILE)
+    if conservative:
+        objective = inputs.curves.objective
+        columns = Columns(standard=columns.standard,
+                          conservative={**columns.conservative, objective: conservative},
+                          default_lambda=columns.default_lambda)
+        inputs.sources["columns"] += f"; conservative {conservative} (--conservative)"
+    return columns
 
 
 def run(args: argparse.Namespace) -> int:
     """Fetch the run, diagnose it, print inputs, verdict and the next command."""
     client = mlruns.get_client(args.tracking_uri)
     inputs = fetch_curves(client, args.run_id, args.quality_metric)
-    print(render(inputs, diagnose(inputs.curves)), end="")
+    columns = columns_for(inputs, args.columns, args.conservative)
+    print(render(inputs, diagnose(inputs.curves, columns=columns)), end="")
     return 0

@@ -40,10 +40,13 @@ from scipy import stats as sps
 
 from polylora import intervals
 from polylora.errors import PolyloraError
-from polylora.report import analysis, headline
+from polylora.report import analysis
 from polylora.report.comparison import render as comparison_render
 from polylora.report.comparison.csv_export import write_csv
 from polylora.report.comparison.model import ComparisonResult, GroupSummary, RunData
+from polylora.report.headline_inputs import FEW_SHOT, ZERO_SHOT, SummaryCell, read_tests
+from polylora.report.headline_outcome import outcome
+from polylora.report.headline_sections import results_table, tests_table
 
 __all__ = ["GRIDS", "main", "rebuild", "recover_seed_values"]
 
@@ -171,8 +174,8 @@ def rebuild(results: Path) -> ComparisonResult:
     analysis.judge(effects, hib, PLAN, excluded)
     groups = list(dict.fromkeys(g for (g, _) in summary))
     summaries = []
-    for (g, m), vals in values.items():
-        ci = intervals.t_interval(vals)
+    for (g, m), seed_values in values.items():
+        ci = intervals.t_interval(seed_values)
         summaries.append(GroupSummary(g, m, 3, ci.estimate, ci.low, ci.high,
                                       int(summary[(g, m)]["n_prompts"] or 0), ci.note))
     return ComparisonResult(
@@ -199,20 +202,20 @@ def render(results: Path, result: ComparisonResult, all_groups: Sequence[GroupSu
     """headline.md: new Outcome, Results and Significance tests; the rest carried over."""
     orig = (results / "headline_files" / "original" / "headline.md").read_text(encoding="utf-8")
     sections = _sections(orig)
-    cell = {(s.group, s.metric): headline.SummaryCell(
+    cell = {(s.group, s.metric): SummaryCell(
         s.group, s.metric, result.higher_is_better.get(s.metric, True), s.n_runs, s.mean,
         s.low, s.high, s.n_prompts) for s in all_groups}
     for s in result.summaries:
-        cell[(s.group, s.metric)] = headline.SummaryCell(
+        cell[(s.group, s.metric)] = SummaryCell(
             s.group, s.metric, result.higher_is_better[s.metric], s.n_runs, s.mean, s.low,
             s.high, s.n_prompts)
-    tests = headline.read_tests(results / "headline_files" / "tests.csv")
+    tests = read_tests(results / "headline_files" / "tests.csv")
     lam = sections.get("λ sweep", "")
     best = re.search(r"\| \d+ \| COMPLETE \| ([\d.]+) \| ([\d.]+) \|", lam)
     lam_best = (f"The λ sweep's best trial (one seed, untested, and selected on the **test** "
                 f"split's pass@10 before searches were restricted to validation metrics) was "
                 f"λ = {best.group(2)} with pass@10 = {best.group(1)}." if best else None)
-    groups = [g for g in (headline.ZERO_SHOT, headline.FEW_SHOT, BASELINE, CANDIDATE)
+    groups = [g for g in (ZERO_SHOT, FEW_SHOT, BASELINE, CANDIDATE)
               if any(k[0] == g for k in cell)]
     title = orig.split("\n", 1)[0]
     out = [title, "",
@@ -223,7 +226,7 @@ def render(results: Path, result: ComparisonResult, all_groups: Sequence[GroupSu
            "[headline_files/original/](headline_files/original/headline.md).", "",
            "## Research question", "", sections["Research question"].strip(), "",
            "## Outcome", "",
-           *[p + "\n" for p in headline.outcome(cell, tests, BASELINE, CANDIDATE, None,
+           *[p + "\n" for p in outcome(cell, tests, BASELINE, CANDIDATE, None,
                                                  lam_best)],
            "## Setup", "", sections["Setup"].strip(), "",
            "## Results", "",
@@ -231,7 +234,7 @@ def render(results: Path, result: ComparisonResult, all_groups: Sequence[GroupSu
            "too few seeds for an informative interval; the first report's percentile "
            "bootstrap of 3 values was [min, max], which covers ~75%). Per-seed values "
            "recovered as described under Significance tests.", "",
-           *headline._results(cell, groups), "",
+           *results_table(cell, groups), "",
            "## Significance tests", "",
            f"{CANDIDATE} against {BASELINE}. Plan (now declared in `headline_ce.yaml` "
            "before any future run; applied here after the fact to the existing runs): primary "
@@ -245,7 +248,7 @@ def render(results: Path, result: ComparisonResult, all_groups: Sequence[GroupSu
            "without seed pairing use Welch's t over seeds. The evaluated checkpoint was the "
            "best validation-loss one (all runs stopped at step 30; `train.checkpoint` did not "
            "exist yet).", "",
-           *headline._tests_table(tests, CANDIDATE), "",
+           *tests_table(tests, CANDIDATE), "",
            *[f"## {name}\n\n{sections[name].strip()}\n" for name in CARRIED if name in sections]]
     # the all-groups comparison was not re-derived: link its original report
     return "\n".join(out).replace("(headline_files/all_groups/report.md)",
@@ -255,7 +258,7 @@ def render(results: Path, result: ComparisonResult, all_groups: Sequence[GroupSu
 def main(argv: Sequence[str] | None = None) -> int:
     """Rewrite the headline files from ``--results`` (default: docs/results)."""
     p = argparse.ArgumentParser(prog="python -m polylora.report.headline_rebuild",
-                                description=__doc__.splitlines()[0])
+                                description=(__doc__ or "").splitlines()[0])
     p.add_argument("--results", default="docs/results")
     args = p.parse_args(argv)
     results = Path(args.results)

@@ -83,7 +83,7 @@ def run_design(launch: Launch, runs_dir: Path, extra: Sequence[str] = (),
                sweep_arms: Sequence[str] | None = None,
                job: Callable[[Sequence[str]], tuple[str, float]] = execute,
                log: Callable[[str], None] = print,
-               on_run: Callable[[Launch], None] | None = None) -> Launch:
+               on_run: Callable[[Launch], object] | None = None) -> Launch:
     """Stage 0, stage 1 and the temperature sweep for every seed; fills ``launch.runs`` and
     ``launch.phases`` (seconds) and returns ``launch``.
 

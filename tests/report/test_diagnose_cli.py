@@ -153,3 +153,28 @@ def test_unknown_run_and_run_without_eval_loss(
                   evals=[], final={})
     rc, out = diagnose_cli(mlflow_uri, rid, capsys)
     assert rc == 2 and "polylora: error: no eval/loss points in this run" in out
+
+
+def test_own_experiment_names_and_columns(
+    store: tuple, mlflow_uri: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A researcher's experiment names: the commands rerun the recorded experiment, the
+    conservative switch comes from --conservative or the user's --columns file."""
+    client, exp_id = store
+    train = [(s, 1.0 - 0.7 * s / 200) for s in range(10, 201, 10)]
+    rid = log_run(client, exp_id, experiment="lab_ce", objective=CE, train=train,
+                  evals=[(100, 1.0), (200, 1.2)], steps_per_epoch=100,
+                  final={"eval/perplexity": 12.0, "data/train": 1000.0})
+    rc = main(["diagnose", rid, "--tracking-uri", mlflow_uri, "--conservative", "lab_ce_safe"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "```bash\npython -m polylora +experiment=lab_ce_safe\n```" in out
+    assert "conservative lab_ce_safe (--conservative)" in out
+    columns = tmp_path / "columns.yaml"
+    columns.write_text("standard: {ce: lab_ce}\nconservative: {ce: lab_ce_careful}\n")
+    rc = main(["diagnose", rid, "--tracking-uri", mlflow_uri, "--columns", str(columns)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "```bash\npython -m polylora +experiment=lab_ce_careful\n```" in out
+    rc = main(["diagnose", rid, "--tracking-uri", mlflow_uri, "--columns",
+               str(tmp_path / "nope.yaml")])
+    captured = capsys.readouterr()
+    assert rc == 2 and "polylora: error: no columns file" in captured.out + captured.err

@@ -19,7 +19,6 @@ from helpers import REPO
 from omegaconf import OmegaConf
 
 from polylora.report import headline
-from polylora.report.headline import SummaryCell, TestCell
 from polylora.tracking import flatten
 
 LAUNCHER = REPO / "launchers" / "headline.py"
@@ -106,64 +105,6 @@ def test_baselines_share_model_data_and_evaluation(compose_cfg: Callable[..., An
             assert resolved(cfg[section]) == resolved(ce[section]), (name, section)
         assert differing(resolved(cfg.data), resolved(ce.data)) <= {"few_shot"}
     assert few.data.few_shot == 5 and zero.data.few_shot == 0
-
-
-# --------------------------------------------------------------------------- outcome text
-
-
-def cells(base: float, cand: float, metric: str = "pass@10") -> dict[tuple[str, str], SummaryCell]:
-    return {(g, metric): SummaryCell(g, metric, True, 3, v, v - 0.05, v + 0.05, 60)
-            for g, v in (("ce", base), ("poly", cand))}
-
-
-def primary(verdict: str, low: float, high: float, metric: str = "pass@10") -> TestCell:
-    return TestCell("poly", metric, "primary", "crossed seeds × prompts", 3, 60,
-                    (low + high) / 2, low, high, 0.2, float("nan"), 0.08, verdict)
-
-
-@pytest.mark.parametrize(("verdict", "low", "high", "answer"), [
-    ("not shown", -0.05, 0.15, "**Answer: not shown on this task and budget.**"),
-    ("confirmed", 0.01, 0.09, "**Answer: yes, on this task and budget.**"),
-    ("opposite direction", -0.2, -0.1, "**Answer: no.**"),
-])
-def test_outcome_claims_only_what_the_primary_endpoint_supports(
-    verdict: str, low: float, high: float, answer: str
-) -> None:
-    paras = headline.outcome(cells(0.40, 0.45), [primary(verdict, low, high)], "ce", "poly")
-    text = "\n".join(paras)
-    assert paras[0].startswith(answer)
-    assert f"[{low:+.3f}, {high:+.3f}]" in text and f"**{verdict}**" in text
-    if verdict == "not shown":
-        assert "can detect |Δ| ≥ 0.080 pass@10" in text
-        assert "absence of evidence is not evidence of absence" in text
-    assert "The old criterion" in text and "is not applied" in text
-
-
-def test_outcome_without_a_declared_primary_is_undetermined() -> None:
-    paras = headline.outcome(cells(0.40, 0.45), [], "ce", "poly")
-    assert paras[0].startswith("**Answer: undetermined.**")
-
-
-def test_portable_paths_are_relative_to_the_checkout(tmp_path: Path) -> None:
-    root = tmp_path / "checkout"
-    text = (f"{root}/.venv/bin/python -m polylora tracking.uri=sqlite:///{root}/mlflow.db "
-            f"--out {root}/docs/results elsewhere=/data/{root.name}/x")
-    assert headline.portable(text, root) == (
-        ".venv/bin/python -m polylora tracking.uri=sqlite:///mlflow.db --out docs/results "
-        f"elsewhere=/data/{root.name}/x")
-    assert headline.portable(text, None) == text
-
-
-def test_lambda_section_renders_the_sweep_summary(tmp_path: Path) -> None:
-    summary = tmp_path / "summary.csv"
-    summary.write_text("trial,state,eval/pass@10,objective.diversity_weight,train_eval_gap,"
-                       "duration_s,run_id,error\n0,COMPLETE,0.5,0.1,0.1,12.0,abc,\n"
-                       "1,COMPLETE,0.6,0.5,0.2,13.0,def,\n", encoding="utf-8")
-    lines, best = headline._lambda(summary, None)
-    assert any("| 1 | COMPLETE | 0.6 | 0.5 |" in line for line in lines)
-    assert best is not None and "λ = 0.5" in best
-    missing, none = headline._lambda(tmp_path / "absent.csv", None)
-    assert none is None and "--lambda-sweep" in missing[0]
 
 
 # --------------------------------------------------------------------------- end to end

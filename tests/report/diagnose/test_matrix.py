@@ -1,4 +1,8 @@
-"""Tests for polylora.report.diagnose: curves that hit each cell of the overfitting matrix."""
+"""Tests for polylora.report.diagnose: curves that hit each cell of the overfitting matrix.
+
+The runs record experiment names of a researcher's own (not the shipped configs'), so the
+commands are shown to come from the recorded values and the columns, never from names in code.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,31 @@ from polylora.report.diagnose import (
     BUCKET_LARGE,
     BUCKET_SMALL,
     BUCKET_STANDARD,
+    Columns,
     Diagnosis,
     Finding,
     RunCurves,
     Thresholds,
     dataset_size_bucket,
-    diagnose,
 )
+from polylora.report.diagnose import diagnose as diagnose_with
 
 SPE = 100  # steps per epoch in the synthetic runs
+
+# A researcher's own matrix: experiment names and a default λ found in no shipped config.
+CE_STD, CE_SAFE = "my_ce", "my_ce_safe"
+POLY_STD, POLY_SAFE = "my_poly", "my_poly_safe"
+DEFAULT_LAMBDA = 0.25
+COLUMNS = Columns(
+    standard={"ce": CE_STD, "polychromic": POLY_STD},
+    conservative={"ce": CE_SAFE, "polychromic": POLY_SAFE},
+    default_lambda={"polychromic": DEFAULT_LAMBDA},
+)
+
+
+def diagnose(c: RunCurves, thresholds: Thresholds | None = None) -> Diagnosis:
+    """The matrix with the researcher's columns above."""
+    return diagnose_with(c, thresholds, COLUMNS)
 
 
 def flat_train(
@@ -68,7 +88,7 @@ def test_healthy_run_continues_with_more_seeds() -> None:
     # gap = 0.65 − mean(train at steps 160..200) = 0.65 − 0.602
     assert "0.048" in gap.message and "0.650" in gap.message and "< 0.2" in gap.message
     assert diag.verdict.startswith("healthy:") and "0.048" in diag.verdict
-    assert diag.next_command == "python -m polylora -m +experiment=baseline seed=42,123,456"
+    assert diag.next_command == f"python -m polylora -m +experiment={CE_STD} seed=42,123,456"
 
 
 def test_gap_between_02_and_04_is_monitor() -> None:
@@ -84,12 +104,12 @@ def test_gap_between_02_and_04_is_monitor() -> None:
 @pytest.mark.parametrize(
     ("objective", "experiment", "expected"),
     [
-        ("ce", None, "python -m polylora +experiment=baseline_conservative"),
-        ("polychromic", None, "python -m polylora +experiment=polychromic_conservative"),
+        ("ce", None, f"python -m polylora +experiment={CE_SAFE}"),
+        ("polychromic", None, f"python -m polylora +experiment={POLY_SAFE}"),
         (
             "polychromic",
-            "polychromic_0.5",
-            "python -m polylora +experiment=polychromic_conservative",
+            "lambda_study_0.5",  # recorded, in no column: switch to the column
+            f"python -m polylora +experiment={POLY_SAFE}",
         ),
     ],
 )
@@ -111,7 +131,7 @@ def test_seed_severe_overfitting_example() -> None:
     assert finding(diag, "train_eval_gap").level == "act"
     assert finding(diag, "eval_rising").level == "act"
     assert diag.verdict.startswith("act:") and "(+1 more act finding(s))" in diag.verdict
-    assert diag.next_command == "python -m polylora +experiment=baseline_conservative"
+    assert diag.next_command == f"python -m polylora +experiment={CE_SAFE}"
     under = finding(diag, "underfitting")  # steep train drop here is memorization
     assert under.level == "ok" and "not underfitting" in under.message
 
@@ -136,7 +156,7 @@ def test_eval_before_any_train_point_uses_nearest_train_points() -> None:
 
 
 def test_already_conservative_overfitting_has_no_conservative_command() -> None:
-    diag = diagnose(curves([(100, 1.10), (200, 1.05)], experiment="baseline_conservative"))
+    diag = diagnose(curves([(100, 1.10), (200, 1.05)], experiment=CE_SAFE))
     gap = finding(diag, "train_eval_gap")
     assert gap.level == "act" and gap.command is None and "stop earlier" in gap.message
 
@@ -153,7 +173,7 @@ def test_eval_rising_after_epoch_1_is_act_conservative() -> None:
     assert "rising after epoch 1" in rising.message
     for number in ("0.620", "step 100", "epoch 1", "0.750", "epoch 2", "0.130"):
         assert number in rising.message
-    assert diag.next_command == "python -m polylora +experiment=polychromic_conservative"
+    assert diag.next_command == f"python -m polylora +experiment={POLY_SAFE}"
 
 
 def test_eval_minimum_in_a_later_epoch_is_monitor_with_fewer_epochs() -> None:
@@ -161,7 +181,7 @@ def test_eval_minimum_in_a_later_epoch_is_monitor_with_fewer_epochs() -> None:
     diag = diagnose(curves([(100, 0.80), (200, 0.62), (300, 0.70)], train_loss=train))
     rising = finding(diag, "eval_rising")
     assert rising.level == "monitor" and "epoch 2" in rising.message and "0.080" in rising.message
-    assert rising.command == "python -m polylora +experiment=baseline train.epochs=2"
+    assert rising.command == f"python -m polylora +experiment={CE_STD} train.epochs=2"
 
 
 def test_eval_rising_without_epoch_information_is_monitor() -> None:
@@ -192,7 +212,7 @@ def test_train_loss_still_falling_suggests_more_epochs() -> None:
     under = finding(diag, "underfitting")
     assert under.level == "act" and "still learning" in under.message
     assert "2 epochs" in under.message or "instead of 2" in under.message
-    assert under.command == "python -m polylora +experiment=baseline train.epochs=4"
+    assert under.command == f"python -m polylora +experiment={CE_STD} train.epochs=4"
     assert diag.next_command == under.command
 
 
@@ -200,7 +220,7 @@ def test_eval_far_below_train_suggests_rank_32() -> None:
     diag = diagnose(curves([(100, 0.45), (200, 0.30)]))
     under = finding(diag, "underfitting")
     assert under.level == "monitor" and "-0.302" in under.message
-    assert under.command == "python -m polylora +experiment=baseline lora=r32"
+    assert under.command == f"python -m polylora +experiment={CE_STD} lora=r32"
 
 
 def test_converged_run_shows_no_underfitting() -> None:
@@ -227,7 +247,7 @@ def test_perplexity_range(ppl: float, level: str, text: str) -> None:
     assert rule.level == level and text in rule.message
     assert diag.level == level
     if level == "act":
-        assert diag.next_command == "python -m polylora +experiment=baseline_conservative"
+        assert diag.next_command == f"python -m polylora +experiment={CE_SAFE}"
 
 
 # ----------------------------------------------------------------------------- λ rules
@@ -238,7 +258,7 @@ def test_good_diversity_poor_quality_lowers_lambda_to_half() -> None:
         curves(
             HEALTHY_EVAL,
             objective="polychromic",
-            experiment="polychromic_0.3",
+            experiment="lambda_study",
             diversity=0.45,
             quality=0.10,
             diversity_weight=0.3,
@@ -249,7 +269,7 @@ def test_good_diversity_poor_quality_lowers_lambda_to_half() -> None:
     for number in ("0.450", "0.100", "λ=0.3", "0.15"):
         assert number in rule.message
     assert diag.next_command == (
-        "python -m polylora +experiment=polychromic_0.3 objective.diversity_weight=0.15"
+        "python -m polylora +experiment=lambda_study objective.diversity_weight=0.15"
     )
 
 
@@ -269,29 +289,31 @@ def test_diversity_collapse_raises_lambda() -> None:
     rule = finding(diag, "diversity_collapse")
     assert rule.level == "act" and "0.050" in rule.message and "< 0.1" in rule.message
     assert diag.next_command == (
-        "python -m polylora +experiment=polychromic_0.3 objective.diversity_weight=0.6"
+        f"python -m polylora +experiment={POLY_STD} objective.diversity_weight=0.6"
     )
 
 
-def test_diversity_collapse_assumes_the_experiment_lambda_when_unknown() -> None:
+def test_diversity_collapse_assumes_the_objective_default_lambda_when_unrecorded() -> None:
     diag = diagnose(
         curves(
             HEALTHY_EVAL,
             objective="polychromic",
-            experiment="polychromic_conservative",
+            experiment=POLY_SAFE,
             diversity=0.05,
         )
     )
     rule = finding(diag, "diversity_collapse")
-    assert "assumed" in rule.message and "0.15" in rule.message
-    assert rule.command is not None and rule.command.endswith("objective.diversity_weight=0.3")
+    assert "assumed" in rule.message and f"from {DEFAULT_LAMBDA}" in rule.message
+    assert rule.command == (
+        f"python -m polylora +experiment={POLY_SAFE} objective.diversity_weight=0.5"
+    )
 
 
 def test_diversity_collapse_under_ce_points_to_polychromic() -> None:
     diag = diagnose(curves(HEALTHY_EVAL, diversity=0.05))
     rule = finding(diag, "diversity_collapse")
     assert rule.level == "monitor" and "0.050" in rule.message
-    assert rule.command == "python -m polylora +experiment=polychromic_0.3"
+    assert rule.command == f"python -m polylora +experiment={POLY_STD}"
 
 
 def test_good_quality_low_diversity_keeps_or_raises_lambda() -> None:
@@ -303,7 +325,7 @@ def test_good_quality_low_diversity_keeps_or_raises_lambda() -> None:
     rule = finding(diag, "low_diversity")
     assert rule.level == "monitor" and "0.200" in rule.message and "0.500" in rule.message
     assert rule.command == (
-        "python -m polylora +experiment=polychromic_0.3 objective.diversity_weight=0.4"
+        f"python -m polylora +experiment={POLY_STD} objective.diversity_weight=0.4"
     )
 
 
@@ -336,9 +358,9 @@ def test_small_dataset_switches_to_conservative() -> None:
     diag = diagnose(curves(HEALTHY_EVAL, n_train_examples=650))
     rule = finding(diag, "dataset_size")
     assert rule.level == "act" and "650" in rule.message and BUCKET_SMALL in rule.message
-    assert diag.next_command == "python -m polylora +experiment=baseline_conservative"
+    assert diag.next_command == f"python -m polylora +experiment={CE_SAFE}"
     already = diagnose(
-        curves(HEALTHY_EVAL, n_train_examples=650, experiment="baseline_conservative")
+        curves(HEALTHY_EVAL, n_train_examples=650, experiment=CE_SAFE)
     )
     assert finding(already, "dataset_size").level == "ok"
 
@@ -347,7 +369,9 @@ def test_standard_dataset_is_ok() -> None:
     diag = diagnose(curves(HEALTHY_EVAL, n_train_examples=1000))
     rule = finding(diag, "dataset_size")
     assert rule.level == "ok" and "1000" in rule.message and BUCKET_STANDARD in rule.message
-    assert diag.level == "ok"
+    assert diag.level == "ok" and "gap exceeds 0.3" in rule.message
+    watch = diagnose(curves(HEALTHY_EVAL, n_train_examples=1000), Thresholds(gap_watch=0.25))
+    assert "gap exceeds 0.25" in finding(watch, "dataset_size").message
 
 
 def test_large_dataset_suggests_rank_32_ablation() -> None:
@@ -355,16 +379,16 @@ def test_large_dataset_suggests_rank_32_ablation() -> None:
         curves(
             HEALTHY_EVAL,
             n_train_examples=2400,
-            experiment="polychromic_0.3",
+            experiment="lambda_study",
             objective="polychromic",
         )
     )
     rule = finding(diag, "dataset_size")
     assert rule.level == "ok" and "2400" in rule.message and BUCKET_LARGE in rule.message
-    assert rule.command == "python -m polylora +experiment=polychromic_0.3 lora=r32"
+    assert rule.command == "python -m polylora +experiment=lambda_study lora=r32"
     # Healthy overall: more seeds come first, the ablation is listed as another suggestion.
-    assert diag.next_command == "python -m polylora -m +experiment=polychromic_0.3 seed=42,123,456"
-    assert "`python -m polylora +experiment=polychromic_0.3 lora=r32`" in diag.to_markdown()
+    assert diag.next_command == "python -m polylora -m +experiment=lambda_study seed=42,123,456"
+    assert "`python -m polylora +experiment=lambda_study lora=r32`" in diag.to_markdown()
 
 
 # ----------------------------------------------------------------------------- errors & output
@@ -388,7 +412,7 @@ def test_nan_train_loss_means_divergence() -> None:
     diag = diagnose(curves(HEALTHY_EVAL, train_loss=train))
     rule = finding(diag, "non_finite_loss")
     assert rule.level == "act" and "1 train" in rule.message
-    assert diag.next_command == "python -m polylora +experiment=baseline_conservative"
+    assert diag.next_command == f"python -m polylora +experiment={CE_SAFE}"
 
 
 def test_unsorted_points_are_handled() -> None:
@@ -403,7 +427,7 @@ def test_to_markdown_lists_verdict_findings_and_command() -> None:
     assert md.startswith("## Diagnosis: act")
     assert f"**Verdict:** {diag.verdict}" in md
     assert "| act | train_eval_gap |" in md and "| ok | dataset_size |" in md
-    assert "```bash\npython -m polylora +experiment=baseline_conservative\n```" in md
+    assert f"```bash\npython -m polylora +experiment={CE_SAFE}\n```" in md
 
 
 def test_markdown_escapes_pipes() -> None:
@@ -417,3 +441,36 @@ def test_custom_thresholds() -> None:
     assert finding(diag, "train_eval_gap").level == "act"
     assert "> 0.04" in diag.verdict
     assert replace(strict, gap_act=1.0).gap_act == 1.0
+
+
+# ----------------------------------------------------------------------------- without columns
+
+
+def test_recorded_experiment_drives_commands_without_any_columns() -> None:
+    """No columns: every command reruns the recorded experiment; the conservative switch is
+    advised without a command (no name to point at)."""
+    ok = diagnose_with(curves(HEALTHY_EVAL, experiment="lab_run_7"))
+    assert ok.next_command == "python -m polylora -m +experiment=lab_run_7 seed=42,123,456"
+    bad = diagnose_with(curves([(100, 1.10), (200, 1.05)], experiment="lab_run_7"))
+    gap = finding(bad, "train_eval_gap")
+    assert gap.level == "act" and "switch to conservative" in gap.message
+    assert gap.command is None
+    no_experiment = diagnose_with(curves(HEALTHY_EVAL))
+    assert no_experiment.next_command is None  # nothing recorded, no column: no command
+
+
+def test_unrecorded_lambda_without_a_default_gives_no_lambda_command() -> None:
+    diag = diagnose_with(curves(HEALTHY_EVAL, objective="polychromic", experiment="lab",
+                                diversity=0.05))
+    rule = finding(diag, "diversity_collapse")
+    assert rule.level == "act" and "not recorded" in rule.message and rule.command is None
+
+
+def test_lambda_cap_is_a_threshold() -> None:
+    diag = diagnose(curves(HEALTHY_EVAL, objective="polychromic", diversity=0.05,
+                           diversity_weight=0.4))
+    assert finding(diag, "diversity_collapse").command is not None
+    capped = diagnose(curves(HEALTHY_EVAL, objective="polychromic", diversity=0.05,
+                             diversity_weight=0.4), Thresholds(lambda_max=0.4))
+    rule = finding(capped, "diversity_collapse")
+    assert "already at the cap" in rule.message and rule.command is None

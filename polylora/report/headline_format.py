@@ -1,0 +1,48 @@
+"""Number formatting of the headline report: means, p-values, signed effects, durations."""
+
+from __future__ import annotations
+
+import math
+
+from polylora.report.headline_inputs import SummaryCell
+
+__all__ = ["ci_cell", "duration", "num", "pval", "signed"]
+
+
+def num(x: float, digits: int = 3) -> str:
+    """``x`` with ``digits`` decimals; – for NaN/None, ±∞ for infinities."""
+    if x is None or not math.isfinite(x):
+        return "–" if x is None or math.isnan(x) else ("∞" if x > 0 else "−∞")
+    return f"{x:.{digits}f}"
+
+
+def pval(x: float) -> str:
+    """A p-value: 4 decimals, scientific below 1e-4; – when missing."""
+    if x is None or math.isnan(x):
+        return "–"
+    return f"{x:.2e}" if x < 1e-4 else f"{x:.4f}"
+
+
+def signed(x: float, digits: int = 2) -> str:
+    """``x`` with its sign (an effect Δ); – when missing."""
+    if x is None or math.isnan(x):
+        return "–"
+    if math.isinf(x):
+        return "+∞" if x > 0 else "−∞"
+    return f"{x:+.{digits}f}"
+
+
+def duration(seconds: float) -> str:
+    """Seconds below two minutes, minutes above; – when missing."""
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def ci_cell(s: SummaryCell | None) -> str:
+    """``mean [low, high]`` of a summary cell; – without runs."""
+    if s is None or s.n_runs == 0:
+        return "–"
+    return f"{num(s.mean)} [{num(s.low)}, {num(s.high)}]"

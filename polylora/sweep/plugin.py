@@ -8,7 +8,8 @@ What it adds to the stock Optuna sweeper (see ``docs/sweeps.md``):
   the trials still missing (the stock sweeper adds ``n_trials`` more each time); a trial whose
   sweeper died (no heartbeat, Optuna's RDB heartbeat) is marked FAIL and run again with the
   same parameters under a new trial number;
-* **direction from the metric registry** when ``direction`` is not set;
+* **direction from the metric registry** when ``direction`` is not set (a metric of your own
+  in ``eval.custom_metrics`` is registered first, with its declared direction);
 * **fail fast**: an unknown ``optimized_metric`` or a search key the config lacks is one
   ``polylora: error:`` line before any trial starts; failing trials are recorded FAIL and the
   sweep goes on;

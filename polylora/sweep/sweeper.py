@@ -30,6 +30,7 @@ from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
 from polylora.errors import ConfigError, PolyloraError
+from polylora.metrics.custom import register_custom_metrics
 from polylora.metrics.registry import metric_direction
 from polylora.optimized_metric import check_search_metrics, optimized_metrics
 from polylora.record.names import canonical_metric
@@ -216,6 +217,9 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             raise ConfigError("nothing to search: hydra.sweeper.params has no sweep "
                               "(choice(...), interval(...), range(...)); add +hparams_search=...")
         metrics = optimized_metrics(self.cfg.optimized_metric)
+        # The config's own metrics, so one of them can be the objective (same trust rules and
+        # errors as a run; its declared direction is the registry's direction).
+        register_custom_metrics(OmegaConf.select(self.cfg, "eval.custom_metrics"))
         directions = self._directions(metrics)
         self._check_search_space(distributions, fixed_params, fixed_overrides)
 

@@ -46,10 +46,11 @@ def _command(cwd: Path, *args: str) -> list[str]:
             f"hydra.sweeper.storage=sqlite:///{cwd}/optuna.db"]
 
 
-def sweep(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run a sweep to the end in ``cwd``."""
-    return subprocess.run(_command(cwd, *args), cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+def sweep(cwd: Path, *args: str, timeout: float = 300,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a sweep to the end in ``cwd`` (``env``: variables added to the test environment)."""
+    return subprocess.run(_command(cwd, *args), cwd=cwd, env={**_env(), **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def trial_states(cwd: Path) -> list[tuple[int, str]]:
@@ -262,6 +263,51 @@ def test_pareto_search_records_two_objectives_and_the_front(tmp_path: Path) -> N
     summary = (tmp_path / "multirun" / "smoke_polychromic-pareto" / tags.SUMMARY_CSV)
     header = summary.read_text().splitlines()[0].split(",")
     assert header[2:4] == ["val/pass@2", "val/distinct_2"]
+
+
+CUSTOM_METRIC_MODULE = '''
+def answer_chars(answers: list[str]) -> float:
+    """Mean number of characters per answer."""
+    return sum(len(a) for a in answers) / len(answers)
+'''
+
+
+def test_a_custom_metric_is_the_sweeps_objective(tmp_path: Path) -> None:
+    """``optimized_metric=val/answer_chars``, a metric of the user's own from a module on
+    PYTHONPATH: the sweeper registers it, takes its declared direction, and each trial's value
+    in the study is the metric the trial's run logged to MLflow."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "mylab_sweep_metrics.py").write_text(CUSTOM_METRIC_MODULE)
+    env = {"PYTHONPATH": os.pathsep.join([str(lib), _env()["PYTHONPATH"]]),
+           "POLYLORA_TRUSTED_TARGETS": "mylab_sweep_metrics"}
+    declared = ("eval.custom_metrics=[{name:answer_chars,"
+                "_target_:mylab_sweep_metrics.answer_chars,direction:minimize}]")
+    proc = sweep(tmp_path, "+experiment=smoke", "+hparams_search=lr", "hydra.sweeper.n_trials=2",
+                 "train.max_steps=2", "train.eval_every=2", "train.save_every=2",
+                 "eval.metrics=[accuracy]", "eval.subset_size=2", "eval.val_subset_size=2",
+                 "eval.n_samples=2", "eval.ks=[1,2]", declared,
+                 "optimized_metric=val/answer_chars", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_study(tmp_path)
+    assert [d.name for d in study.directions] == ["MINIMIZE"]  # the metric's declared one
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    (parent,) = [r for r in mlflow_runs(tmp_path) if r.data.tags.get(tags.ROLE_TAG) == "sweep"]
+    assert parent.data.params["sweep.optimized_metric"] == "val/answer_chars"
+    children = {int(r.data.tags[tags.TRIAL_TAG]): r for r in mlflow_runs(tmp_path)
+                if r.data.tags.get(tags.PARENT_TAG) == parent.info.run_id}
+    assert sorted(children) == [0, 1]
+    for trial in study.trials:
+        logged = children[trial.number].data.metrics["val/answer_chars"]
+        assert trial.values == [pytest.approx(logged)]
+        assert logged > 0  # the tiny model answers something: a real mean, not a default
+
+    untrusted = sweep(tmp_path, "+experiment=smoke", "+hparams_search=lr", declared,
+                      "optimized_metric=val/answer_chars", "hydra.sweeper.study_name=other",
+                      env={**env, "POLYLORA_TRUSTED_TARGETS": ""}, timeout=120)
+    assert untrusted.returncode == 2 and "Traceback" not in untrusted.stderr
+    assert ("eval.custom_metrics[0] (answer_chars): mylab_sweep_metrics.answer_chars is outside "
+            "the trusted targets") in untrusted.stderr, untrusted.stderr[-2000:]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,6 @@ from polylora.data.splits import Splits, split_examples
 from polylora.errors import ConfigError, DataError
 from polylora.metrics.checkers import checker_from_config
 from polylora.metrics.custom import register_custom_metrics
-from polylora.metrics.registry import get_metric
 from polylora.metrics.selection import (
     check_optimized_metrics,
     fit_eval_metrics,
@@ -45,10 +44,8 @@ class Prepared:
 
 def prepare(cfg: DictConfig) -> Prepared:
     """Validate the config and data; build the objective. Raises PolyloraError on bad input."""
-    validate(cfg)
+    validate(cfg)  # every group, optimized_metric's names included: one ConfigError
     custom = register_custom_metrics(cfg.eval.get("custom_metrics"))
-    for name in optimized_metrics(cfg.optimized_metric):
-        get_metric(canonical_metric(name))  # unknown name → ConfigError
     objective = build(cfg.objective, _convert_="all")
     _set_code_execution_policy(cfg)
     checker = checker_from_config(cfg.data.checker, cfg.eval.allow_code_execution)
@@ -88,11 +85,10 @@ def prepare(cfg: DictConfig) -> Prepared:
         raise DataError(f"the training split is empty ({len(examples)} examples in all)")
     if cfg.eval.enabled and not splits.test:
         raise DataError("the test split is empty; raise data.split.test or add examples")
-    if validation_metrics(cfg) and not (cfg.eval.enabled and splits.val):
+    if validation_metrics(cfg) and not splits.val:  # eval.enabled: checked by validate
         raise ConfigError(
             f"optimized_metric names {', '.join(validation_metrics(cfg))}, scored on the "
-            "validation split, but " + ("eval.enabled=false" if not cfg.eval.enabled else
-                                        "the validation split is empty (raise data.split.val)")
+            "validation split, but the validation split is empty (raise data.split.val)"
         )
     return Prepared(
         objective=objective,
@@ -126,7 +122,7 @@ def _set_code_execution_policy(cfg: DictConfig) -> None:
 
 def partition(examples: list[Example], field: str, value: Any) -> list[Example]:
     """The examples whose ``field`` (or group) equals ``value`` (one per-cluster adapter)."""
-    if value is None:
+    if value is None:  # not in validate: an experiment may leave the value to the command line
         raise ConfigError(
             f"data.partition_by={field} needs data.partition_value=<value> (a multirun over "
             "the values trains one adapter each)"

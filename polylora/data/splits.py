@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from polylora.data.example import Example
-from polylora.errors import ConfigError, DataError
+from polylora.errors import DataError, Problems, raise_problems
 
 SPLIT_NAMES: tuple[str, str, str] = ("train", "val", "test")
 _TOLERANCE = 1e-6
@@ -74,14 +74,8 @@ def split_examples(
     field (``"group"`` means ``Example.group``) whose values never straddle two splits. A
     fraction of 0 gives an empty split.
     """
-    fractions = _check_fractions(train, val, test)
-    if stratify_by is not None and group_by is not None:
-        raise ConfigError(
-            "data.split.stratify_by and data.split.group_by cannot both be set; "
-            "choose one (group_by prevents leakage, stratify_by balances a field)"
-        )
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise ConfigError(f"data.split.n_bins must be an integer >= 1, got {n_bins!r}")
+    raise_problems(check_split(train, val, test, stratify_by, group_by, n_bins))
+    fractions = (float(train), float(val), float(test))
     ordered = sorted(examples, key=_order_key)
     rng = random.Random(seed)
     if group_by is not None:
@@ -278,22 +272,39 @@ def _rebalance(
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _check_fractions(train: float, val: float, test: float) -> tuple[float, float, float]:
+def check_split(
+    train: Any, val: Any, test: Any, stratify_by: str | None = None,
+    group_by: str | None = None, n_bins: Any = 4,
+) -> list[str]:
+    """The problems of ``data.split`` settings (fractions >= 0 summing to 1, one of stratify_by
+    and group_by, ``n_bins`` >= 1), each naming the key and the fix."""
+    p = Problems()
     values = {"train": train, "val": val, "test": test}
+    numbers = True
     for key, value in values.items():
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or not math.isfinite(value) or value < 0:
-            raise ConfigError(
-                f"data.split.{key} must be a number >= 0, got {value!r}; "
-                "use fractions such as train=0.8 val=0.1 test=0.1"
-            )
-    total = train + val + test
-    if abs(total - 1.0) > _TOLERANCE:
-        raise ConfigError(
-            f"data.split.train/val/test must sum to 1, got {train}+{val}+{test}={total:g}; "
-            "adjust the fractions (e.g. 0.8/0.1/0.1)"
+        numbers &= p.check(
+            ok and math.isfinite(value) and value >= 0,
+            f"data.split.{key} must be a number >= 0, got {value!r}; "
+            "use fractions such as train=0.8 val=0.1 test=0.1",
         )
-    return (float(train), float(val), float(test))
+    if numbers:
+        total = train + val + test
+        p.check(
+            abs(total - 1.0) <= _TOLERANCE,
+            f"data.split.train/val/test must sum to 1, got {train}+{val}+{test}={total:g}; "
+            "adjust the fractions (e.g. 0.8/0.1/0.1)",
+        )
+    p.check(
+        stratify_by is None or group_by is None,
+        "data.split.stratify_by and data.split.group_by cannot both be set; "
+        "choose one (group_by prevents leakage, stratify_by balances a field)",
+    )
+    p.check(
+        not isinstance(n_bins, bool) and isinstance(n_bins, int) and n_bins >= 1,
+        f"data.split.n_bins must be an integer >= 1, got {n_bins!r}",
+    )
+    return p
 
 
 def _allocate(n: int, fractions: Sequence[float], priority: Sequence[float] | None) -> list[int]:

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from polylora.checking import CheckResult
 from polylora.data.example import Example
-from polylora.errors import ConfigError
+from polylora.errors import ConfigError, Problems
 
 _LENGTH_TEMPLATES = (
     "Name an English word that starts with '{start}' and has {length} letters.",
@@ -243,15 +243,16 @@ class WordTask:
         letter). ``min_zipf``: draw targets and references from words at least this common
         (None: any dictionary word). The defaults are calibrated so that SmolLM2-135M lands
         mid-range after a short CE run (docs/results/README.md)."""
-        if n_examples < 1:
-            raise ConfigError(f"data.source.n_examples must be >= 1, got {n_examples}")
+        found = Problems()
+        found.check(n_examples >= 1, f"data.source.n_examples must be >= 1, got {n_examples}")
         kinds = tuple(kinds)
         unknown = [k for k in kinds if k not in CONSTRAINT_KINDS]
-        if not kinds or unknown:
-            raise ConfigError(
-                f"data.source.kinds must be a non-empty list of {list(CONSTRAINT_KINDS)}, "
-                f"got {list(kinds)}"
-            )
+        found.check(
+            bool(kinds) and not unknown,
+            f"data.source.kinds must be a non-empty list of {list(CONSTRAINT_KINDS)}, "
+            f"got {list(kinds)}",
+        )
+        found.raise_any()
         self.n_examples = n_examples
         self.seed = seed
         self.min_answers = min_answers

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polylora.errors import ConfigError, DataError, PolyloraError
+from polylora.errors import DataError, PolyloraError, raise_problems
 from polylora.judge.client import judge_pairwise
 from polylora.judge.scoring import JudgeResult
-from polylora.judge.settings import JudgeConfig
+from polylora.judge.settings import JudgeConfig, check_judge
 from polylora.record.names import GENERATIONS_ARTIFACT
 
 _JUDGE_FIELDS = ("model", "criteria", "max_calls", "max_cost_usd", "cache_dir", "seed",
@@ -78,8 +78,7 @@ def judge_rows(
     labels: tuple[str, str] = ("baseline", "candidate"),
 ) -> JudgeResult | None:
     """Judge the candidate's answers against the baseline's on the prompts both answered."""
-    if answers not in ("greedy", "first_sample"):
-        raise ConfigError(f"eval.judge.answers={answers!r}; use greedy or first_sample")
+    raise_problems(check_judge({"answers": answers}))
     by_id = _by_id(baseline, labels[0])
     _by_id(candidate, labels[1])
     shared = [r for r in candidate if r["id"] in by_id]

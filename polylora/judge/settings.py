@@ -8,9 +8,11 @@ into the dollars the cost cap is checked against.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from polylora.errors import ConfigError
+from polylora.errors import Problems, raise_problems
 
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 NO_KEY_MESSAGE = f"LLM judge skipped: {API_KEY_ENV} is not set; export it to enable eval.judge"
@@ -78,42 +80,55 @@ class JudgeConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the bad field and the fix."""
-        if not self.model or not isinstance(self.model, str):
-            raise ConfigError(
-                f"eval.judge.model is empty; set it to a model id, e.g. {DEFAULT_MODEL}"
-            )
-        if not self.criteria:
-            raise ConfigError("eval.judge.criteria is empty; list at least one, e.g. [relevance]")
-        for c in self.criteria:
-            if not _CRITERION_RE.match(c):
-                raise ConfigError(
-                    f"eval.judge.criteria has {c!r}; use lower-case names of letters, digits, "
-                    "and underscores (they become JSON keys and metric names)"
-                )
-        if len(set(self.criteria)) != len(self.criteria):
-            raise ConfigError(f"eval.judge.criteria has duplicates {self.criteria}; list each once")
-        for name in ("max_calls", "max_tokens", "concurrency"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"eval.judge.{name}={getattr(self, name)} must be >= 1")
-        if int(self.max_retries) < 0:
-            raise ConfigError(f"eval.judge.max_retries={self.max_retries} must be >= 0")
-        if not float(self.max_cost_usd) > 0:
-            raise ConfigError(f"eval.judge.max_cost_usd={self.max_cost_usd} must be > 0")
-        if not float(self.timeout_s) > 0:
-            raise ConfigError(f"eval.judge.timeout_s={self.timeout_s} must be > 0")
-        if self.price_per_mtok_in is None or self.price_per_mtok_out is None:
-            raise ConfigError(
-                f"eval.judge.model={self.model!r} has no known price, so the cost cap cannot be "
-                "enforced; set eval.judge.price_per_mtok_in=<USD> and price_per_mtok_out=<USD> "
-                f"(per million tokens) or use a model in the table ({', '.join(PRICES_PER_MTOK)})"
-            )
-        for name in ("price_per_mtok_in", "price_per_mtok_out"):
-            if float(getattr(self, name)) < 0:
-                raise ConfigError(f"eval.judge.{name}={getattr(self, name)} must be >= 0")
+        """Raise one :class:`ConfigError` listing every bad field and its fix."""
+        raise_problems(check_judge(asdict(self)))
 
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         """Dollar cost of the given token counts at this config's prices."""
         price_in = float(self.price_per_mtok_in or 0)
         price_out = float(self.price_per_mtok_out or 0)
         return (input_tokens * price_in + output_tokens * price_out) / 1e6
+
+
+def check_judge(settings: Mapping[str, Any]) -> list[str]:
+    """The problems of ``eval.judge`` settings (or a :class:`JudgeConfig`'s fields; a field not
+    given takes JudgeConfig's default), each naming the key and the fix."""
+    p = Problems()
+
+    def get(name: str) -> Any:
+        value = settings.get(name)
+        return getattr(JudgeConfig, name, None) if value is None and name not in (
+            "price_per_mtok_in", "price_per_mtok_out") else value
+
+    model = settings.get("model", DEFAULT_MODEL)
+    p.check(bool(model) and isinstance(model, str),
+            f"eval.judge.model is empty; set it to a model id, e.g. {DEFAULT_MODEL}")
+    criteria = [str(c) for c in settings.get("criteria", DEFAULT_CRITERIA) or ()]
+    p.check(bool(criteria), "eval.judge.criteria is empty; list at least one, e.g. [relevance]")
+    for c in criteria:
+        p.check(bool(_CRITERION_RE.match(c)),
+                f"eval.judge.criteria has {c!r}; use lower-case names of letters, digits, "
+                "and underscores (they become JSON keys and metric names)")
+    p.check(len(set(criteria)) == len(criteria),
+            f"eval.judge.criteria has duplicates {criteria}; list each once")
+    for name in ("max_calls", "max_tokens", "concurrency"):
+        p.check(int(get(name)) >= 1, f"eval.judge.{name}={get(name)} must be >= 1")
+    p.check(int(get("max_retries")) >= 0,
+            f"eval.judge.max_retries={get('max_retries')} must be >= 0")
+    p.check(float(get("max_cost_usd")) > 0,
+            f"eval.judge.max_cost_usd={get('max_cost_usd')} must be > 0")
+    p.check(float(get("timeout_s")) > 0, f"eval.judge.timeout_s={get('timeout_s')} must be > 0")
+    known = model_prices(str(model or ""))
+    prices = {name: settings.get(name) for name in ("price_per_mtok_in", "price_per_mtok_out")}
+    if known is None and None in prices.values():
+        p.append(
+            f"eval.judge.model={model!r} has no known price, so the cost cap cannot be "
+            "enforced; set eval.judge.price_per_mtok_in=<USD> and price_per_mtok_out=<USD> "
+            f"(per million tokens) or use a model in the table ({', '.join(PRICES_PER_MTOK)})"
+        )
+    for name, value in prices.items():
+        p.check(value is None or float(value) >= 0, f"eval.judge.{name}={value} must be >= 0")
+    answers = settings.get("answers", "greedy")
+    p.check(answers in ("greedy", "first_sample"),
+            f"eval.judge.answers={answers!r}; use greedy or first_sample")
+    return p

@@ -12,7 +12,7 @@ from typing import Any
 
 from polylora.checking import Checker, CheckResult
 from polylora.data.example import Example
-from polylora.errors import ConfigError
+from polylora.errors import ConfigError, Problems
 
 
 def repeated_ngram_fraction(text: str, n: int = 3) -> float:
@@ -48,30 +48,36 @@ class HeuristicChecker:
         must_not_contain: Sequence[str] = (),
         case_sensitive: bool = False,
     ) -> None:
-        if isinstance(must_contain, str) or isinstance(must_not_contain, str):
-            raise ConfigError(
-                "heuristic checker: must_contain / must_not_contain take a list "
-                'of strings, e.g. ["foo"], not a single string'
-            )
+        found = Problems()
+        found.check(
+            not isinstance(must_contain, str) and not isinstance(must_not_contain, str),
+            "heuristic checker: must_contain / must_not_contain take a list "
+            'of strings, e.g. ["foo"], not a single string',
+        )
         for label, value in (("min_words", min_words), ("max_words", max_words)):
-            if value is not None and value < 0:
-                raise ConfigError(f"heuristic checker: {label} must be ≥ 0, got {value}")
-        if min_words is not None and max_words is not None and min_words > max_words:
-            raise ConfigError(
-                f"heuristic checker: min_words={min_words} > max_words={max_words}; "
-                "lower min_words or raise max_words"
-            )
+            found.check(value is None or value >= 0,
+                        f"heuristic checker: {label} must be ≥ 0, got {value}")
+        found.check(
+            min_words is None or max_words is None or min_words <= max_words,
+            f"heuristic checker: min_words={min_words} > max_words={max_words}; "
+            "lower min_words or raise max_words",
+        )
         if no_repetition:
             max_repeated_ngram_fraction = 0.0
-        if max_repeated_ngram_fraction is not None and not 0.0 <= max_repeated_ngram_fraction <= 1:
-            raise ConfigError(
-                "heuristic checker: max_repeated_ngram_fraction must be in [0, 1], got "
-                f"{max_repeated_ngram_fraction}"
-            )
-        if repeat_ngram_n < 1:
-            raise ConfigError(
-                f"heuristic checker: repeat_ngram_n must be ≥ 1, got {repeat_ngram_n}"
-            )
+        found.check(
+            max_repeated_ngram_fraction is None or 0.0 <= max_repeated_ngram_fraction <= 1,
+            "heuristic checker: max_repeated_ngram_fraction must be in [0, 1], got "
+            f"{max_repeated_ngram_fraction}",
+        )
+        found.check(repeat_ngram_n >= 1,
+                    f"heuristic checker: repeat_ngram_n must be ≥ 1, got {repeat_ngram_n}")
+        found.check(
+            (min_words, max_words, max_repeated_ngram_fraction) != (None, None, None)
+            or bool(must_contain) or bool(must_not_contain),
+            "heuristic checker has no rules; set at least one of min_words, max_words, "
+            "max_repeated_ngram_fraction/no_repetition, must_contain, must_not_contain",
+        )
+        found.raise_any()
         self.min_words = min_words
         self.max_words = max_words
         self.max_repeated_ngram_fraction = max_repeated_ngram_fraction
@@ -79,13 +85,6 @@ class HeuristicChecker:
         self.case_sensitive = case_sensitive
         self.must_contain = [self._norm(s) for s in must_contain]
         self.must_not_contain = [self._norm(s) for s in must_not_contain]
-        if (min_words, max_words, max_repeated_ngram_fraction) == (None, None, None) and not (
-            self.must_contain or self.must_not_contain
-        ):
-            raise ConfigError(
-                "heuristic checker has no rules; set at least one of min_words, max_words, "
-                "max_repeated_ngram_fraction/no_repetition, must_contain, must_not_contain"
-            )
 
     def _norm(self, text: str) -> str:
         return text if self.case_sensitive else text.lower()

@@ -15,64 +15,78 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from polylora.errors import ConfigError
+from polylora.config.targets import is_trusted, trusted_target_patterns
+from polylora.errors import ConfigError, Problems, raise_problems
 from polylora.metrics.inputs import NEEDS_OF_INPUT
 from polylora.metrics.registry import add_metric, get_metric
 from polylora.metrics.spec import MetricSpec, function_inputs
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+__all__ = [
+    "check_custom_metric", "check_custom_metrics", "is_trusted", "register_custom_metrics",
+]  # fmt: skip
+
 _KEYS = {"name", "_target_", "direction", "inputs", "description", "proportion"}
 #: Inputs a custom metric may declare: the suite computes it, so no model or judge.
 _SUITE_NEEDS = frozenset({"samples", "references", "checker", "greedy"})
 
 
-def is_trusted(target: str, patterns: Iterable[str]) -> bool:
-    """True if ``target`` falls under one of ``patterns`` (``pkg.*`` or a module prefix)."""
-    for pattern in patterns:
-        prefix = pattern[:-2] if pattern.endswith(".*") else pattern
-        if target == prefix or target.startswith(prefix + "."):
-            return True
-    return False
+def _where(index: int, entry: Mapping[str, Any]) -> str:
+    name = str(entry.get("name", ""))
+    return f"eval.custom_metrics[{index}]" + (f" ({name})" if name else "")
+
+
+def check_custom_metric(entry: Mapping[str, Any], where: str) -> list[str]:
+    """The problems of one ``eval.custom_metrics`` declaration that need no import (keys,
+    name, direction, declared inputs), each starting with ``where``."""
+    p = Problems()
+    unknown = set(entry) - _KEYS
+    p.check(not unknown, f"{where}: unknown key(s) {sorted(unknown)}; use {sorted(_KEYS)}")
+    name = str(entry.get("name", ""))
+    p.check(bool(_NAME_RE.match(name)),
+            f"{where}: name must be letters, digits and '_' (starting with a letter), "
+            f"got {name!r}")
+    direction = entry.get("direction")
+    p.check(direction in ("maximize", "minimize"),
+            f"{where}: direction must be maximize or minimize, got {direction!r}")
+    declared = frozenset(str(n) for n in entry.get("inputs") or ())
+    p.check(not declared - _SUITE_NEEDS,
+            f"{where}: inputs {sorted(declared - _SUITE_NEEDS)} are not ones the suite "
+            f"provides; use some of {sorted(_SUITE_NEEDS)}")
+    target = str(entry.get("_target_", ""))
+    p.check(bool(_TARGET_RE.match(target)),
+            f"{where}: _target_ must be a dotted import path module.function "
+            f"(e.g. mylab.metrics.toxicity), got {target!r}")
+    return p
+
+
+def check_custom_metrics(entries: Iterable[Mapping[str, Any]] | None) -> list[str]:
+    """The problems of every ``eval.custom_metrics`` declaration (see
+    :func:`check_custom_metric`); importing them is :func:`register_custom_metrics`'s check."""
+    return [problem for index, raw in enumerate(entries or [])
+            for problem in check_custom_metric(dict(raw), _where(index, dict(raw)))]
 
 
 def register_custom_metrics(entries: Iterable[Mapping[str, Any]] | None) -> list[str]:
     """Register each ``eval.custom_metrics`` entry; returns their names. Any problem (bad entry,
     untrusted or missing module, missing function, bad signature) is one ConfigError."""
-    from polylora.config import trusted_target_patterns
-
     names: list[str] = []
     for index, raw in enumerate(entries or []):
         entry = dict(raw)
-        where = f"eval.custom_metrics[{index}]"
-        name = str(entry.get("name", ""))
-        where += f" ({name})" if name else ""
-        unknown = set(entry) - _KEYS
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; use {sorted(_KEYS)}")
-        if not _NAME_RE.match(name):
-            raise ConfigError(
-                f"{where}: name must be letters, digits and '_' (starting with a letter), "
-                f"got {name!r}"
-            )
-        direction = entry.get("direction")
-        if direction not in ("maximize", "minimize"):
-            raise ConfigError(f"{where}: direction must be maximize or minimize, got {direction!r}")
-        fn = _import_function(str(entry.get("_target_", "")), where, trusted_target_patterns())
+        where = _where(index, entry)
+        raise_problems(check_custom_metric(entry, where))
+        name = str(entry["name"])
+        fn = _import_function(str(entry["_target_"]), where, trusted_target_patterns())
         try:
             params = function_inputs(fn, name)
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
         needs = frozenset().union(*(NEEDS_OF_INPUT[p] for p in params))
         declared = frozenset(str(n) for n in entry.get("inputs") or ())
-        if declared - _SUITE_NEEDS:
-            raise ConfigError(
-                f"{where}: inputs {sorted(declared - _SUITE_NEEDS)} are not ones the suite "
-                f"provides; use some of {sorted(_SUITE_NEEDS)}"
-            )
         spec = MetricSpec(
             name,
-            direction == "maximize",
+            entry["direction"] == "maximize",
             needs | declared,
             str(entry.get("description") or f"custom metric {entry['_target_']}"),
             compute=fn,
@@ -91,12 +105,8 @@ def register_custom_metrics(entries: Iterable[Mapping[str, Any]] | None) -> list
 
 
 def _import_function(target: str, where: str, trusted: list[str]) -> Any:
-    """The function ``target`` names, imported by module name after the trust check."""
-    if not _TARGET_RE.match(target):
-        raise ConfigError(
-            f"{where}: _target_ must be a dotted import path module.function "
-            f"(e.g. mylab.metrics.toxicity), got {target!r}"
-        )
+    """The function ``target`` (a checked dotted path) names, imported by module name after
+    the trust check."""
     if not is_trusted(target, trusted):
         module_prefix = target.rsplit(".", 1)[0]
         raise ConfigError(

@@ -21,8 +21,9 @@ from math import comb
 from typing import Any
 
 from polylora.data.example import Example
+from polylora.errors import Problems
 from polylora.objectives.checker_rewards import checker_rewards, require_checker
-from polylora.objectives.sampled import SampledSetObjective, SetScores, require
+from polylora.objectives.sampled import SampledSetObjective, SetScores
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -49,9 +50,12 @@ class PassKObjective(SampledSetObjective):
 
     def __init__(self, k: int = 4, pg_weight: float = 1.0, n_generations: int = 6,
                  **core: Any) -> None:
-        require(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= n_generations,
-                f"objective.k must be an integer in [1, objective.n_generations="
-                f"{n_generations}], got {k!r}")
+        found = Problems()
+        need = found.check  # records the message when the condition fails
+        need(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= n_generations,
+             f"objective.k must be an integer in [1, objective.n_generations="
+             f"{n_generations}], got {k!r}")
+        found.raise_any()
         super().__init__(pg_weight=pg_weight, n_generations=n_generations, **core)
         self.k = k
 

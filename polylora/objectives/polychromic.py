@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from polylora.data.example import Example
-from polylora.errors import ConfigError
+from polylora.errors import ConfigError, Problems
 from polylora.metrics.diversity import DIVERSITY_METRICS, set_diversity
 from polylora.metrics.embeddings import Embedder, encode_unique, get_embedder
 from polylora.metrics.quality import reference_similarity_many
@@ -34,7 +34,7 @@ from polylora.objectives.advantages import (
 )
 from polylora.objectives.checker_rewards import checker_rewards
 from polylora.objectives.monitors import MonitorWarning, TrainingMonitor, emit_warning
-from polylora.objectives.sampled import SampledSetObjective, SetScores, require
+from polylora.objectives.sampled import SampledSetObjective, SetScores
 
 __all__ = ["MonitorWarning", "PolychromicObjective", "TrainingMonitor", "emit_warning"]
 
@@ -90,21 +90,24 @@ class PolychromicObjective(SampledSetObjective):
         **core: Any,
     ) -> None:
         p = "objective."
-        require(diversity_metric in DIVERSITY_METRICS,
-                f"{p}diversity_metric={diversity_metric!r} is unknown; use one of "
-                f"{', '.join(DIVERSITY_METRICS)}")
-        require(quality in QUALITIES,
-                f"{p}quality={quality!r} is unknown; use one of {', '.join(QUALITIES)}")
-        require(set_score in SET_SCORES,
-                f"{p}set_score={set_score!r} is unknown; use one of {', '.join(SET_SCORES)}")
-        require(set_score not in CORRECTNESS_SCORES or quality == "checker",
-                f"{p}set_score={set_score} counts correct answers and needs "
-                f"{p}quality=checker, got {quality!r}; use set_score=polychromic otherwise")
-        require(advantage in ADVANTAGES,
-                f"{p}advantage={advantage!r} is unknown; use one of {', '.join(ADVANTAGES)}")
-        require(set_baseline in SET_BASELINES,
-                f"{p}set_baseline={set_baseline!r} is unknown; use one of "
-                f"{', '.join(SET_BASELINES)}")
+        found = Problems()
+        need = found.check  # records the message when the condition fails
+        need(diversity_metric in DIVERSITY_METRICS,
+             f"{p}diversity_metric={diversity_metric!r} is unknown; use one of "
+             f"{', '.join(DIVERSITY_METRICS)}")
+        need(quality in QUALITIES,
+             f"{p}quality={quality!r} is unknown; use one of {', '.join(QUALITIES)}")
+        need(set_score in SET_SCORES,
+             f"{p}set_score={set_score!r} is unknown; use one of {', '.join(SET_SCORES)}")
+        need(set_score not in CORRECTNESS_SCORES or quality == "checker",
+             f"{p}set_score={set_score} counts correct answers and needs "
+             f"{p}quality=checker, got {quality!r}; use set_score=polychromic otherwise")
+        need(advantage in ADVANTAGES,
+             f"{p}advantage={advantage!r} is unknown; use one of {', '.join(ADVANTAGES)}")
+        need(set_baseline in SET_BASELINES,
+             f"{p}set_baseline={set_baseline!r} is unknown; use one of "
+             f"{', '.join(SET_BASELINES)}")
+        found.raise_any()
         super().__init__(pg_weight=diversity_weight, n_generations=n_generations, **core)
         self.diversity_weight = self.pg_weight
         self.diversity_metric = diversity_metric

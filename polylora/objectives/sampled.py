@@ -36,7 +36,7 @@ import torch
 
 from polylora.data.example import Example
 from polylora.data.formatting import IGNORE_INDEX, render_prompt
-from polylora.errors import ConfigError
+from polylora.errors import ConfigError, Problems
 from polylora.generation import SamplingParams, eval_mode, sample
 from polylora.objectives.advantages import ADVANTAGE_NORMS, normalize_advantages
 from polylora.objectives.base import LossOutput, Objective, ObjectiveContext
@@ -83,12 +83,6 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def require(condition: bool, message: str) -> None:
-    """Raise the one-line ``ConfigError`` when a setting is invalid."""
-    if not condition:
-        raise ConfigError(message)
-
-
 def distinct_fraction(texts: Sequence[str]) -> float:
     """(#distinct answers − 1) / (N − 1): 0 when all alike, 1 when all differ."""
     if len(texts) < 2:
@@ -127,44 +121,48 @@ class SampledSetObjective(Objective):
     ) -> None:
         p = "objective."
         w = self.weight_name
-        require(is_number(pg_weight) and pg_weight >= 0,
-                f"{p}{w} must be a number >= 0, got {pg_weight!r}")
-        require(is_number(ce_weight) and ce_weight >= 0,
-                f"{p}ce_weight must be a number >= 0, got {ce_weight!r}")
-        require(isinstance(n_generations, int) and not isinstance(n_generations, bool)
-                and MIN_GENERATIONS <= n_generations <= MAX_GENERATIONS,
-                f"{p}n_generations must be between {MIN_GENERATIONS} and {MAX_GENERATIONS}, "
-                f"got {n_generations!r}")
-        require(is_number(temperature) and temperature > 0,
-                f"{p}temperature must be > 0, got {temperature!r}")
-        require(is_number(top_p) and 0 < top_p <= 1, f"{p}top_p must be in (0, 1], got {top_p!r}")
-        require(top_p == 1 or (pg_weight == 0 and kl_weight == 0),
-                f"{p}top_p={top_p} is not supported by the policy-gradient term (its log-probs "
-                "must be those of the distribution sampled from, and polylora does not "
-                f"renormalize over the nucleus); use {p}top_p=1.0 (lower {p}temperature instead)")
-        require(advantage_norm in ADVANTAGE_NORMS, f"{p}advantage_norm={advantage_norm!r} is "
-                f"unknown; use one of {', '.join(ADVANTAGE_NORMS)}")
-        require(pg_normalizer in PG_NORMALIZERS, f"{p}pg_normalizer={pg_normalizer!r} is "
-                f"unknown; use one of {', '.join(PG_NORMALIZERS)}")
-        require(is_number(kl_weight) and kl_weight >= 0,
-                f"{p}kl_weight must be a number >= 0, got {kl_weight!r}")
-        require(kl_estimator in KL_ESTIMATORS, f"{p}kl_estimator={kl_estimator!r} is unknown; "
-                f"use one of {', '.join(KL_ESTIMATORS)} (k3 as a loss has the reverse KL's "
-                "gradient)")
+        found = Problems()
+        need = found.check  # records the message when the condition fails
+        need(is_number(pg_weight) and pg_weight >= 0,
+             f"{p}{w} must be a number >= 0, got {pg_weight!r}")
+        need(is_number(ce_weight) and ce_weight >= 0,
+             f"{p}ce_weight must be a number >= 0, got {ce_weight!r}")
+        need(isinstance(n_generations, int) and not isinstance(n_generations, bool)
+             and MIN_GENERATIONS <= n_generations <= MAX_GENERATIONS,
+             f"{p}n_generations must be between {MIN_GENERATIONS} and {MAX_GENERATIONS}, "
+             f"got {n_generations!r}")
+        need(is_number(temperature) and temperature > 0,
+             f"{p}temperature must be > 0, got {temperature!r}")
+        need(is_number(top_p) and 0 < top_p <= 1, f"{p}top_p must be in (0, 1], got {top_p!r}")
+        need(top_p == 1 or (pg_weight == 0 and kl_weight == 0),
+             f"{p}top_p={top_p} is not supported by the policy-gradient term (its log-probs "
+             "must be those of the distribution sampled from, and polylora does not "
+             f"renormalize over the nucleus); use {p}top_p=1.0 (lower {p}temperature instead)")
+        need(advantage_norm in ADVANTAGE_NORMS, f"{p}advantage_norm={advantage_norm!r} is "
+             f"unknown; use one of {', '.join(ADVANTAGE_NORMS)}")
+        need(pg_normalizer in PG_NORMALIZERS, f"{p}pg_normalizer={pg_normalizer!r} is "
+             f"unknown; use one of {', '.join(PG_NORMALIZERS)}")
+        need(is_number(kl_weight) and kl_weight >= 0,
+             f"{p}kl_weight must be a number >= 0, got {kl_weight!r}")
+        need(kl_estimator in KL_ESTIMATORS, f"{p}kl_estimator={kl_estimator!r} is unknown; "
+             f"use one of {', '.join(KL_ESTIMATORS)} (k3 as a loss has the reverse KL's "
+             "gradient)")
         for key, value in (("max_new_tokens", max_new_tokens), ("generate_every", generate_every),
                            ("no_signal_patience", no_signal_patience),
                            ("collapse_patience", collapse_patience),
                            ("hacking_window", hacking_window),
                            ("micro_batch", micro_batch)):
-            require(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                    f"{p}{key} must be an integer >= 1, got {value!r}")
-        require(is_number(collapse_floor) and 0 <= collapse_floor <= 1,
-                f"{p}collapse_floor must be in [0, 1], got {collapse_floor!r}")
-        require(ce_weight > 0 or pg_weight > 0 or kl_weight > 0,
-                f"{p}ce_weight and {p}{w} are both 0: nothing to train; set one > 0")
-        require(ce_weight > 0 or generate_every == 1,
-                f"{p}ce_weight=0 (pure RL) needs {p}generate_every=1: the steps in between "
-                "would have no loss")
+            need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                 f"{p}{key} must be an integer >= 1, got {value!r}")
+        need(is_number(collapse_floor) and 0 <= collapse_floor <= 1,
+             f"{p}collapse_floor must be in [0, 1], got {collapse_floor!r}")
+        if all(is_number(x) for x in (ce_weight, pg_weight, kl_weight)):  # else listed above
+            need(ce_weight > 0 or pg_weight > 0 or kl_weight > 0,
+                 f"{p}ce_weight and {p}{w} are both 0: nothing to train; set one > 0")
+            need(ce_weight > 0 or generate_every == 1,
+                 f"{p}ce_weight=0 (pure RL) needs {p}generate_every=1: the steps in between "
+                 "would have no loss")
+        found.raise_any()
         self.pg_weight = float(pg_weight)
         self.ce_weight = float(ce_weight)
         self.n_generations = n_generations

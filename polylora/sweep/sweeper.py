@@ -29,7 +29,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
-from polylora.errors import ConfigError, PolyloraError
+from polylora.errors import ConfigError, PolyloraError, Problems
 from polylora.metrics.custom import register_custom_metrics
 from polylora.metrics.registry import metric_direction
 from polylora.optimized_metric import check_search_metrics, optimized_metrics
@@ -109,13 +109,16 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         parent_run: bool = True,
         summary: bool = True,
     ) -> None:
-        if grace_period is not None and grace_period <= heartbeat_interval:
-            _fail(ConfigError(f"hydra.sweeper.grace_period={grace_period} must exceed "
-                              f"hydra.sweeper.heartbeat_interval={heartbeat_interval} (null: "
-                              "twice the interval)"))
-        if n_jobs < 1 or n_trials < 0:
-            _fail(ConfigError(f"hydra.sweeper.n_jobs must be >= 1 and n_trials >= 0, got "
-                              f"n_jobs={n_jobs} n_trials={n_trials}"))
+        found = Problems()
+        found.check(grace_period is None or grace_period > heartbeat_interval,
+                    f"hydra.sweeper.grace_period={grace_period} must exceed "
+                    f"hydra.sweeper.heartbeat_interval={heartbeat_interval} (null: twice the "
+                    "interval)")
+        found.check(n_jobs >= 1 and n_trials >= 0,
+                    f"hydra.sweeper.n_jobs must be >= 1 and n_trials >= 0, got "
+                    f"n_jobs={n_jobs} n_trials={n_trials}")
+        if found:
+            _fail(ConfigError.listing(found))
         super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs,
                          max_failure_rate, custom_search_space, params)
         self.resume = resume

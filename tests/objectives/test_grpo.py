@@ -77,3 +77,14 @@ def test_core_config_errors_are_one_line(kwargs: dict, needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         GRPOObjective(**kwargs)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_bad_setting_is_listed_in_one_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        GRPOObjective(temperature=0, micro_batch=0, ce_weight="x")
+    message = str(err.value)
+    assert message.startswith("3 problems in the config:") and "\n" not in message
+    for needle in ("objective.ce_weight must be a number >= 0, got 'x'",
+                   "objective.temperature must be > 0", "objective.micro_batch must be an "
+                   "integer >= 1"):
+        assert needle in message

@@ -157,6 +157,19 @@ def test_direction_comes_from_the_metric_registry() -> None:
         impl(None)._directions(["eval/pass@1"])
 
 
+def test_bad_sweeper_settings_are_listed_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from polylora.sweep.sweeper import PolyloraOptunaSweeperImpl
+
+    with pytest.raises(SystemExit) as info:
+        PolyloraOptunaSweeperImpl(None, None, None, None, -1, 0, 1.0, None, None,
+                                  heartbeat_interval=10, grace_period=5)
+    assert info.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("polylora: error: 2 problems in the config: (1) hydra.sweeper.grace"
+                           "_period=5 must exceed hydra.sweeper.heartbeat_interval=10")
+    assert "(2) hydra.sweeper.n_jobs must be >= 1 and n_trials >= 0" in line
+
+
 # --- subprocess sweeps ----------------------------------------------------------------------
 
 

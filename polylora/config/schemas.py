@@ -1,20 +1,19 @@
-"""Typed config schemas registered in Hydra's ConfigStore, plus value checks types can't express.
+"""Typed config schemas, one dataclass per config group, registered in Hydra's ConfigStore.
 
 Each config group's YAML files extend the group's schema (``defaults: [<group>_schema, _self_]``),
-so a wrong type fails at composition; ``validate`` then checks ranges and combinations before
-any model loads.
+so a wrong type fails at composition; :mod:`polylora.config.validation` then checks ranges and
+combinations before any model loads.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING
 
-from polylora.errors import ConfigError, PolyloraError
+from polylora.errors import ConfigError
 from polylora.judge.settings import DEFAULT_CRITERIA, DEFAULT_MODEL, JudgeConfig
 from polylora.record.names import DEFAULT_TRACKING_URI
 
@@ -230,37 +229,12 @@ class PolyloraConfig:
     experiment: str = "default"
 
 
-def trusted_target_patterns() -> list[str]:
-    """The ``_target_`` prefixes polylora imports: its own, plus those in
-    ``POLYLORA_TRUSTED_TARGETS`` (comma-separated) for plugins and metrics of your own."""
-    import os
-
-    return ["polylora.*"] + [
-        p.strip() for p in os.environ.get("POLYLORA_TRUSTED_TARGETS", "").split(",") if p.strip()
-    ]
-
-
-def build(node: Any, **kwargs: Any) -> Any:
-    """Instantiate a ``_target_`` node, allowing only :func:`trusted_target_patterns`."""
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node, _execution_whitelist_=trusted_target_patterns(), **kwargs)
-    except Exception as exc:  # Hydra wraps the constructor's own error
-        cause = exc.__cause__ or exc
-        if isinstance(cause, ConfigError | PolyloraError):
-            raise cause from None
-        target = node.get("_target_", "?") if hasattr(node, "get") else "?"
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        raise ConfigError(f"cannot build {target}: {first}") from None
-
-
 def example_data_path(name: str) -> str:
     """``${polylora.example:replies.jsonl}``: the path of a data file shipped with polylora
     (``polylora/data/examples/``), so experiments that use one run from any directory."""
     from pathlib import Path
 
-    path = Path(__file__).parent / "data" / "examples" / name
+    path = Path(__file__).parents[1] / "data" / "examples" / name
     if not path.is_file():
         raise ConfigError(f"polylora ships no example data file {name!r} (looked in {path})")
     return str(path)
@@ -290,123 +264,3 @@ def register_configs() -> None:
     cs.store(group="data", name="data_schema", node=DataConfig, replace=True)
     cs.store(group="eval", name="eval_schema", node=EvalConfig, replace=True)
     cs.store(group="hardware", name="hardware_schema", node=HardwareConfig, replace=True)
-
-
-MODEL_SOURCES = ("smollm2_gguf", "tiny_random", "hf")
-PRECISIONS = ("fp32", "bf16", "fp16")
-SAMPLERS = ("random", "group_balanced")
-PROMPT_FORMATS = ("chat", "plain")
-CHECKPOINTS = ("final", "best")
-AUTOCAST_MODES = ("off", "bf16", "auto")
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
-def validate(cfg: DictConfig) -> None:
-    """Check ranges and combinations; raise ConfigError naming the key and the fix."""
-    m = cfg.model
-    _check(
-        m.source in MODEL_SOURCES,
-        f"model.source={m.source!r} is unknown; use one of {', '.join(MODEL_SOURCES)}",
-    )
-    _check(
-        m.source != "hf" or bool(m.path),
-        "model=hf needs model.path=<local folder or cached hub id>, e.g. model.path=Qwen/Qwen3-8B",
-    )
-    lo = cfg.lora
-    if lo.enabled:
-        _check(lo.rank > 0, f"lora.rank must be a positive integer, got {lo.rank}")
-        _check(
-            lo.alpha is not None or lo.alpha_ratio is not None,
-            "set lora.alpha or lora.alpha_ratio (α/r)",
-        )
-        if lo.alpha_ratio is not None:
-            _check(lo.alpha_ratio > 0, f"lora.alpha_ratio must be > 0, got {lo.alpha_ratio}")
-        elif lo.alpha is not None:
-            _check(lo.alpha > 0, f"lora.alpha must be > 0, got {lo.alpha}")
-        _check(0.0 <= lo.dropout < 1.0, f"lora.dropout must be in [0, 1), got {lo.dropout}")
-    _check(
-        lo.enabled or not cfg.train.enabled or bool(m.adapter),
-        "lora=none trains nothing; add train.enabled=false to evaluate the base model only",
-    )
-    sp = cfg.data.split
-    fractions = (sp.train, sp.val, sp.test)
-    _check(
-        all(f >= 0 for f in fractions),
-        f"data.split fractions must be >= 0, got train={sp.train} val={sp.val} test={sp.test}",
-    )
-    _check(
-        math.isclose(sum(fractions), 1.0, abs_tol=1e-6),
-        f"data.split.train + data.split.val + data.split.test must sum to 1, got "
-        f"{sp.train} + {sp.val} + {sp.test} = {sum(fractions):g}",
-    )
-    _check(sp.train > 0 or not cfg.train.enabled, "data.split.train must be > 0 to train")
-    _check(
-        cfg.data.sampler in SAMPLERS,
-        f"data.sampler={cfg.data.sampler!r} is unknown; use one of {', '.join(SAMPLERS)}",
-    )
-    _check(
-        cfg.data.prompt_format in PROMPT_FORMATS,
-        f"data.prompt_format={cfg.data.prompt_format!r} is unknown; use chat or plain",
-    )
-    _check(cfg.data.max_length >= 8, f"data.max_length must be >= 8, got {cfg.data.max_length}")
-    _check(cfg.data.few_shot >= 0, f"data.few_shot must be >= 0, got {cfg.data.few_shot}")
-    t = cfg.train
-    _check(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
-    _check(t.batch_size > 0, f"train.batch_size must be > 0, got {t.batch_size}")
-    _check(t.grad_accum > 0, f"train.grad_accum must be > 0, got {t.grad_accum}")
-    _check(t.epochs > 0 or t.max_steps > 0, "set train.epochs > 0 or train.max_steps > 0")
-    _check(t.eval_every > 0 and t.save_every > 0, "train.eval_every and save_every must be > 0")
-    _check(
-        t.save_every % t.eval_every == 0,
-        f"train.save_every ({t.save_every}) must be a multiple of train.eval_every "
-        f"({t.eval_every}) so early stopping can keep the best checkpoint",
-    )
-    _check(
-        t.checkpoint in CHECKPOINTS,
-        f"train.checkpoint={t.checkpoint!r} is unknown; use final (the last step) or best "
-        "(the best validation loss)",
-    )
-    h = cfg.hardware
-    _check(
-        h.precision in PRECISIONS,
-        f"hardware.precision={h.precision!r} is unknown; use one of {', '.join(PRECISIONS)}",
-    )
-    _check(
-        h.autocast in AUTOCAST_MODES,
-        f"hardware.autocast={h.autocast!r} is unknown; use one of {', '.join(AUTOCAST_MODES)}",
-    )
-    _check(
-        h.num_threads is None or h.num_threads >= 1,
-        f"hardware.num_threads must be >= 1 or null, got {h.num_threads}",
-    )
-    c = cfg.get("compare")
-    if c is not None:
-        _check(
-            c.direction in ("increase", "decrease"),
-            f"compare.direction={c.direction!r}: use increase or decrease (what the candidate "
-            "is claimed to do to compare.primary)",
-        )
-        bad = {k: v for k, v in (c.noninferiority or {}).items() if not v > 0}
-        _check(not bad, f"compare.noninferiority margins must be > 0, got {bad}; e.g. "
-                        "{pass@1: 0.03} (in the metric's own units)")
-        _check(0 < c.alpha < 0.5 and c.alpha < c.power < 1,
-               f"need 0 < compare.alpha < 0.5 and alpha < compare.power < 1, got alpha="
-               f"{c.alpha}, power={c.power}")
-    e = cfg.eval
-    if e.enabled:
-        _check(e.n_samples >= 1, f"eval.n_samples must be >= 1, got {e.n_samples}")
-        _check(
-            not e.ks or max(e.ks) <= e.n_samples,
-            f"eval.n_samples ({e.n_samples}) must be >= the largest k in eval.ks ({max(e.ks)})",
-        )
-        _check(e.subset_size >= 1, f"eval.subset_size must be >= 1, got {e.subset_size}")
-        _check(e.max_new_tokens >= 1, "eval.max_new_tokens must be >= 1")
-        _check(e.temperature > 0, f"eval.temperature must be > 0, got {e.temperature}")
-        _check(
-            not e.judge.enabled or bool(e.judge.baseline_run),
-            "eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id of the baseline>",
-        )

@@ -5,6 +5,7 @@ every group's and raises one :class:`~polylora.errors.ConfigError` listing them 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -158,8 +159,7 @@ def check_eval(cfg: DictConfig) -> list[str]:
             bool(judge.baseline_run),
             "eval.judge.enabled=true needs eval.judge.baseline_run=<MLflow run id of the baseline>",
         )
-        settings = OmegaConf.to_container(judge, resolve=True)
-        assert isinstance(settings, dict)
+        settings = cast(dict[str, Any], OmegaConf.to_container(judge, resolve=True))
         p += check_judge(settings)
     return p
 

@@ -1,5 +1,8 @@
 """python launchers/headline.py [--smoke] [--seeds 42,123,456] [--tracking-uri ...] [--experiment-name headline] [--lambda-sweep]
 
+(Over 400 lines: the first design's whole recipe, runs to report, read top to bottom as its
+methods section; the second design's lives in polylora/report/headline_v2_recipe.py.)
+
 ``--v2`` runs the second design instead (SFT then RL arms, temperature sweep, per-kind report:
 ``python launchers/headline.py --v2 [--smoke] [--seeds 1,2,3] [-- overrides]``, see
 polylora/report/headline_v2_recipe.py and docs/results/headline_v2_plan.md).

@@ -29,10 +29,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from polylora import markdown
 from polylora.errors import ConfigError, PolyloraError
 from polylora.record import reader as mlruns
 from polylora.record.names import TRAIN_SIZE
-from polylora.report import markdown
 from polylora.report.diagnose import Columns, Diagnosis, RunCurves, diagnose, load_columns
 from polylora.report.diagnose.columns import DEFAULT_COLUMNS_FILE
 from polylora.report.diagnose.inputs import OBJECTIVES

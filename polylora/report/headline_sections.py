@@ -8,8 +8,8 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from polylora import markdown
 from polylora.record import reader as mlruns
-from polylora.report import markdown
 from polylora.report.headline_format import ci_cell, duration, num, pval, signed
 from polylora.report.headline_inputs import (
     FEW_SHOT,

@@ -207,7 +207,7 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
     import uuid
     from datetime import datetime
 
-    from polylora.report.headline_v2 import write_report
+    from polylora.report.headline_v2_report import write_report
 
     args, extra = parse_args(argv)
     if args.out:

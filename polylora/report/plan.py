@@ -18,10 +18,10 @@ import sys
 
 from polylora import power
 from polylora.errors import PolyloraError
+from polylora.markdown import table
 from polylora.record import reader as mlruns
 from polylora.report import analysis
 from polylora.report.comparison.store import choose_baseline, collect_runs
-from polylora.report.markdown import table
 
 __all__ = ["add_arguments", "run"]
 

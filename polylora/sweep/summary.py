@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polylora import markdown
 from polylora.optimized_metric import metric_split
 from polylora.sweep.tags import ERROR_ATTR, SUMMARY_CSV, SUMMARY_MD
 
@@ -81,11 +82,12 @@ def _record(row: TrialRow) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> str:
+    """A rounded table value (escaping is :func:`polylora.markdown.cell`'s)."""
     if value is None:
         return ""
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return str(value)
 
 
 def write_summary(rows: Sequence[TrialRow], metric_names: Sequence[str], out_dir: Path,
@@ -102,10 +104,8 @@ def write_summary(rows: Sequence[TrialRow], metric_names: Sequence[str], out_dir
             writer.writerow({c: "" if record.get(c) is None else record.get(c) for c in columns})
     md_path = out_dir / SUMMARY_MD
     lines = [f"# {title}", ""] if title else []
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        record = _record(row)
-        lines.append("| " + " | ".join(_cell(record.get(c)) for c in columns) + " |")
+    lines += markdown.table(columns, ([_cell(_record(row).get(c)) for c in columns]
+                                      for row in rows))
     lines += ["", "Optimized on: " + "; ".join(
         f"{m} ({metric_split(m)} split)" for m in metric_names
     ) + ". Test-split metrics are never optimized; report them once, for the chosen config."]

@@ -1,14 +1,14 @@
 """The comparison as Markdown: the analysis plan, the effect tables (primary, non-inferiority,
 secondary, excluded), groups × metrics, sensitivity analyses, checkpoints, runs, and the full
-report :func:`report` writes to ``report.md``. Tables go through :mod:`polylora.report.markdown`."""
+report :func:`report` writes to ``report.md``. Tables go through :mod:`polylora.markdown`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 
+from polylora.markdown import table
 from polylora.report.comparison.model import ComparisonResult
-from polylora.report.markdown import table
 
 __all__ = ["checkpoints_markdown", "effects_markdown", "plan_markdown", "power_sentences",
            "report", "runs_markdown", "sensitivity_markdown", "summary_markdown",

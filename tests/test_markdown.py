@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from polylora.report.markdown import cell, row, table
+from polylora.markdown import cell, row, table
 
 
 def test_cell_escapes_pipes_and_folds_newlines() -> None:

@@ -22,11 +22,11 @@ import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedTokenizerBase
 
 from polylora.data.formatting import left_pad
 
@@ -67,6 +67,15 @@ class GenerationBackend(Protocol):
     ) -> list[Completions]: ...
 
 
+class CausalLM(Protocol):
+    """What the backend uses of a transformers causal LM (or a PEFT wrapper of one) beyond
+    ``nn.Module``, whose stubs type such attributes as ``Tensor | Module``."""
+
+    generation_config: GenerationConfig
+
+    def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...
+
+
 @contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[None]:
     """Dropout off while sampling; the previous mode is restored afterwards."""
@@ -90,7 +99,7 @@ def _trim(ids: list[int], eos_ids: set[int], pad_id: int) -> list[int]:
     return out
 
 
-def _eos_ids(model: torch.nn.Module, tok: PreTrainedTokenizerBase) -> set[int]:
+def _eos_ids(model: CausalLM, tok: PreTrainedTokenizerBase) -> set[int]:
     ids = model.generation_config.eos_token_id
     found = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     if tok.eos_token_id is not None:
@@ -133,11 +142,12 @@ class HFBackend:
         autocast: torch.dtype | None = None,
     ) -> None:
         self.model = model
+        self.lm = cast(CausalLM, model)  # the same object, typed as the causal LM it is
         self.tok = tok
         self.batch_size = max(int(batch_size), 1)
         self.sort_by_length = sort_by_length
         self.autocast = autocast
-        self.eos = _eos_ids(model, tok)
+        self.eos = _eos_ids(self.lm, tok)
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(self.eos))
         args = _forward_args(model)
         # transformers 5.x renamed the cache argument from past_key_values to cache.
@@ -172,15 +182,21 @@ class HFBackend:
         results = []
         for per_prompt in rows:
             token_ids = [p for p in per_prompt if p is not None]
-            texts = [[self.tok.decode(t, skip_special_tokens=True).strip() for t in p]
-                     for p in token_ids]
+            texts = [[self._text(t) for t in p] for p in token_ids]
             results.append(Completions(texts=texts, token_ids=token_ids))
         return results
+
+    def _text(self, ids: list[int]) -> str:
+        """One completion's text (``decode`` returns a list only for a batch of sequences)."""
+        text = self.tok.decode(ids, skip_special_tokens=True)
+        if not isinstance(text, str):
+            raise TypeError(f"decoding one sequence gave {type(text).__name__}, not str")
+        return text.strip()
 
     def _prefill(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
         """The KV cache of every prompt but its last token (``generate`` feeds that token and
         samples from its logits), or None where the model cannot take a prefilled cache."""
-        if ids.shape[1] < 2 or getattr(self.model.generation_config,
+        if ids.shape[1] < 2 or getattr(self.lm.generation_config,
                                        "cache_implementation", None) is not None:
             return None  # nothing to prefill, or generate must build its own (static) cache
         position_ids = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
@@ -223,7 +239,7 @@ class HFBackend:
                     own.batch_repeat_interleave(n)
                 run_ids, run_mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
                 kwargs[self._cache_arg] = own
-            out = self.model.generate(input_ids=run_ids, attention_mask=run_mask, **kwargs)
+            out = self.lm.generate(input_ids=run_ids, attention_mask=run_mask, **kwargs)
             new = out[:, ids.shape[1] :].tolist()
             del out, kwargs
             outs.append([[_trim(new[i * n + j], self.eos, self.pad) for j in range(n)]

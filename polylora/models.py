@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -105,8 +105,10 @@ def smollm2_folder(cache_dir: str | os.PathLike[str]) -> Path:
     tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
     # The GGUF loader marks the model as quantized; the weights are dequantized fp32 already.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # (It sets these on the instance; the class does not declare them, so a type checker reads
+    # nn.Module.__setattr__, which only takes tensors and modules.)
+    model.hf_quantizer = None  # type: ignore[assignment]  # instance attribute, see above
+    model.is_quantized = False  # type: ignore[assignment]  # instance attribute, see above
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +225,7 @@ def _load_smollm2(cfg: DictConfig, hw: DictConfig) -> tuple[PreTrainedModel, Any
 
 def _load_tiny(cfg: DictConfig, hw: DictConfig) -> tuple[PreTrainedModel, Any]:
     tok = build_tiny_tokenizer()
-    model = build_tiny_model(cfg, tok).to(torch_dtype(hw.precision))
+    model = _moved(build_tiny_model(cfg, tok), torch_dtype(hw.precision))
     return model, tok
 
 
@@ -238,6 +240,15 @@ LOADERS: dict[str, Callable[[DictConfig, DictConfig], tuple[PreTrainedModel, Any
 }
 
 
+def _moved(model: PreTrainedModel, where: torch.dtype | str) -> PreTrainedModel:
+    """``model.to(where)``: moves or casts in place and returns the model. transformers decorates
+    ``PreTrainedModel.to`` with ``functools.wraps``, which type checkers read as an unbound
+    function, so the call is typed through ``nn.Module`` (it still runs the override)."""
+    module: torch.nn.Module = model
+    module.to(where)
+    return model
+
+
 def load_base_model(
     model_cfg: DictConfig, hardware_cfg: DictConfig
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -249,7 +260,7 @@ def load_base_model(
         tok.chat_template = CHATML_TEMPLATE
     device = resolve_device(hardware_cfg.device)
     if not hardware_cfg.load_in_4bit:
-        model.to(device)
+        _moved(model, device)
     model.generation_config.pad_token_id = tok.pad_token_id
     return model, tok
 
@@ -274,10 +285,13 @@ def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig, hardware_cfg: DictCo
         )
     targets = lora_cfg.target_modules
     if not isinstance(targets, str):
-        targets = list(OmegaConf.to_container(targets))
+        # a ListConfig of module names (to_container's return type also covers dicts, scalars)
+        targets = list(cast(list[str], OmegaConf.to_container(targets)))
     config = LoraConfig(
         r=lora_cfg.rank,
-        lora_alpha=lora_alpha(lora_cfg),
+        # peft annotates lora_alpha as int, but it scales by lora_alpha / r, so α/r-derived
+        # fractional values work (and are what the rank sweeps at constant α/r need)
+        lora_alpha=lora_alpha(lora_cfg),  # type: ignore[arg-type]  # see above
         lora_dropout=lora_cfg.dropout,
         target_modules=targets,
         bias=lora_cfg.bias,

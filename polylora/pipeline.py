@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 from omegaconf import DictConfig
 
@@ -28,6 +28,12 @@ from polylora.record.names import VALIDATION_LOSS, canonical_metric, optimized_m
 __all__ = ["Prepared", "RunResult", "execute", "prepare", "prompt_format", "run"]
 
 log = logging.getLogger(__name__)
+
+
+class SavesPretrained(Protocol):
+    """A trained model that writes itself to a folder (a PEFT model writes its adapter)."""
+
+    def save_pretrained(self, save_directory: str | Path) -> Any: ...
 
 
 @dataclass
@@ -203,7 +209,9 @@ def _train(
         result = trainer.train(resume_from_checkpoint=str(last) if last else None)
     adapter_dir = out_dir / names.ADAPTER_DIR
     if trainer.is_world_process_zero():
-        trainer.model.save_pretrained(adapter_dir)
+        # the trained model, or an FSDP wrapper that forwards to it (transformers types
+        # Trainer.model as nn.Module | None, None only for a Trainer built from model_init)
+        cast(SavesPretrained, trainer.model).save_pretrained(adapter_dir)
     if cfg.tracking.log_adapter:
         tracking.log_artifact(adapter_dir, names.ADAPTER_ARTIFACTS)
     out = {

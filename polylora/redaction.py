@@ -166,5 +166,5 @@ def install_log_redaction() -> None:
         RedactingFilter().filter(record)
         return record
 
-    make._polylora_redacting = True  # type: ignore[attr-defined]
+    make._polylora_redacting = True  # type: ignore[attr-defined]  # a marker attribute on a function
     logging.setLogRecordFactory(make)

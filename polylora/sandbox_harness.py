@@ -22,6 +22,7 @@ import contextlib
 import os
 import resource
 import sys
+from typing import Any
 
 MAX_MESSAGE = 1 << 20  # one call's arguments or reply, in bytes
 
@@ -83,7 +84,7 @@ def _recv(fd: int) -> bytes:
 
 def _serve_candidate(job: str, entry_point: str, requests: int, replies: int) -> None:
     """The candidate process: define the untrusted code, then answer calls until EOF."""
-    namespace = {"__name__": "__main__"}
+    namespace: dict[str, Any] = {"__name__": "__main__"}
     try:
         exec(compile(_read(os.path.join(job, "candidate.py")), "candidate.py", "exec"), namespace)
         function = namespace[entry_point]
@@ -127,7 +128,7 @@ def _run_tests(job: str, result_fd: int, entry_point: str) -> None:
     os.close(to_candidate_r)
     os.close(to_judge_w)
 
-    def candidate(*args):
+    def candidate(*args: Any) -> Any:
         text = repr(args)
         try:
             if ast.literal_eval(text) != args:
@@ -146,7 +147,7 @@ def _run_tests(job: str, result_fd: int, entry_point: str) -> None:
             raise CandidateError("malformed reply")
         return value
 
-    namespace = {"__name__": "__main__"}
+    namespace: dict[str, Any] = {"__name__": "__main__"}
     try:
         prelude = _read(os.path.join(job, "prelude.py"))
         # the problem's own helpers (HumanEval prompts define some); may be partial

@@ -112,6 +112,7 @@ def log_datasets(
     import mlflow
     import pandas as pd
     from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.pandas_dataset import from_pandas
 
     if not is_main_process():
         return
@@ -126,7 +127,7 @@ def log_datasets(
                 "response": [e.response for e in examples],
             }
         )
-        dataset = mlflow.data.from_pandas(
+        dataset = from_pandas(
             frame, source=CodeDatasetSource(dict(source)), name=f"{name}-{split}"
         )
         mlflow.log_input(dataset, context=split)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -35,14 +35,22 @@ class IndexedCollator(PaddingCollator):
         return batch
 
 
+class EncodedItems(Protocol):
+    """A sized, indexable dataset of encoded examples (e.g. ``EncodedDataset``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+
 class IndexedDataset(torch.utils.data.Dataset):
     """Adds ``example_index`` to each item of an encoded dataset."""
 
-    def __init__(self, base: torch.utils.data.Dataset) -> None:
+    def __init__(self, base: EncodedItems) -> None:
         self.base = base
 
     def __len__(self) -> int:
-        return len(self.base)  # type: ignore[arg-type]
+        return len(self.base)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return {**self.base[index], "example_index": index}
@@ -53,6 +61,7 @@ class PolyloraTrainer(Trainer):
     of the reference responses, so runs with different objectives stay comparable."""
 
     loss_is_scaled_for_ga = True
+    objective: Objective
 
     def __init__(
         self,
@@ -102,9 +111,11 @@ class PolyloraTrainer(Trainer):
         """The stock loader, or one driven by a batch sampler (e.g. group-balanced batches)."""
         if self.batch_sampler_factory is None:
             return super().get_train_dataloader()
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
         sampler = self.batch_sampler_factory(self.args.per_device_train_batch_size)
         loader = DataLoader(
-            self.train_dataset,  # type: ignore[arg-type]
+            self.train_dataset,
             batch_sampler=sampler,
             collate_fn=self.data_collator,
             num_workers=self.args.dataloader_num_workers,

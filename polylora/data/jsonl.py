@@ -81,6 +81,7 @@ def parse_record(record: Any, where: str, index: int) -> Example:
     """Turn one decoded JSON line into an Example; ``where`` is 'file:line' for errors."""
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    prompt: str | tuple[dict[str, str], ...]
     if "messages" in record:
         prompt, response = _from_messages(record["messages"], where)
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from polylora.checking import Checker, CheckResult
 from polylora.data.example import Example
@@ -200,6 +200,11 @@ def checker_from_config(node: Any, allow_code_execution: bool = False) -> Checke
                 + " (see polylora/conf/checker/ for what each option means)"
             )
     if "type" in node and "_target_" not in node:
-        spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        # a DictConfig's container is a dict (to_container's return type also covers lists)
+        spec: Mapping[str, Any] = (
+            cast(dict[str, Any], OmegaConf.to_container(node, resolve=True))
+            if isinstance(node, DictConfig)
+            else node
+        )
         return build_checker(dict(spec), allow_code_execution=allow_code_execution)
     return build(node)

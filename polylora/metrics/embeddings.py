@@ -38,11 +38,14 @@ class MiniLMEmbedder:
         self.model: Any = SentenceTransformer(
             str(minilm_path()), device="cpu", local_files_only=True
         )
-        # renamed get_embedding_dimension in sentence-transformers 6
+        # renamed get_embedding_dimension in sentence-transformers 6; None means "unknown"
         dimension = getattr(self.model, "get_embedding_dimension", None)
         if dimension is None:
             dimension = self.model.get_sentence_embedding_dimension
-        self.dim: int = int(dimension())
+        size: int | None = dimension()
+        if size is None:
+            raise RuntimeError(f"the embedding model at {minilm_path()} reports no dimension")
+        self.dim: int = int(size)
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` → array of shape (len(texts), 384), rows of unit norm."""

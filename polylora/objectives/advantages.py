@@ -83,7 +83,7 @@ def subset_scorer(
             return 0.0
         correct = tuple(i for i in subset if q[i] >= 0.5)
         if kind == "coverage":
-            return len({answer_keys[i] for i in correct}) / len(subset)  # type: ignore[index]
+            return len({answer_keys[i] for i in correct}) / len(subset)  # type: ignore[index]  # answer_keys is not None for coverage (checked above)
         if kind == "correct_diversity":
             if len(correct) < 2:
                 return 0.0

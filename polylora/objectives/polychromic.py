@@ -19,7 +19,7 @@ import numpy as np
 
 from polylora.data.example import Example
 from polylora.errors import ConfigError, Problems
-from polylora.metrics.diversity import DIVERSITY_METRICS, set_diversity
+from polylora.metrics.diversity import DIVERSITY_METRICS, DiversityMetric, set_diversity
 from polylora.metrics.embeddings import Embedder, encode_unique, get_embedder
 from polylora.metrics.quality import reference_similarity_many
 from polylora.objectives.advantages import (
@@ -27,6 +27,9 @@ from polylora.objectives.advantages import (
     CORRECTNESS_SCORES,
     SET_BASELINES,
     SET_SCORES,
+    AdvantageKind,
+    SetBaselineKind,
+    SetScoreKind,
     Subset,
     add_set_advantages,
     compute_advantages,
@@ -81,11 +84,11 @@ class PolychromicObjective(SampledSetObjective):
         self,
         diversity_weight: float = 0.3,
         n_generations: int = 3,
-        diversity_metric: str = "semantic",
+        diversity_metric: DiversityMetric = "semantic",
         quality: str = "checker",
-        set_score: str = "polychromic",
-        advantage: str = "marginal",
-        set_baseline: str = "none",
+        set_score: SetScoreKind = "polychromic",
+        advantage: AdvantageKind = "marginal",
+        set_baseline: SetBaselineKind = "none",
         embedder: Embedder | None = None,
         **core: Any,
     ) -> None:
@@ -188,14 +191,14 @@ class PolychromicObjective(SampledSetObjective):
             @cache
             def diversity_of(subset: Subset, samples: list[str] = samples) -> float:
                 return set_diversity([samples[i] for i in subset], self.diversity_metric,
-                                     embedder)  # type: ignore[arg-type]
+                                     embedder)
 
             keys = [s.strip().lower() for s in samples]
-            f = subset_scorer(q, diversity_of, self.set_score, keys)  # type: ignore[arg-type]
+            f = subset_scorer(q, diversity_of, self.set_score, keys)
             full = tuple(range(len(samples)))
             diversities.append(diversity_of(full))
             set_scores.append(f(full))
-            advantages.append(compute_advantages(len(samples), f, self.advantage))  # type: ignore[arg-type]
+            advantages.append(compute_advantages(len(samples), f, self.advantage))
         if self.set_baseline == "batch":
             advantages = add_set_advantages(advantages, set_scores)
         return SetScores(advantages=advantages, qualities=qualities, diversities=diversities,

@@ -28,8 +28,9 @@ import math
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ from polylora.data.example import Example
 from polylora.data.formatting import IGNORE_INDEX, render_prompt
 from polylora.errors import ConfigError, Problems
 from polylora.generation import SamplingParams, eval_mode, sample
-from polylora.objectives.advantages import ADVANTAGE_NORMS, normalize_advantages
+from polylora.objectives.advantages import ADVANTAGE_NORMS, AdvantageNorm, normalize_advantages
 from polylora.objectives.base import LossOutput, Objective, ObjectiveContext
 from polylora.objectives.ce import cross_entropy_loss, response_token_nll_sum
 from polylora.objectives.logprobs import kl_surrogate, pack, prefix_token_logprobs
@@ -83,6 +84,16 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+class _AdapterModel(Protocol):
+    """A PEFT model: the base model computes inside ``disable_adapter()``."""
+
+    def disable_adapter(self) -> AbstractContextManager[Any]: ...
+
+
+def _has_adapter(model: object) -> TypeGuard[_AdapterModel]:
+    return hasattr(model, "disable_adapter")
+
+
 def distinct_fraction(texts: Sequence[str]) -> float:
     """(#distinct answers − 1) / (N − 1): 0 when all alike, 1 when all differ."""
     if len(texts) < 2:
@@ -109,7 +120,7 @@ class SampledSetObjective(Objective):
         top_p: float = 1.0,
         max_new_tokens: int = 32,
         generate_every: int = 1,
-        advantage_norm: str = "group_std",
+        advantage_norm: AdvantageNorm = "group_std",
         pg_normalizer: str = "constant",
         kl_weight: float = 0.0,
         kl_estimator: str = "k1",
@@ -337,10 +348,10 @@ class SampledSetObjective(Objective):
         return (per_sample_sums / mask.sum(1).clamp(min=1)).sum() / total
 
     @staticmethod
-    def _base_model(model: torch.nn.Module) -> Any:
+    def _base_model(model: torch.nn.Module) -> AbstractContextManager[Any]:
         """Context in which ``model`` computes the frozen base model (adapter disabled)."""
         base = getattr(model, "module", model)
-        if not hasattr(base, "disable_adapter"):
+        if not _has_adapter(base):
             raise ConfigError("objective.kl_weight > 0 needs a LoRA adapter (lora.enabled)")
         return base.disable_adapter()
 
@@ -382,7 +393,7 @@ class SampledSetObjective(Objective):
         sample_ids, texts = self.generate(unwrapped, prompts)
         t1 = time.perf_counter()
         scored = self.score_sets([self.context.examples[i] for i in indices], texts)
-        advantages = normalize_advantages(scored.advantages, self.advantage_norm)  # type: ignore[arg-type]
+        advantages = normalize_advantages(scored.advantages, self.advantage_norm)
         self.last_scored, self.last_advantages = scored, advantages
         t2 = time.perf_counter()
         with_ce = self.ce_weight > 0

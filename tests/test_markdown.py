@@ -16,3 +16,15 @@ def test_table_has_header_separator_and_one_line_per_row() -> None:
     assert lines[1] == "|---|---|"
     assert lines[2:] == ["| 1 | a\\|b |", "| 2 | multi line |"]
     assert row(["only"]) == "| only |"
+
+
+def test_signed_and_pval_cells() -> None:
+    from polylora.markdown import pval, signed
+
+    assert signed(0.1234) == "+0.123"
+    assert signed(-0.5, 2) == "-0.50"
+    assert signed(float("nan")) == "–"
+    assert signed(float("-inf")) == "−∞"
+    assert pval(0.01234) == "0.0123"
+    assert pval(3e-6) == "3.00e-06"
+    assert pval(None) == "–"

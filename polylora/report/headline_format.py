@@ -1,9 +1,11 @@
-"""Number formatting of the headline report: means, p-values, signed effects, durations."""
+"""Number formatting of the headline report: means, durations (p-values and signed effects:
+:mod:`polylora.markdown`)."""
 
 from __future__ import annotations
 
 import math
 
+from polylora.markdown import pval, signed
 from polylora.report.headline_inputs import SummaryCell
 
 __all__ = ["ci_cell", "duration", "num", "pval", "signed"]
@@ -14,22 +16,6 @@ def num(x: float, digits: int = 3) -> str:
     if x is None or not math.isfinite(x):
         return "–" if x is None or math.isnan(x) else ("∞" if x > 0 else "−∞")
     return f"{x:.{digits}f}"
-
-
-def pval(x: float) -> str:
-    """A p-value: 4 decimals, scientific below 1e-4; – when missing."""
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.2e}" if x < 1e-4 else f"{x:.4f}"
-
-
-def signed(x: float, digits: int = 2) -> str:
-    """``x`` with its sign (an effect Δ); – when missing."""
-    if x is None or math.isnan(x):
-        return "–"
-    if math.isinf(x):
-        return "+∞" if x > 0 else "−∞"
-    return f"{x:+.{digits}f}"
 
 
 def duration(seconds: float) -> str:

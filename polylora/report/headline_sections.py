@@ -178,7 +178,7 @@ def tests_table(tests: Sequence[TestCell], candidate: str) -> list[str]:
             f"{signed(t.delta, 3)} [{signed(t.low, 3)}, {signed(t.high, 3)}]", t.method,
             pval(t.p), pval(t.p_holm), f"±{num(t.mde)}" if math.isfinite(t.mde) else "–",
             f"**{t.verdict}**" if t.verdict else "–",
-            f"{pval(t.seed_p)}, {signed(t.seed_d_z)}" if math.isfinite(t.seed_p) else "–",
+            f"{pval(t.seed_p)}, {signed(t.seed_d_z, 2)}" if math.isfinite(t.seed_p) else "–",
             pval(t.wilcoxon_p),
         ]))
     return lines

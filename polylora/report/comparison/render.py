@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from polylora.markdown import table
+from polylora.markdown import pval, signed, table
 from polylora.report.comparison.model import ComparisonResult
 
 __all__ = ["checkpoints_markdown", "effects_markdown", "plan_markdown", "power_sentences",
@@ -82,9 +82,9 @@ def effects_markdown(result: ComparisonResult, roles: Sequence[str]) -> str:
         arrow = "↑" if result.higher_is_better[e.metric] else "↓"
         rows.append([
             e.group, f"{e.metric} {arrow}",
-            f"{_signed(e.delta)} [{_signed(e.low)}, {_signed(e.high)}]", e.method,
+            f"{signed(e.delta)} [{signed(e.low)}, {signed(e.high)}]", e.method,
             f"{e.n_seeds} × {e.n_prompts}" if e.n_prompts else f"{e.n_seeds} seeds",
-            _p(e.pvalue), _p(e.p_holm), f"±{_num(e.mde)}" if math.isfinite(e.mde) else "–",
+            pval(e.pvalue), pval(e.p_holm), f"±{_num(e.mde)}" if math.isfinite(e.mde) else "–",
             f"**{e.verdict}**" if e.verdict else "–",
         ])
     return "\n".join(table(head, rows)) + "\n"
@@ -116,9 +116,9 @@ def sensitivity_markdown(result: ComparisonResult) -> str:
         t = e.seed_test
         rows.append([
             e.group, e.metric,
-            f"{_signed(t.delta)} [{_signed(t.low)}, {_signed(t.high)}], p = {_p(t.pvalue)}"
+            f"{signed(t.delta)} [{signed(t.low)}, {signed(t.high)}], p = {pval(t.pvalue)}"
             f" (n = {len(t.seeds)})" if t else "– (no shared seeds)",
-            _signed(t.d_z) if t else "–", _p(e.wilcoxon_p), _signed(e.rank_biserial),
+            signed(t.d_z) if t else "–", pval(e.wilcoxon_p), signed(e.rank_biserial),
         ])
     return "\n".join(table(head, rows)) + "\n"
 
@@ -202,17 +202,4 @@ def _num(x: float) -> str:
         return "∞" if x > 0 else "−∞"
     return f"{x:.3f}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
 
-
-def _signed(x: float) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    if math.isinf(x):
-        return "+∞" if x > 0 else "−∞"
-    return f"{x:+.3f}"
-
-
-def _p(x: float) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.2e}" if x < 1e-4 else f"{x:.4f}"
 

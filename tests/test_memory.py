@@ -4,6 +4,7 @@ resident set instead of staying in the heap and adding to the next phase's peak.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -34,8 +35,9 @@ print(json.dumps({"applied": applied, "grown": grown, "kept": rss() - before}))
 
 
 def _probe(mode: str) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # glibc's own
     out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

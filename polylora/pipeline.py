@@ -19,7 +19,7 @@ from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.errors import ConfigError
 from polylora.eval_loop import evaluate_adapter, log_truncation
-from polylora.memory import phase_metric
+from polylora.memory import phase_metric, return_freed_memory
 from polylora.objectives.base import ObjectiveContext
 from polylora.preparation import Prepared, prepare, prompt_format
 from polylora.record import names, writer
@@ -64,6 +64,7 @@ def execute(cfg: DictConfig) -> RunResult:
     from transformers import set_seed
 
     started = time.time()
+    return_freed_memory()  # before the model loads: freed activations leave RSS (the peak)
     redaction.redact_hydra_dumps()
     prep = prepare(cfg)
     if cfg.hardware.num_threads:

@@ -139,6 +139,26 @@ def run_design(launch: Launch, runs_dir: Path, extra: Sequence[str] = (),
     return launch
 
 
+def close_interrupted(launch: Launch) -> list[str]:
+    """Mark this launch's runs that an interruption left RUNNING (not in ``launch.runs``) as
+    KILLED, so the store shows no run as still going; returns their ids."""
+    from polylora.record import reader
+
+    client = reader.get_client(launch.tracking_uri)
+    experiment = client.get_experiment_by_name(launch.experiment)
+    if experiment is None:
+        return []
+    kept = {r.run_id for r in launch.runs}
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{LAUNCH_TAG}` = '{launch.launch_id}' and "
+                      "attributes.status = 'RUNNING'")
+    orphans = [r.info.run_id for r in found if r.info.run_id not in kept]
+    for run_id in orphans:
+        client.set_terminated(run_id, status="KILLED")
+    return orphans
+
+
 REPORT_NAME = "headline_v2.md"
 LAUNCH_FILE = "headline_v2_launch.json"
 DEFAULT_SEEDS = "1,2,3"
@@ -225,8 +245,10 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
         launch = Launch.load(launch_file)
     if args.resume:
         runs_dir = out / "runs" if launch.smoke else repo / "multirun" / "headline_v2"
+        killed = close_interrupted(launch)
         print(f"[headline v2] resume launch {launch.launch_id}: {len(launch.runs)} run(s) "
-              "kept", flush=True)
+              f"kept; interrupted run(s) marked KILLED: {', '.join(killed) or 'none'}",
+              flush=True)
         run_design(launch, runs_dir / launch.launch_id, extra, args.sweep_list,
                    on_run=lambda la: la.save(launch_file))
         launch.save(launch_file)

@@ -177,3 +177,24 @@ def test_interrupted_launch_resumes_without_rerunning_finished_runs(tmp_path: Pa
     assert len(calls) == len(keys)
     sft2 = next(r.run_id for r in again.runs if r.stage == "sft" and r.seed == 2)
     assert any(f"model.adapter=runs:/{sft2}/adapter" in c for c in calls)
+
+
+def test_resume_marks_the_interrupted_run_killed(tmp_path: Path) -> None:
+    """A run the interruption left RUNNING (tagged with the launch, not in its record) is
+    marked KILLED on resume; finished runs and other launches' runs are left alone."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("headline_v2")
+    kept = client.create_run(exp, tags={recipe.LAUNCH_TAG: "L"}).info.run_id
+    client.set_terminated(kept)
+    orphan = client.create_run(exp, tags={recipe.LAUNCH_TAG: "L"}).info.run_id
+    other = client.create_run(exp, tags={recipe.LAUNCH_TAG: "M"}).info.run_id
+    launch = v2.Launch(launch_id="L", experiment="headline_v2", tracking_uri=uri, seeds=[1, 2],
+                       arms=list(v2.ARMS), temperatures=[0.7], command="c", sesoi=0.05,
+                       runs=[v2.RunRef(kept, "sft", "sft", 1, 1.0)])
+    assert recipe.close_interrupted(launch) == [orphan]
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert client.get_run(kept).info.status == "FINISHED"
+    assert client.get_run(other).info.status == "RUNNING"

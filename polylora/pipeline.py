@@ -64,7 +64,8 @@ def execute(cfg: DictConfig) -> RunResult:
     from transformers import set_seed
 
     started = time.time()
-    return_freed_memory()  # before the model loads: freed activations leave RSS (the peak)
+    if cfg.hardware.get("return_freed_memory", True):  # before the model loads: freed
+        return_freed_memory()  # activations leave RSS (the peak)
     redaction.redact_hydra_dumps()
     prep = prepare(cfg)
     if cfg.hardware.num_threads:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 
-from polylora.markdown import pval, signed
 from polylora.report.headline_inputs import SummaryCell
 
-__all__ = ["ci_cell", "duration", "num", "pval", "signed"]
+__all__ = ["ci_cell", "duration", "num"]
 
 
 def num(x: float, digits: int = 3) -> str:

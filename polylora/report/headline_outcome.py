@@ -8,7 +8,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 from polylora import stats
-from polylora.report.headline_format import duration, num, pval, signed
+from polylora.markdown import pval, signed
+from polylora.report.headline_format import duration, num
 from polylora.report.headline_inputs import (
     DIVERSITY_METRICS,
     FEW_SHOT,

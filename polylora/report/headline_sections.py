@@ -9,8 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from polylora import markdown
+from polylora.markdown import pval, signed
 from polylora.record import reader as mlruns
-from polylora.report.headline_format import ci_cell, duration, num, pval, signed
+from polylora.report.headline_format import ci_cell, duration, num
 from polylora.report.headline_inputs import (
     FEW_SHOT,
     TABLE_METRICS,

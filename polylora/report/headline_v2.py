@@ -219,8 +219,13 @@ class Outcome:
 def decide(primary: analysis.Effect | None, ni: analysis.Effect | None,
            collapse: analysis.Effect, keeps: analysis.Effect, inside: bool,
            sesoi: float) -> Outcome:
-    """The pre-registered rule (docs/results/headline_v2_plan.md, "Outcome")."""
-    if not (math.isfinite(collapse.high) and collapse.high < 0):
+    """The pre-registered rule (docs/results/headline_v2_plan.md, "Outcome"). A collapse that
+    could not be estimated (e.g. fewer than two seeds finished) is inconclusive, not "not
+    testable": the rule's first step needs a CI to read."""
+    if not math.isfinite(collapse.high):
+        return Outcome("inconclusive", "the collapse of pass@1 RL could not be estimated "
+                       f"({collapse.method or 'no CI'}): the rule cannot be applied yet")
+    if collapse.high >= 0:
         return Outcome("not testable here", "pass@1 RL did not lose distinct correct answers per "
                        "prompt against CE continued (Δ CI upper bound "
                        f"{collapse.high:+.3f} is not below 0): the mechanism cannot act")

@@ -4,6 +4,7 @@ logged (:mod:`polylora.report.headline_v2` reads and analyses them)."""
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -108,6 +109,11 @@ def render(launch: Launch, loaded: Sequence[Loaded],
     out += ["## Outcome", "", f"**{outcome.word}**: {outcome.reason}.", "",
             f"Primary endpoint: {primary} on two-constraint prompts, {ARM_LABEL[CANDIDATE]} − "
             f"{ARM_LABEL[BASELINE]}: " + (_delta(prim) if prim else "not estimable") + ".", ""]
+    done = complete_seeds(launch, loaded)
+    if done != sorted(launch.seeds):
+        out += [f"**Incomplete launch**: {len(done)} of {len(launch.seeds)} planned seeds have "
+                f"every arm ({', '.join(map(str, done)) or 'none'}); the outcome above is not "
+                "the design's. Continue with `python launchers/headline.py --v2 --resume`.", ""]
     out += ["## Design", "",
             f"- launch `{launch.launch_id}`, MLflow experiment `{launch.experiment}`; command: "
             f"`{launch.command}`",
@@ -172,7 +178,11 @@ def render(launch: Launch, loaded: Sequence[Loaded],
         out += ["", f"![(pass@1, pass@10) per arm and temperature]({links['frontier']})"]
     out += ["", "## Notes", ""]
     out += [f"- {n}" for n in two.notes]
-    if not two.notes and not launch.phases:
+    if "per_prompt" in links:
+        csv_link = links["per_prompt"]
+        out.append(f"- every run's per-prompt scores (the analysis's input): [{csv_link}]"
+                   f"({csv_link})")
+    if not two.notes and not launch.phases and "per_prompt" not in links:
         out.append("- none")
     if launch.phases:
         out.append("- wall time per phase: " + ", ".join(
@@ -180,14 +190,46 @@ def render(launch: Launch, loaded: Sequence[Loaded],
     return "\n".join(out) + "\n"
 
 
+def complete_seeds(launch: Launch, loaded: Sequence[Loaded]) -> list[int]:
+    """The launch's seeds whose every stage-1 arm has a run (a launch still running or
+    interrupted has fewer)."""
+    have = {(x.ref.seed, x.ref.arm) for x in loaded if x.ref.stage == "arm"}
+    return sorted(s for s in launch.seeds if all((s, a) in have for a in launch.arms))
+
+
+PER_PROMPT_COLUMNS = ("run_id", "stage", "arm", "seed", "temperature", "prompt_id", "kind")
+
+
+def write_per_prompt(loaded: Sequence[Loaded], path: Path) -> Path:
+    """Every run's per-prompt scores as CSV (one row per run and prompt), so the analysis can
+    be redone without the MLflow store."""
+    metrics = sorted({m for x in loaded for m in x.per_prompt},
+                     key=lambda m: (not m.startswith("pass@"), len(m), m))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([*PER_PROMPT_COLUMNS, *metrics])
+        for x in loaded:
+            prompts = sorted({p for s in x.per_prompt.values() for p in s},
+                             key=lambda p: (len(p), p))
+            for p in prompts:
+                w.writerow([x.ref.run_id, x.ref.stage, x.ref.arm, x.ref.seed,
+                            f"{x.ref.temperature:g}", p, x.kinds.get(p, ""),
+                            *(f"{v:.6g}" if math.isfinite(v := x.per_prompt.get(m, {}).get(
+                                p, math.nan)) else "" for m in metrics)])
+    return path
+
+
 def write_report(path: Path, launch: Launch, client: Any | None = None) -> Path:
-    """Read the launch's runs back from MLflow and write the report to ``path``."""
+    """Read the launch's runs back from MLflow and write the report to ``path``, its figures
+    and per-prompt scores to ``<stem>_files/``."""
     client = client or mlruns.get_client(launch.tracking_uri)
     loaded = load(client, launch, [f"pass@{k}" for k in PASSK_KS])
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = path.parent / f"{path.stem}_files"
-    links = {name: f.relative_to(path.parent).as_posix()
-             for name, f in figures(loaded, folder).items()}
+    files = {**figures(loaded, folder), "per_prompt": write_per_prompt(
+        loaded, folder / "per_prompt.csv")}
+    links = {name: f.relative_to(path.parent).as_posix() for name, f in files.items()}
     path.write_text(render(launch, loaded, links), encoding="utf-8")
     return path
 

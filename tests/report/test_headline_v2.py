@@ -4,6 +4,7 @@ to end at smoke size with a report whose numbers match the MLflow runs it names.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from omegaconf import OmegaConf
 from polylora.data.words import CONSTRAINTS_OF_KIND, prompt_kind
 from polylora.report import headline_v2 as v2
 from polylora.report import headline_v2_recipe as recipe
+from polylora.report import headline_v2_report as v2_report
 from polylora.report.analysis import Effect
 from polylora.tracking import flatten
 
@@ -74,6 +76,7 @@ def effect(low: float, high: float, verdict: str = "") -> Effect:
     ((-0.5, -0.1), (0.06, 0.2), True, "falsified"),
     ((-0.5, -0.1), (0.06, 0.2), False, "supported"),
     ((-0.5, -0.1), (-0.02, 0.2), False, "inconclusive"),
+    ((float("nan"), float("nan")), (0.06, 0.2), False, "inconclusive"),  # one seed: no CI
 ])
 def test_outcome_follows_the_preregistered_rule(
     collapse: tuple[float, float], primary: tuple[float, float], inside: bool, word: str
@@ -141,6 +144,17 @@ def check_report(out: Path, tmp_path: Path) -> None:
     for (_, seed), run_id in by_arm.items():  # stage 1 continues its seed's SFT adapter
         params = client.get_run(run_id).data.params
         assert params["model.adapter"] == f"runs:/{sft[seed]}/adapter"
+    csv_rows = list(csv.DictReader((out / "headline_v2_files" / "per_prompt.csv").open()))
+    for cells, ref in zip(rows, launch.runs, strict=True):  # the CSV holds the analysis's input
+        two = [float(r["pass@10"]) for r in csv_rows
+               if r["run_id"] == ref.run_id and r["kind"] == "two"]
+        assert two and cells[6] == f"{sum(two) / len(two):.3f}"
+    assert {"pass@1", "pass@10", v2.DISTINCT} <= set(csv_rows[0])
+    assert "Incomplete launch" not in report
+    seed_one = [x for x in v2.load(client, launch, ["pass@1", "pass@10"]) if x.ref.seed == 1]
+    partial = v2_report.render(launch, seed_one)  # as if interrupted after seed 1
+    assert "**Incomplete launch**: 1 of 2 planned seeds" in partial
+    assert "**inconclusive**" in partial.split("## Design", 1)[0]
     per_kind = table(report, "Results per prompt kind")
     assert {r[0] for r in per_kind} == {v2.ARM_LABEL[a] for a in ("sft", *v2.ARMS)}
     primary = table(report, "Primary endpoint")

@@ -61,7 +61,7 @@ def figures(loaded: Sequence[Loaded], folder: Path) -> dict[str, Path]:
     own_t = train_temperature(loaded)
     arms = [a for a in ARMS if any(x.ref.arm == a for x in loaded)]
     series: dict[str, dict[int, plots.Interval]] = {}
-    for arm in ["sft", *arms]:
+    for arm in [*arms, "sft"]:  # arms first: each arm's colour as in the frontier figure
         runs = ([x for x in loaded if x.ref.stage == "sft"] if arm == "sft"
                 else at(loaded, arm, own_t))
         for k in PASSK_KS:

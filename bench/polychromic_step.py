@@ -206,7 +206,6 @@ def main() -> None:
                         row[f"{part}_{kind}"] = getattr(clocks[part], kind)
             if name == "poly":
                 row["tokens"] = metrics["train/sample_tokens"]
-                row["shared"] = metrics.get("train/shared_prompt_pass", 0.0)
         for kind in ("wall", "cpu"):
             row[f"extra_{kind}"] = (row[f"poly_{kind}"] - row[f"ce_{kind}"]
                                     - row[f"gen_{kind}"] - row[f"score_{kind}"])
@@ -216,7 +215,7 @@ def main() -> None:
               f"(gen {row['gen_wall']:.2f}, score {row['score_wall']:.2f}, extra "
               f"{row['extra_wall']:.2f}) {row['ratio_wall']:.2f}x | cpu ce {row['ce_cpu']:.2f}s "
               f"poly {row['poly_cpu']:.2f}s {row['ratio_cpu']:.2f}x | {row['tokens']:.1f} "
-              f"tokens/sample, shared prompt pass {'yes' if row['shared'] else 'no'}")
+              "tokens/sample")
 
     def med(key: str) -> float:
         return statistics.median(r[key] for r in rows)

@@ -160,6 +160,9 @@ class HardwareConfig:
     # Fix glibc's mmap threshold so freed tensors leave the process (polylora.memory): peak
     # memory ~0.3x on make run; false keeps the allocator's default (for A/B timing).
     return_freed_memory: bool = True
+    # USD per hour of this hardware, for run/cost_usd (null: 0 on a CPU, an indicative cloud
+    # price per GPU for common GPUs: polylora.cost.GPU_PRICE_PER_HOUR).
+    price_per_hour: float | None = None
 
 
 @dataclass
@@ -197,6 +200,10 @@ class TrackingConfig:
     group: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     log_adapter: bool = True
+    # MLflow's system metrics (system/cpu_utilization_percentage, memory, disk, network, and
+    # GPU utilisation and memory where nvidia-ml-py finds a GPU), sampled every interval.
+    system_metrics: bool = True
+    system_metrics_interval_s: float = 10.0
 
 
 @dataclass

@@ -52,12 +52,11 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     value per metric, when it is a list: a multi-objective sweep)."""
     import optuna
 
+    pruned: str | None = None
     try:
         result = execute(cfg)
     except optuna.TrialPruned as exc:
         pruned = str(exc)  # the traceback's frames hold the model: let them go first
-    else:
-        pruned = None
     if pruned is not None:
         release_memory()
         raise optuna.TrialPruned(pruned)

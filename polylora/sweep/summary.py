@@ -15,8 +15,8 @@ from polylora import markdown
 from polylora.cost import RUN_COST
 from polylora.optimized_metric import metric_split
 from polylora.record.names import TRAIN_STEPS, TRAIN_WALL_TIME
-from polylora.throughput import TRAIN_TOKENS
 from polylora.sweep.tags import ERROR_ATTR, SUMMARY_CSV, SUMMARY_MD
+from polylora.throughput import TRAIN_TOKENS
 
 
 @dataclass

@@ -21,6 +21,7 @@ from polylora.record.names import DEFAULT_TRACKING_URI, TRACKING_URI_ENV
 OK, WARN, FAIL = "ok", "warn", "fail"
 MIN_FREE_GB = 1.0  # below this a run cannot save checkpoints: fail
 LOW_FREE_GB = 5.0  # below this a few runs fill the disk: warn
+MIN_PYTHON = (3, 10)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Check:
 
 def check_python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info < (3, 10):
+    if sys.version_info[:2] < MIN_PYTHON:  # pyproject's requires-python
         return Check("python", FAIL, version, "use Python >= 3.10")
     return Check("python", OK, version)
 

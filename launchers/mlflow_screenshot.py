@@ -8,8 +8,9 @@ Without ``--store`` it trains the smoke experiment for two steps into a temporar
 first; with ``--sweep``, a three-trial learning-rate search with the median pruner instead
 (one trial finishes, two are pruned), so the table shows the sweep's parent run with its
 finished and pruned (KILLED, ``polylora.trial_state=PRUNED``) children. It starts
-``mlflow server`` on a free local port in its own process group, opens ``#/experiments/<id>?workflowType=machine_learning`` (the runs table; MLflow 3 otherwise opens
-on its GenAI view) in Debian's ``chromium``, and stops the server and its workers afterwards.
+``mlflow server`` on a free local port in its own process group, opens
+``#/experiments/<id>?workflowType=machine_learning`` (the runs table; MLflow 3 otherwise
+opens on its GenAI view) in Debian's ``chromium``, and stops the server and its workers afterwards.
 MLflow keeps the runs table's column choice in the browser, not on the server, so no default
 column set can be shipped from here (nor can its MLflow Assistant side panel, open by
 default, be closed): pick metric columns once under "Columns" in the UI.

@@ -43,6 +43,18 @@ class AdapterHook(Protocol):
         ...
 
 
+class SampleSpread(Protocol):
+    """Draws every prompt's samples from several adapters (an ensemble): returns the n
+    samples of each prompt and its greedy answer (None where ``greedy`` is None)."""
+
+    def sample(self, tok: PreTrainedTokenizerBase, prompt_ids: Sequence[Sequence[int]],
+               params: SamplingParams, greedy: SamplingParams | None, batch_size: int,
+               progress: bool, autocast: torch.dtype | None
+               ) -> tuple[list[list[str]], list[str | None]]:
+        """(samples per prompt, greedy answer per prompt)."""
+        ...
+
+
 def adapter_groups(
     model: torch.nn.Module, examples: Sequence[Example], adapter: AdapterHook | None
 ) -> Iterator[tuple[list[int], torch.nn.Module]]:
@@ -149,12 +161,14 @@ def evaluate(
     progress: bool = True,
     autocast: torch.dtype | None = None,
     adapter: AdapterHook | None = None,
+    spread: SampleSpread | None = None,
 ) -> EvalReport:
     """Run the configured evaluation (``cfg`` is the ``eval`` group) on ``examples``.
 
     Each prompt is prefilled once for its n samples and its greedy answer, in batches of
     similar-length prompts (``polylora.generation.sample_many``); ``adapter`` picks the
-    adapter per group of prompts (a routed mixture)."""
+    adapter per group of prompts (a routed mixture); ``spread`` draws each prompt's samples
+    from several adapters (an ensemble)."""
     subset = eval_subset(examples, cfg.subset_size)
     names = list(cfg.metrics)
     metrics: dict[str, float] = {}
@@ -178,7 +192,11 @@ def evaluate(
         requests.append(SamplingParams(max_new_tokens=cfg.max_new_tokens, greedy=True))
     sampled: list[list[str]] = [[] for _ in subset]
     greedy: list[str | None] = [None] * len(subset)
-    for idx, module in adapter_groups(model, subset, adapter):
+    if spread is not None:
+        sampled, greedy = spread.sample(tok, prompt_ids, params,
+                                        requests[1] if cfg.greedy else None, cfg.batch_size,
+                                        progress, autocast)
+    for idx, module in adapter_groups(model, subset, adapter) if spread is None else ():
         done = sample_many(module, tok, [prompt_ids[i] for i in idx], requests, cfg.batch_size,
                            progress, "eval samples" + (" + greedy" if cfg.greedy else ""),
                            sort_by_length=True, autocast=autocast)

@@ -62,6 +62,10 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
         raise optuna.TrialPruned(pruned)
     if not result.run_id:  # a DDP worker rank: rank 0 reports the metric
         return float("nan")
+    if cfg.eval.get("ensemble"):  # evaluation only: the metric, where an ensemble computes it
+        values = tuple(_ensemble_value(name, result.metrics)
+                       for name in optimized_metrics(cfg.optimized_metric))
+        return values[0] if isinstance(cfg.optimized_metric, str) else values
     values = tuple(
         _optimized_value(name, result.metrics) for name in optimized_metrics(cfg.optimized_metric)
     )
@@ -69,9 +73,16 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
 
 
 def execute(cfg: DictConfig) -> RunResult:
-    """Validate, train, evaluate and record one configuration."""
+    """Validate, train, evaluate and record one configuration (``eval.ensemble``: evaluate
+    those adapters as one sampler instead, training nothing)."""
     import optuna
     from transformers import set_seed
+
+    if cfg.eval.get("ensemble"):
+        from polylora.adapters.ensemble import evaluate_ensemble
+
+        done = evaluate_ensemble(cfg)
+        return RunResult(metrics=done.metrics, run_id=done.run_id, output_dir=done.output_dir)
 
     started = time.time()
     if cfg.hardware.get("return_freed_memory", True):  # before the model loads: freed
@@ -144,6 +155,14 @@ def _load_model(cfg: DictConfig) -> tuple[Any, Any]:
     elif cfg.lora.enabled:
         model = models.wrap_lora(model, cfg.lora, cfg.hardware)
     return model, tok
+
+
+def _ensemble_value(name: str, metrics: dict[str, float]) -> float:
+    """An ensemble run's value of ``optimized_metric``: NaN where it has none (a loss)."""
+    try:
+        return _optimized_value(name, metrics)
+    except ConfigError:
+        return float("nan")
 
 
 def _optimized_value(name: str, metrics: dict[str, float]) -> float:

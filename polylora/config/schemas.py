@@ -138,6 +138,9 @@ class EvalConfig:
     # Metrics of your own, computed with eval.metrics: [{name, _target_: module.function,
     # direction: maximize|minimize, inputs?, description?, proportion?}] (polylora.metrics.custom)
     custom_metrics: list[Any] = field(default_factory=list)
+    # Adapters evaluated as one sampler (runs:/<id>/adapter or folders): each prompt's
+    # n_samples spread over them round robin; an evaluation-only run (polylora.adapters.ensemble)
+    ensemble: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -27,7 +27,7 @@ def test_round_robin_spread() -> None:
 def test_too_few_members_or_samples_are_refused() -> None:
     with pytest.raises(ConfigError, match="needs two or more"):
         ensemble.check_ensemble(["runs:/a/adapter"], 4)
-    with pytest.raises(ConfigError, match="eval.n_samples=2 is fewer than the 3 adapters"):
+    with pytest.raises(ConfigError, match=r"eval\.n_samples=2 is fewer than the 3 adapters"):
         ensemble.check_ensemble(["a", "b", "c"], 2)
 
 

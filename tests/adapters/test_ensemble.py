@@ -31,6 +31,7 @@ def test_too_few_members_or_samples_are_refused() -> None:
         ensemble.check_ensemble(["a", "b", "c"], 2)
 
 
+@pytest.mark.slow
 def test_two_adapters_sampled_as_one(compose_cfg, tmp_path: Path) -> None:
     members = []
     for seed in (1, 2):

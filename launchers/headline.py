@@ -207,7 +207,7 @@ def lambda_command(arms: Arms, launch: Launch, lambdas: Sequence[float], seed: i
     return [
         sys.executable, "-m", "polylora", "-m", f"+experiment={arms.polychromic}",
         "+hparams_search=lambda", "hydra/sweeper/sampler=grid",
-        f"objective.diversity_weight=choice({grid})",
+        f"objective.pg_weight=choice({grid})",
         "optimized_metric=val/pass@10",  # the validation subset: a search never sees test
         f"hydra.sweeper.n_trials={len(lambdas)}",
         f"hydra.sweeper.study_name={launch.experiment}-lambda-{launch.launch_id}",

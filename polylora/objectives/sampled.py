@@ -104,8 +104,8 @@ def distinct_fraction(texts: Sequence[str]) -> float:
 class SampledSetObjective(Objective):
     """CE (weight ``ce_weight``) + λ · policy-gradient term over N samples per prompt.
 
-    Subclasses implement :meth:`score_sets`. ``weight_name`` is the config key of λ (the
-    polychromic objective keeps its historical ``diversity_weight``).
+    Subclasses implement :meth:`score_sets`. ``weight_name`` is the config key of λ, one name
+    (``pg_weight``) for every RL objective so that it carries across a swap.
     """
 
     name = "sampled"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +41,9 @@ class Prepared:
     #: left out (named in ``left_out``) rather than failing the run.
     eval_metrics: list[str] | None = None
     left_out: tuple[str, ...] = ()
+    #: How the data source's checker reads an answer (its ``normalize`` hook), so that
+    #: diversity counts "Apple." and "apple" as one answer; None: answers as written.
+    normalize: Callable[[str], str] | None = None
 
 
 def check_swapped_objective(cfg: DictConfig) -> None:
@@ -122,6 +126,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         checker=checker,
         eval_metrics=eval_metrics,
         left_out=tuple(left_out),
+        normalize=getattr(source, "normalize", None),
     )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -118,7 +118,7 @@ _KEPT_FROM_MODEL = ("cache_implementation",)
 
 
 def generation_config(
-    params: SamplingParams, eos_ids: Sequence[int], pad_id: int,
+    params: SamplingParams, eos_ids: Iterable[int], pad_id: int,
     model_config: GenerationConfig | None = None,
 ) -> GenerationConfig:
     """The decoding config of one request from polylora's settings alone: plain

@@ -10,8 +10,8 @@ numbers it used, then the diagnosis (verdict, findings, the exact next command):
 * steps per epoch: from the ``train/epoch`` curve (step / epoch at its last point), else
   ceil(training examples / (``train.batch_size`` × ``train.grad_accum``));
 * objective (``polylora.objective`` tag: the objective's config name), λ
-  (``objective.pg_weight``; ``objective.diversity_weight`` in older runs), experiment (``polylora.experiment`` tag): the commands
-  rerun the run's own experiment;
+  (``objective.pg_weight``; ``objective.diversity_weight`` in older runs), experiment
+  (``polylora.experiment`` tag): the commands rerun the run's own experiment;
 * the matrix's columns (which experiment runs the standard and the conservative column per
   objective): ``--columns FILE``, default ``conf/diagnose/columns.yaml``; ``--conservative``
   names the conservative experiment for this run directly;

@@ -62,9 +62,9 @@ def test_k_must_fit_n_generations() -> None:
 
 def configured_passk(**overrides: object) -> PassKObjective:
     """The pass@k objective exactly as ``objective=passk`` builds it (its shipped defaults)."""
+    from helpers import REPO
     from omegaconf import OmegaConf
 
-    from helpers import REPO
     from polylora.config import build
 
     node = OmegaConf.load(REPO / "polylora" / "conf" / "objective" / "passk.yaml")

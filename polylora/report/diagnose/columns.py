@@ -39,7 +39,9 @@ def default_lambdas(conf_dir: Path = CONF_DIR) -> dict[str, float]:
     out: dict[str, float] = {}
     for path in sorted((conf_dir / "objective").glob("*.yaml")):
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        lam = loaded.get(LAMBDA_KEY, loaded.get(OLD_LAMBDA_KEY)) if isinstance(loaded, dict) else None
+        if not isinstance(loaded, dict):
+            continue
+        lam = loaded.get(LAMBDA_KEY, loaded.get(OLD_LAMBDA_KEY))
         if isinstance(lam, (int, float)):
             out[path.stem] = float(lam)
     return out

@@ -161,6 +161,8 @@ def check_report(out: Path, tmp_path: Path) -> None:
     assert {r[0] for r in per_kind} == {v2.ARM_LABEL[a] for a in ("sft", *v2.ARMS)}
     primary = table(report, "Primary endpoint")
     assert any(r[0] == "polychromic" and r[2] == "primary" for r in primary)
+    # the seed-level t over seed means, beside the crossed interval
+    assert all(r[4].endswith("(n = 2)") for r in primary)
 
 
 def test_interrupted_launch_resumes_without_rerunning_finished_runs(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ metric names, the data and its splits, the objective and the prompt format."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf

@@ -26,7 +26,6 @@ from polylora.data.example import Example
 from polylora.errors import ConfigError
 from polylora.metrics.embeddings import Embedder, encode_unique
 from polylora.metrics.inputs import PromptGenerations, PromptInputs
-from polylora.metrics.sharpening import SHARPENING_METRICS, curve_ks
 from polylora.metrics.registry import (
     MetricSpec,
     canonical_name,
@@ -34,6 +33,7 @@ from polylora.metrics.registry import (
     is_proportion_metric,
     registered_in_order,
 )
+from polylora.metrics.sharpening import SHARPENING_METRICS, curve_ks
 
 __all__ = [
     "EvalScores", "PromptGenerations", "is_proportion_metric", "margin_of_error",

@@ -135,12 +135,13 @@ def generation_config(
         "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "typical_p": 1.0, "min_p": None,
         "num_beams": 1, "num_beam_groups": 1, "diversity_penalty": 0.0,
         "renormalize_logits": False, "guidance_scale": None, "watermarking_config": None,
-        "num_return_sequences": 1, "top_k": 0,
+        "num_return_sequences": 1,
     }
-    if params.greedy:
-        decoding: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_p": 1.0}
+    if params.greedy:  # sampling knobs stay unset: greedy never reads them
+        decoding: dict[str, Any] = {"do_sample": False}
     else:
-        decoding = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+        decoding = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
+                    "top_k": 0}
     cfg = GenerationConfig(**{**off, **decoding, **kept})
     cfg.max_new_tokens = params.max_new_tokens
     cfg.pad_token_id = pad_id

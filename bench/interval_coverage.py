@@ -1,7 +1,7 @@
 """Coverage of polylora's crossed interval (and of the seed-level t over seed means) by
 simulation, including regimes where the variance-component estimates go negative.
 
-    nice -n -10 .venv/bin/python bench/interval_coverage.py            # 3,000 experiments each
+    .venv/bin/python bench/interval_coverage.py                       # 3,000 experiments each
     .venv/bin/python bench/interval_coverage.py --experiments 500      # quicker
 
 Each simulated experiment is the comparison's design: 3 seeds × 100 prompts of paired

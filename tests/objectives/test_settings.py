@@ -88,3 +88,16 @@ def test_a_swapped_objective_trains(compose_cfg: Callable[..., Any], tmp_path: P
                        "objective.quality=none"], output_dir=tmp_path / "run")
     result = pipeline.execute(cfg)
     assert result.metrics["train/steps"] == 2
+
+
+def test_every_shipped_experiment_sets_only_its_objectives_settings(
+    compose_cfg: Callable[..., Any],
+) -> None:
+    from helpers import CONF_DIR
+
+    from polylora.preparation import check_swapped_objective
+
+    experiments = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+    assert "rl_from_ce" in experiments
+    for name in experiments:
+        check_swapped_objective(compose_cfg([f"+experiment={name}"]))  # raises if not

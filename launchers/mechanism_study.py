@@ -1,18 +1,20 @@
 """Which objectives sharpen, exactly: a one-step policy over a vocabulary of answers, trained
 with each objective's exact expected update, no language model and no sampling noise.
 
-    .venv/bin/python launchers/mechanism_study.py --robustness-seeds 4   # ~3 min; docs/objective_files/
+    .venv/bin/python launchers/mechanism_study.py --robustness-seeds 4   # ~3 min
     .venv/bin/python launchers/mechanism_study.py --steps 50 --out /tmp/mech   # a quick look
 
-The setting. P prompts share one answer vocabulary of V answers; each prompt has its own set of
-correct answers; some answers are correct for many prompts while others are correct for few. The policy of prompt p is softmax(θ + M_p): M_p is fixed (what SFT
-put there: a popularity prior plus a bonus on p's correct answers), θ is shared and trained —
-the limited capacity of a small adapter, which has to move every prompt's distribution with the
-same parameters. An RL step draws groups of N answers per prompt; the objective's advantages
-(polylora's own functions, with its own scaling) weight ∇ log π. Here every possible group is
-enumerated (multisets of N answers with their multinomial probabilities), so the update is the
-estimator's exact expectation and any difference between arms is the objective's, not noise.
-Each arm then takes Adam steps on that expected update (the same learning rate for all).
+The setting. P prompts share one answer vocabulary of V answers; each prompt has its own set
+of correct answers; some answers are correct for many prompts, others for few. The policy of
+prompt p is softmax(θ + M_p): M_p is fixed (what SFT put there: a popularity prior plus a
+bonus on p's correct answers), θ is shared and trained — the limited capacity of a small
+adapter, which has to move every prompt's distribution with the same parameters. An RL step
+draws groups of N answers per prompt; the objective's advantages (polylora's own functions,
+with its own scaling) weight ∇ log π. Here every possible group is enumerated (multisets of N
+answers with their multinomial probabilities), so the update is the estimator's exact
+expectation and any difference between arms is the objective's, not noise. Each arm then
+takes Adam steps on that expected update (the same learning rate for all). Writes
+docs/objective_files/mechanism.{png,csv}.
 
 What is measured: pass@1 and pass@k (1 − (1 − π_p(correct))^k, averaged over prompts) over
 training; distinct answers per correct sample among 20 samples (the sharpening metric: it falls

@@ -151,7 +151,8 @@ def evaluate_ensemble(cfg: DictConfig) -> EnsembleResult:
                        cfg.data.max_length)
         report = evaluate(spread.adapters.module, tok, prep.splits.test, fmt, eval_cfg,
                           prep.checker, cfg.data.max_length,
-                          autocast=models.autocast_dtype(cfg.hardware), spread=spread)
+                          autocast=models.autocast_dtype(cfg.hardware),
+                          normalize=prep.normalize, spread=spread)
         owners = [sample_owner(i, len(refs)) for i in range(int(cfg.eval.n_samples))]
         for row in report.rows:
             row["sample_adapters"] = owners

@@ -45,3 +45,20 @@ def test_cost_section_totals_each_group_and_compares_with_the_baseline() -> None
     assert section[2] == "| baseline | 3 | $0.3000 | $0.1000 | 1.00× |"
     assert section[3] == "| poly | 3 | $0.7500 | $0.2500 | 2.50× |"
     assert section[5].startswith("All groups: $1.0500")
+
+
+def test_primary_row_shows_the_seed_level_t_beside_the_crossed_interval() -> None:
+    from polylora.markdown import signed
+
+    res = compare_groups(run_data(), "baseline", ["rouge_l", "self_bleu", "pass@10"], plan=PLAN)
+    primary = next(e for e in res.effects if e.role == "primary")
+    t = primary.seed_test
+    assert t is not None and primary.method.startswith("crossed")
+    section = render.report(res).split("## Primary endpoint\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert "seed-level t over seed means [95% CI]" in rows[0]
+    cells = [c.strip() for c in rows[2].strip("|").split("|")]
+    assert cells[2] == f"{signed(primary.delta)} [{signed(primary.low)}, {signed(primary.high)}]"
+    assert cells[3] == f"{signed(t.delta)} [{signed(t.low)}, {signed(t.high)}] (n = {len(t.seeds)})"
+    # the other tables keep their columns
+    assert "seed-level" not in render.effects_markdown(res, ["secondary"])

@@ -471,9 +471,10 @@ class SampledSetObjective(Objective):
         flat = [float(a) for aa in advantages for a in aa]
         with_pg = bool(flat) and not (self.kl_weight == 0 and all(a == 0 for a in flat))
         with_ce = self.ce_weight > 0
-        labels = batch["labels"]
-        denominator = (num_items_in_batch if num_items_in_batch is not None
-                       else (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
+        denominator: int | torch.Tensor = 1
+        if with_ce:
+            denominator = (num_items_in_batch if num_items_in_batch is not None else
+                           (batch["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
         size = len(prompts)
         if backward is not None and self.micro_batch is not None:
             size = self.micro_batch

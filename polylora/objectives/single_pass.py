@@ -68,7 +68,9 @@ class ScoredRows:
         return len(self.owner) - 1
 
 
-def _head_and_decoder(model: torch.nn.Module) -> tuple[Any, Any] | None:
+def decoder_and_head(model: torch.nn.Module) -> tuple[Any, Any] | None:
+    """The model's decoder (hidden states) and output head, or None where it has no such
+    split."""
     base: Any = getattr(model, "module", model)
     try:
         decoder = base.get_decoder()
@@ -81,11 +83,19 @@ def _head_and_decoder(model: torch.nn.Module) -> tuple[Any, Any] | None:
 
 
 def supports_single_pass(model: torch.nn.Module) -> bool:
-    """Whether ``model`` computes logits as ``lm_head(decoder(...))`` and is not wrapped for
-    DDP (whose gradient all-reduce hooks only its own forward)."""
+    """Whether ``model`` computes logits as ``lm_head(decoder(...))``, keeps a KV cache (not
+    under gradient checkpointing) and is not wrapped for DDP (whose gradient all-reduce hooks
+    only its own forward)."""
+    return projects_hidden_states(model) and not getattr(model, "is_gradient_checkpointing",
+                                                         False)
+
+
+def projects_hidden_states(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s logits are ``lm_head(decoder(...))`` and it is not a DDP wrapper:
+    then log-probs can be computed from the decoder's hidden states, chunk by chunk."""
     if getattr(model, "module", model) is not model:
         return False
-    parts = _head_and_decoder(model)
+    parts = decoder_and_head(model)
     config = getattr(model, "config", None)
     if parts is None or config is None:
         return False
@@ -114,7 +124,7 @@ def row_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, max targets) log-probs of every row's targets and their mask (1 where scored),
     from two decoder calls (prefixes, then continuations on their cache)."""
-    parts = _head_and_decoder(model)
+    parts = decoder_and_head(model)
     if parts is None:
         raise ValueError("this model has no separate decoder and output head")
     decoder, head = parts

@@ -40,10 +40,18 @@ class RowDropout(nn.Module):
             return x
         if rows is None:
             return F.dropout(x, self.p, True)
-        if not bool(rows.any()):
+        count = int(rows.sum())
+        if count == 0:
             return x
-        keep = rows.view(-1, *([1] * (x.dim() - 1)))
-        return torch.where(keep, F.dropout(x, self.p, True), x)
+        # The dropout mask of the selected rows (drawn for them only), 1 elsewhere: one
+        # multiplication forward and backward, as nn.Dropout.
+        mask = torch.ones_like(x)
+        if bool(rows[:count].all()):  # the dropped rows first (how callers order them)
+            mask[:count] = F.dropout(mask[:count], self.p, True)
+        else:
+            index = rows.nonzero().squeeze(1)
+            mask[index] = F.dropout(mask[index], self.p, True)
+        return x * mask
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -16,6 +16,7 @@ separate passes of :mod:`polylora.objectives.logprobs` and :mod:`polylora.object
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,13 @@ def decoder_and_head(model: torch.nn.Module) -> tuple[Any, Any] | None:
     return decoder, head
 
 
+def _cache_argument(decoder: Any) -> str:
+    """The decoder's name for the KV cache (``cache`` from transformers 5.25 on, before it
+    ``past_key_values``), in and out."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters \
+        else "past_key_values"
+
+
 def supports_single_pass(model: torch.nn.Module) -> bool:
     """Whether ``model`` computes logits as ``lm_head(decoder(...))``, keeps a KV cache (not
     under gradient checkpointing) and is not wrapped for DDP (whose gradient all-reduce hooks
@@ -138,6 +146,7 @@ def row_logprobs(
     with dropout_rows(model, drop):
         first = decoder(input_ids=p_ids, attention_mask=p_mask, use_cache=fed_width > 0,
                         position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0))
+    cache_name = _cache_argument(decoder)
     hidden = [first.last_hidden_state[:, -1][owner][:, None]]  # predicts targets[0]
     if fed_width > 0:
         f_ids = torch.full((n_rows, fed_width), pad_id, dtype=torch.long)
@@ -147,11 +156,11 @@ def row_logprobs(
                 f_ids[r, : len(fed)] = torch.tensor(fed, dtype=torch.long)
                 f_mask[r, : len(fed)] = 1
         f_ids, f_mask = f_ids.to(device), f_mask.to(device)
-        cache = first.past_key_values
+        cache = getattr(first, cache_name)
         cache.batch_select_indices(owner)
         start = p_mask.sum(1)[owner][:, None]
         with dropout_rows(model, drop[owner]):
-            second = decoder(input_ids=f_ids, past_key_values=cache, use_cache=True,
+            second = decoder(input_ids=f_ids, **{cache_name: cache}, use_cache=True,
                              attention_mask=torch.cat([p_mask[owner], f_mask], dim=1),
                              position_ids=start + torch.arange(fed_width, device=device))
         hidden.append(second.last_hidden_state)

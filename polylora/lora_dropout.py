@@ -43,15 +43,12 @@ class RowDropout(nn.Module):
         count = int(rows.sum())
         if count == 0:
             return x
-        # The dropout mask of the selected rows (drawn for them only), 1 elsewhere: one
-        # multiplication forward and backward, as nn.Dropout.
-        mask = torch.ones_like(x)
+        # Dropout of the selected rows only: the backward keeps their (boolean) mask and
+        # nothing for the other rows, which pass through untouched.
         if bool(rows[:count].all()):  # the dropped rows first (how callers order them)
-            mask[:count] = F.dropout(mask[:count], self.p, True)
-        else:
-            index = rows.nonzero().squeeze(1)
-            mask[index] = F.dropout(mask[index], self.p, True)
-        return x * mask
+            return torch.cat([F.dropout(x[:count], self.p, True), x[count:]])
+        index = rows.nonzero().squeeze(1)
+        return x.index_copy(0, index, F.dropout(x.index_select(0, index), self.p, True))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

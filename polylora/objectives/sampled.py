@@ -50,7 +50,13 @@ from polylora.objectives.monitors import (
     TrainingMonitor,
     emit_warning,
 )
-from polylora.objectives.single_pass import ScoredRows, ce_rows, row_logprobs, supports_single_pass
+from polylora.objectives.single_pass import (
+    ScoredRows,
+    activation_bytes_per_position,
+    ce_rows,
+    row_logprobs,
+    supports_single_pass,
+)
 
 MIN_GENERATIONS, MAX_GENERATIONS = 2, 8
 PG_NORMALIZERS: tuple[str, ...] = ("constant", "sample_mean")
@@ -131,6 +137,7 @@ class SampledSetObjective(Objective):
         collapse_patience: int = 3,
         hacking_window: int = 6,
         micro_batch: int | None = None,
+        memory_budget_mb: float | None = 1200.0,
     ) -> None:
         p = "objective."
         w = self.weight_name
@@ -167,6 +174,9 @@ class SampledSetObjective(Objective):
                            ("micro_batch", 1 if micro_batch is None else micro_batch)):
             need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                  f"{p}{key} must be an integer >= 1, got {value!r}")
+        need(memory_budget_mb is None or (is_number(memory_budget_mb) and memory_budget_mb > 0),
+             f"{p}memory_budget_mb must be a number > 0 or null (no budget), got "
+             f"{memory_budget_mb!r}")
         need(is_number(collapse_floor) and 0 <= collapse_floor <= 1,
              f"{p}collapse_floor must be in [0, 1], got {collapse_floor!r}")
         if all(is_number(x) for x in (ce_weight, pg_weight, kl_weight)):  # else listed above
@@ -194,6 +204,9 @@ class SampledSetObjective(Objective):
         # Prompts per forward and backward (None: the whole batch, one pass); set it only when
         # a step does not fit in memory (memory, not the estimator: not a logged param).
         self.micro_batch = micro_batch
+        # Without micro_batch, the step splits only when its estimated autograd memory would
+        # exceed this budget (MB; None: never).
+        self.memory_budget_mb = None if memory_budget_mb is None else float(memory_budget_mb)
         self.monitor = TrainingMonitor(collapse_floor, collapse_patience, hacking_window,
                                        weight_name=w)
         self.no_signal = NoSignalMonitor(no_signal_patience)
@@ -475,11 +488,12 @@ class SampledSetObjective(Objective):
         if with_ce:
             denominator = (num_items_in_batch if num_items_in_batch is not None else
                            (batch["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
-        size = len(prompts)
-        if backward is not None and self.micro_batch is not None:
-            size = self.micro_batch
-        starts = list(range(0, len(prompts), max(size, 1)))
         ce_drop = dropout_active(model)
+        size = len(prompts)
+        if backward is not None:
+            size = self.micro_batch or self._prompts_within_budget(
+                model, batch, prompts, sample_ids, with_ce, ce_drop)
+        starts = list(range(0, len(prompts), max(size, 1)))
         pg_parts: list[torch.Tensor] = []
         kl_parts: list[torch.Tensor] = []
         ce_parts: list[torch.Tensor] = []
@@ -534,6 +548,24 @@ class SampledSetObjective(Objective):
             terms.kl_loss = torch.stack(kl_parts).sum()
             terms.kl = kl_sum / len(flat)
         return terms, (torch.stack(ce_parts).sum() if ce_parts else None)
+
+    def _prompts_within_budget(
+        self, model: torch.nn.Module, batch: dict[str, torch.Tensor], prompts: list[list[int]],
+        sample_ids: list[list[list[int]]], with_ce: bool, ce_drop: bool,
+    ) -> int:
+        """Prompts per pass: all of them unless the estimated autograd memory of the pass
+        (token positions × :func:`activation_bytes_per_position`) exceeds
+        ``memory_budget_mb``; then as many as fit (at least one)."""
+        if self.memory_budget_mb is None or not prompts:
+            return len(prompts)
+        prompt_width = max(len(p) for p in prompts)
+        sample_width = max((len(s) for ss in sample_ids for s in ss), default=0)
+        ce_width = int(batch["attention_mask"].sum(1).max()) if with_ce else 0
+        prefixes = 2 if with_ce and ce_drop else 1  # CE prompts apart when dropout is on
+        rows = self.n_generations + (1 if with_ce else 0)
+        per_prompt = prefixes * prompt_width + rows * max(sample_width, ce_width - prompt_width)
+        need = per_prompt * activation_bytes_per_position(model) / 2**20
+        return max(1, min(len(prompts), int(self.memory_budget_mb // max(need, 1e-9))))
 
     def _micro_batched_ce(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
                           num_items_in_batch: int | torch.Tensor | None, ga: int,

@@ -112,6 +112,18 @@ def projects_hidden_states(model: torch.nn.Module) -> bool:
     return all(not getattr(config, name, None) for name in _LOGIT_TRANSFORMS)
 
 
+def activation_bytes_per_position(model: torch.nn.Module) -> float:
+    """An estimate of the autograd memory one token position of a pass keeps until the
+    backward: layers × (20 · hidden + 6 · intermediate) fp32 values, calibrated on SmolLM2-135M
+    with LoRA on all linear layers (2.5 MB a position measured; bf16 autocast keeps ~20 %
+    less). Used to split a step only when it would not fit ``objective.memory_budget_mb``."""
+    config = getattr(model, "config", None)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    inner = int(getattr(config, "intermediate_size", 0) or 4 * hidden)
+    return float(layers * (20 * hidden + 6 * inner) * 4)
+
+
 def ce_rows(rows: ScoredRows, batch: dict[str, torch.Tensor], dropout: bool) -> list[int]:
     """Add the batch's right-padded [prompt | response] rows (labels IGNORE_INDEX on the prompt)
     as rows scoring their labelled tokens, cut after the prompt; returns their indices."""

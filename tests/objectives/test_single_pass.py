@@ -14,6 +14,7 @@ from objectives.test_polychromic import context, fixed_samples, make_batch
 from omegaconf import OmegaConf
 
 from polylora.data.words import WordChecker
+from polylora.errors import ConfigError
 from polylora.models import load_base_model, wrap_lora
 from polylora.objectives.ce import cross_entropy_loss
 from polylora.objectives.grpo import GRPOObjective
@@ -171,3 +172,32 @@ def test_kl_term_in_the_single_pass_equals_the_separate_pass() -> None:
     assert m_a["train/kl_loss"] == pytest.approx(m_b["train/kl_loss"], rel=1e-4, abs=1e-6)
     for name in g_a:
         torch.testing.assert_close(g_a[name], g_b[name], atol=ATOL, rtol=RTOL)
+
+
+def test_a_step_splits_only_when_its_memory_estimate_exceeds_the_budget() -> None:
+    """No budget (or a large one): one pass, nothing backpropagated inside. A budget smaller
+    than one prompt's estimate: one prompt per pass, each but the last backpropagated inside;
+    the gradients are the same."""
+    model, tok = _model(0.0)
+    results = []
+    for budget in (None, 1e4, 1e-6):
+        obj = PolychromicObjective(diversity_metric="distinct", quality="none",
+                                   memory_budget_mb=budget)
+        obj.bind(context(tok))
+        obj.generate = lambda m, p: fixed_samples(tok, len(p), SAMPLES)  # type: ignore[method-assign]
+        calls: list[float] = []
+        obj.backward_fn = lambda t, c=calls: (c.append(float(t.detach())), t.backward())
+        model.zero_grad(set_to_none=True)
+        out = obj.compute_loss(model, make_batch(obj.context, (0, 1, 2)), None, 1)
+        out.loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
+                 if p.requires_grad}
+        results.append((len(calls), grads))
+    assert [calls for calls, _ in results] == [0, 0, 2]
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(results[2][1][name], grad, atol=ATOL, rtol=RTOL)
+
+
+def test_memory_budget_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="memory_budget_mb"):
+        PolychromicObjective(memory_budget_mb=0)

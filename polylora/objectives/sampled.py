@@ -14,12 +14,14 @@ dropout off as while sampling):
 R is the number of samples in the micro-batch. The constant normalizer (Dr. GRPO) keeps the
 estimator unbiased for the gradient of E[Σ_i A_i] whatever the lengths; per-sample mean
 weights a token of a short answer more (length bias). KL is to the base model (adapter
-disabled), see :func:`polylora.objectives.logprobs.kl_surrogate`. The Trainer does the
-accumulation, checkpointing and the last backward; when it hands the objective its
-``backward`` (:attr:`Objective.backward_fn`), the PG pass and the CE pass run in micro-batches
-of ``micro_batch`` prompts, each backpropagated at once, so only one micro-batch's autograd
-graph is alive (the peak memory of a step); the loss value and gradients are those of the
-single pass (CE's dropout masks are drawn per micro-batch: other draws, same distribution).
+disabled), see :func:`polylora.objectives.logprobs.kl_surrogate`. The CE rows (LoRA dropout on)
+and the sample rows (off) go through ONE teacher-forced pass (:mod:`.single_pass`); the Trainer
+does the accumulation, checkpointing and the backward. A step runs whole unless its estimated
+autograd memory exceeds ``memory_budget_mb`` (or ``micro_batch`` is set): then it runs a few
+prompts at a time through the Trainer's backward (:attr:`Objective.backward_fn`), with the
+loss value and gradients of the single pass (CE's dropout masks are drawn per micro-batch:
+other draws, same distribution). Models without a decoder/head split, under gradient
+checkpointing or DDP use the separate passes (:meth:`SampledSetObjective.pg_terms`, then CE).
 """
 
 from __future__ import annotations

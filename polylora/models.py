@@ -85,14 +85,6 @@ def autocast_dtype(hw: DictConfig) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def resolved_precision(hw: DictConfig) -> str:
-    """What a run computes in, after ``auto`` is resolved on this machine (an MLflow param):
-    ``fp32``, ``bf16-autocast`` (fp32 weights) or the weights' ``bf16`` / ``fp16``."""
-    if hw.precision != "fp32":
-        return str(hw.precision)
-    return "bf16-autocast" if autocast_dtype(hw) == torch.bfloat16 else "fp32"
-
-
 def autocast(hw: DictConfig) -> Any:
     """A context running the model's forward under ``hardware.autocast`` (or a no-op)."""
     import contextlib

@@ -40,7 +40,7 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-#: The param naming what a run computed in (fp32, bf16-autocast, bf16, fp16).
+#: The param naming what a run computed in (``fp32``, ``fp32+autocast-bf16``, ``bf16``, ...).
 RESOLVED_PRECISION = "hardware.resolved_precision"
 
 
@@ -58,7 +58,7 @@ def config_params(cfg: DictConfig) -> dict[str, str]:
         from contextlib import suppress
 
         from polylora.errors import ConfigError
-        from polylora.models import resolved_precision
+        from polylora.provenance import resolved_precision
 
         with suppress(ConfigError):  # no such device here: the model load says so
             params[RESOLVED_PRECISION] = resolved_precision(cfg.hardware)

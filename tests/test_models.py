@@ -17,6 +17,7 @@ from polylora.models import (
     load_base_model,
     wrap_lora,
 )
+from polylora.provenance import resolved_precision
 
 TINY, CPU, LORA = tiny_configs()
 
@@ -75,9 +76,9 @@ def test_autocast_setting_resolves_per_device_and_cpu(monkeypatch: pytest.Monkey
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
     assert models.autocast_dtype(hw(autocast="auto")) == torch.bfloat16
     assert models.autocast_dtype(hw(autocast="bf16", precision="bf16")) is None  # bf16 weights
-    assert models.resolved_precision(hw(autocast="auto")) == "bf16-autocast"
-    assert models.resolved_precision(hw(autocast="off")) == "fp32"
-    assert models.resolved_precision(hw(precision="bf16")) == "bf16"
+    assert resolved_precision(hw(autocast="auto")) == "fp32+autocast-bf16"
+    assert resolved_precision(hw(autocast="off")) == "fp32"
+    assert resolved_precision(hw(precision="bf16")) == "bf16"
 
 
 @pytest.mark.parametrize(("capability", "expected"), [((7, 5), None), ((8, 0), torch.bfloat16),
@@ -92,7 +93,7 @@ def test_auto_picks_bf16_on_gpus_of_compute_capability_8_and_up(
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)  # not what decides on GPU
     hw = OmegaConf.create({"device": "cuda", "precision": "fp32", "autocast": "auto"})
     assert models.autocast_dtype(hw) == expected
-    assert models.resolved_precision(hw) == ("fp32" if expected is None else "bf16-autocast")
+    assert resolved_precision(hw) == ("fp32" if expected is None else "fp32+autocast-bf16")
 
 
 def test_default_hardware_is_auto_and_cpu_fp32_is_exact(compose_cfg, tmp_path: Path,
@@ -108,7 +109,8 @@ def test_default_hardware_is_auto_and_cpu_fp32_is_exact(compose_cfg, tmp_path: P
     for native in (True, False):
         monkeypatch.setattr(models, "cpu_has_native_bf16", lambda n=native: n)
         assert training_arguments(cfg, tmp_path, has_eval=False).bf16 is native
-        assert config_params(cfg)[RESOLVED_PRECISION] == ("bf16-autocast" if native else "fp32")
+        assert config_params(cfg)[RESOLVED_PRECISION] == ("fp32+autocast-bf16" if native
+                                                          else "fp32")
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
     exact = compose_cfg(["model=tiny_random", "hardware=cpu_fp32"])
     assert not training_arguments(exact, tmp_path, has_eval=False).bf16

@@ -242,6 +242,6 @@ def test_auto_precision_trains_and_records_what_this_machine_resolved(
     result = execute(cfg)
     (r,) = runs_of(cfg)
     assert r.info.status == "FINISHED"
-    expected = "bf16-autocast" if cpu_has_native_bf16() else "fp32"
+    expected = "fp32+autocast-bf16" if cpu_has_native_bf16() else "fp32"
     assert r.data.params["hardware.resolved_precision"] == expected
     assert result.metrics["eval/loss"] > 0

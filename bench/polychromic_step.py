@@ -1,4 +1,4 @@
-"""HF_HUB_OFFLINE=1 .venv/bin/python bench/polychromic_step.py --model smollm2 --reps 3 --threads 1
+"""HF_HUB_OFFLINE=1 .venv/bin/python bench/polychromic_step.py --reps 3 --ce-warmup-steps 30
 
 Wall time of one optimizer step (loss + backward + AdamW step) with the polychromic objective
 over the same step with CE, on the same batch in the same process. Repetitions interleave the
@@ -17,6 +17,10 @@ other examples with CE until answers are short, as they are a little way into a 
 ``--threads 1`` gives steadier numbers on a machine shared with other jobs (small ops with
 two OpenMP threads stall whenever the other thread is descheduled).
 ``--model tiny`` runs the tiny random model (seconds; for checking the script).
+``--autocast`` is the run's ``hardware.autocast`` (default ``auto``: bf16 where the CPU computes
+it natively, as a default run); ``off`` times fp32. The batch defaults to ``make run``'s (8).
+The last lines give the compute floor of each step (its matmul FLOPs over this CPU's measured
+matmul rate, bench/compute_floor.py).
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from compute_floor import counted_flops, floor_line, matmul_rate  # noqa: E402
 
 from polylora.config import build, register_configs  # noqa: E402
 from polylora.data.formatting import PaddingCollator, encode_example  # noqa: E402
-from polylora.models import load_base_model, wrap_lora  # noqa: E402
+from polylora.models import autocast, autocast_dtype, load_base_model, wrap_lora  # noqa: E402
 from polylora.objectives.base import ObjectiveContext  # noqa: E402
 from polylora.objectives.ce import CrossEntropyObjective  # noqa: E402
 from polylora.objectives.polychromic import PolychromicObjective  # noqa: E402
@@ -56,6 +62,7 @@ def compose(args: argparse.Namespace) -> Any:
         f"objective.n_generations={args.n}", f"objective.max_new_tokens={args.new_tokens}",
         f"objective.quality={args.quality}", f"objective.diversity_metric={args.diversity}",
         f"hardware.device={args.device}", f"hardware.precision={args.precision}",
+        f"hardware.autocast={args.autocast}",
     ]
     if args.micro_batch:
         overrides.append(f"+objective.micro_batch={args.micro_batch}")
@@ -100,13 +107,15 @@ def timed(clocks: dict[str, Clock], name: str, fn: Any) -> Any:
 
 
 def run_step(model: Any, objective: Any, batch: dict[str, torch.Tensor],
-             optimizer: torch.optim.Optimizer, clock: Clock) -> dict[str, float]:
+             optimizer: torch.optim.Optimizer, clock: Clock, precision: Any) -> dict[str, float]:
     """One optimizer step (loss, backward, AdamW step) timed into ``clock``; its metrics. The
-    objective gets a backward as from the Trainer (it may backpropagate micro-batches itself)."""
+    objective gets a backward as from the Trainer (it may backpropagate micro-batches itself);
+    ``precision`` is the run's autocast context (the Trainer's, in a run)."""
     objective.backward_fn = lambda t: t.backward()
     with clock:
-        out = objective.compute_loss(model, batch, None, 1)
-        out.loss.backward()
+        with precision:
+            out = objective.compute_loss(model, batch, None, 1)
+            out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return out.metrics
@@ -116,14 +125,15 @@ def main() -> None:
     """Parse arguments, run the interleaved repetitions, print the table."""
     parser = argparse.ArgumentParser(description="polychromic vs CE step time")
     parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--n", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--quality", default="reference_similarity")
     parser.add_argument("--diversity", default="semantic")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precision", default="fp32", help="weights (hardware.precision)")
+    parser.add_argument("--autocast", default="auto", choices=["auto", "bf16", "off"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.0,
                         help="0 keeps the model fixed so every repetition samples alike")
@@ -131,8 +141,8 @@ def main() -> None:
                         help="CE steps (lr 1e-3, other examples) before timing: a model that "
                         "has learnt the task's short answers, as mid-run")
     parser.add_argument("--micro-batch", type=int, default=0,
-                        help="prompts per PG/CE backward (0: the objective's default); "
-                        "--micro-batch equal to --batch is one pass, the most memory")
+                        help="prompts per pass and backward (0: the objective's default, the "
+                        "whole batch in one pass)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0: torch's default); 1 is steadier on a busy box")
     args = parser.parse_args()
@@ -183,14 +193,15 @@ def main() -> None:
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start")
     print(f"model={args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, "
           f"loaded in {load_s:.1f}s) device={device} precision={args.precision} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__}")
+          f"threads={torch.get_num_threads()} torch={torch.__version__} "
+          f"autocast={autocast_dtype(cfg.hardware) or 'off'}")
     print(f"batch={args.batch} N={args.n} new_tokens={args.new_tokens} quality={args.quality} "
           f"diversity={args.diversity} lambda={poly.diversity_weight} lr={args.lr} "
           f"reps={args.reps} (+1 warm-up each) ce_warmup_steps={args.ce_warmup_steps} "
           f"micro_batch={poly.micro_batch}")
     for objective in (ce, poly):  # warm-up: first forward, MiniLM load, caches
         clocks.update(gen=Clock(), score=Clock())
-        run_step(model, objective, batch, optimizer, Clock())
+        run_step(model, objective, batch, optimizer, Clock(), autocast(cfg.hardware))
 
     rows: list[dict[str, float]] = []
     for rep in range(args.reps):
@@ -198,7 +209,8 @@ def main() -> None:
         row: dict[str, float] = {}
         for name, objective in order:
             clocks.update(step=Clock(), gen=Clock(), score=Clock())
-            metrics = run_step(model, objective, batch, optimizer, clocks["step"])
+            metrics = run_step(model, objective, batch, optimizer, clocks["step"],
+                               autocast(cfg.hardware))
             for kind in ("wall", "cpu"):
                 row[f"{name}_{kind}"] = getattr(clocks["step"], kind)
                 if name == "poly":
@@ -230,7 +242,12 @@ def main() -> None:
             cells.append(f"{value:7.2f} s ({value / ce_value:4.2f}x CE)")
         print(f"  {label:<20} {cells[0]}   {cells[1]}")
     print(f"  ratio (median of per-rep ratios): wall {med('ratio_wall'):.2f}x, "
-          f"cpu {med('ratio_cpu'):.2f}x   [target <= 1.5x on a trained adapter; seed budget 3x]")
+          f"cpu {med('ratio_cpu'):.2f}x   [target <= 1.6x on a trained adapter]")
+    rate = matmul_rate(bf16=autocast_dtype(cfg.hardware) is not None)
+    for label, key, objective in (("CE step", "ce", ce), ("polychromic step", "poly", poly)):
+        _, flops = counted_flops(lambda o=objective: run_step(  # type: ignore[misc]
+            model, o, batch, optimizer, Clock(), autocast(cfg.hardware)))
+        print("  " + floor_line(label, flops, rate, med(f"{key}_wall")))
     print(f"  load average {os.getloadavg()[0]:.1f} at the end")
 
 if __name__ == "__main__":

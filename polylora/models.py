@@ -62,14 +62,26 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def gpu_has_native_bf16() -> bool:
+    """Whether the visible GPU computes bf16 natively (compute capability >= 8: Ampere on)."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+
+
 def autocast_dtype(hw: DictConfig) -> torch.dtype | None:
-    """The autocast dtype for ``hardware.autocast`` on CPU (None: plain fp32). CUDA runs take
-    their precision from ``hardware.precision`` (the Trainer's bf16/fp16) instead."""
+    """The autocast dtype for ``hardware.autocast`` with fp32 weights (None: plain fp32).
+
+    ``auto`` is bf16 where the hardware computes it natively (a CPU with avx512_bf16 or AMX, a
+    GPU of compute capability >= 8) and fp32 elsewhere, where emulated bf16 would be slower;
+    ``bf16`` forces it; ``off`` is fp32. Weights loaded in bf16/fp16 (``hardware.precision``)
+    take their precision from the Trainer instead."""
     mode = hw.get("autocast", "off") or "off"
-    if mode == "off" or resolve_device(hw.device) != "cpu" or hw.precision != "fp32":
+    if mode == "off" or hw.precision != "fp32":
         return None
-    if mode == "auto" and not cpu_has_native_bf16():
-        return None
+    device = resolve_device(hw.device)
+    if mode == "auto":
+        native = gpu_has_native_bf16() if device.startswith("cuda") else cpu_has_native_bf16()
+        if not native:
+            return None
     return torch.bfloat16
 
 
@@ -78,7 +90,8 @@ def autocast(hw: DictConfig) -> Any:
     import contextlib
 
     dtype = autocast_dtype(hw)
-    return contextlib.nullcontext() if dtype is None else torch.autocast("cpu", dtype=dtype)
+    device = resolve_device(hw.device).split(":")[0]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device, dtype=dtype)
 
 
 # --- the embedded SmolLM2 -------------------------------------------------------------------

@@ -40,6 +40,10 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: The param naming what a run computed in (``fp32``, ``fp32+autocast-bf16``, ``bf16``, ...).
+RESOLVED_PRECISION = "hardware.resolved_precision"
+
+
 def config_params(cfg: DictConfig) -> dict[str, str]:
     """The resolved config as MLflow params (values ≤ 6000 chars, credential keys dropped,
     secret values redacted)."""
@@ -50,6 +54,14 @@ def config_params(cfg: DictConfig) -> dict[str, str]:
         if is_secret_key(key):
             continue
         params[mlflow_metric_name(key)] = str(value)[:6000]  # '@' in a key: pass_at_1
+    if cfg.get("hardware") is not None:  # hardware.autocast=auto, resolved on this machine
+        from contextlib import suppress
+
+        from polylora.errors import ConfigError
+        from polylora.provenance import resolved_precision
+
+        with suppress(ConfigError):  # no such device here: the model load says so
+            params[RESOLVED_PRECISION] = resolved_precision(cfg.hardware)
     return params
 
 

@@ -203,7 +203,7 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
     """TrainingArguments from the ``train`` and ``hardware`` config groups."""
     t, h = cfg.train, cfg.hardware
     on_cuda = h.device.startswith("cuda") or (h.device == "auto" and torch.cuda.is_available())
-    cpu_bf16 = not on_cuda and autocast_dtype(h) == torch.bfloat16  # accelerate's CPU autocast
+    autocast_bf16 = autocast_dtype(h) == torch.bfloat16  # fp32 weights, accelerate's autocast
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
         learning_rate=t.learning_rate,
@@ -229,7 +229,7 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
         greater_is_better=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        bf16=(h.precision == "bf16" and on_cuda) or cpu_bf16,
+        bf16=(h.precision == "bf16" and on_cuda) or autocast_bf16,
         fp16=h.precision == "fp16" and on_cuda,
         use_cpu=not on_cuda,
         gradient_checkpointing=h.gradient_checkpointing,

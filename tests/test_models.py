@@ -17,6 +17,7 @@ from polylora.models import (
     load_base_model,
     wrap_lora,
 )
+from polylora.provenance import resolved_precision
 
 TINY, CPU, LORA = tiny_configs()
 
@@ -75,6 +76,45 @@ def test_autocast_setting_resolves_per_device_and_cpu(monkeypatch: pytest.Monkey
     monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
     assert models.autocast_dtype(hw(autocast="auto")) == torch.bfloat16
     assert models.autocast_dtype(hw(autocast="bf16", precision="bf16")) is None  # bf16 weights
+    assert resolved_precision(hw(autocast="auto")) == "fp32+autocast-bf16"
+    assert resolved_precision(hw(autocast="off")) == "fp32"
+    assert resolved_precision(hw(precision="bf16")) == "bf16"
+
+
+@pytest.mark.parametrize(("capability", "expected"), [((7, 5), None), ((8, 0), torch.bfloat16),
+                                                      ((9, 0), torch.bfloat16)])
+def test_auto_picks_bf16_on_gpus_of_compute_capability_8_and_up(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: torch.dtype | None
+) -> None:
+    from polylora import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)  # not what decides on GPU
+    hw = OmegaConf.create({"device": "cuda", "precision": "fp32", "autocast": "auto"})
+    assert models.autocast_dtype(hw) == expected
+    assert resolved_precision(hw) == ("fp32" if expected is None else "fp32+autocast-bf16")
+
+
+def test_default_hardware_is_auto_and_cpu_fp32_is_exact(compose_cfg, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """hardware=cpu (the default) resolves auto on this CPU; hardware=cpu_fp32 never autocasts;
+    the resolved precision is an MLflow param."""
+    from polylora import models
+    from polylora.tracking import RESOLVED_PRECISION, config_params
+    from polylora.training import training_arguments
+
+    cfg = compose_cfg(["model=tiny_random", "hardware=cpu"])
+    assert cfg.hardware.autocast == "auto"
+    for native in (True, False):
+        monkeypatch.setattr(models, "cpu_has_native_bf16", lambda n=native: n)
+        assert training_arguments(cfg, tmp_path, has_eval=False).bf16 is native
+        assert config_params(cfg)[RESOLVED_PRECISION] == ("fp32+autocast-bf16" if native
+                                                          else "fp32")
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    exact = compose_cfg(["model=tiny_random", "hardware=cpu_fp32"])
+    assert not training_arguments(exact, tmp_path, has_eval=False).bf16
+    assert config_params(exact)[RESOLVED_PRECISION] == "fp32"
 
 
 def test_bf16_autocast_loss_and_gradients_agree_with_fp32() -> None:
@@ -122,5 +162,5 @@ def test_cpu_bf16_hardware_turns_on_trainer_mixed_precision(compose_cfg, tmp_pat
 
     cfg = compose_cfg(["model=tiny_random", "hardware=cpu_bf16", "hardware.autocast=bf16"])
     assert training_arguments(cfg, tmp_path, has_eval=False).bf16
-    cfg = compose_cfg(["model=tiny_random"])
+    cfg = compose_cfg(["model=tiny_random"])  # the test fixture pins fp32
     assert not training_arguments(cfg, tmp_path, has_eval=False).bf16

@@ -58,6 +58,7 @@ def test_mlflow_run_records_everything(smoke_result) -> None:
     assert r.info.run_id == result.run_id and r.info.status == "FINISHED"
     assert r.data.params["lora.rank"] == "4"
     assert r.data.params["experiment"] == "smoke"
+    assert r.data.params["hardware.resolved_precision"] == "fp32"  # smoke pins fp32
     assert r.data.tags["polylora.group"] == "smoke"
     assert r.data.tags["polylora.objective"] == "ce"
     for key in (
@@ -227,3 +228,20 @@ def test_validation_metric_without_a_validation_split_is_refused(
                       output_dir=tmp_path / "n")
     with pytest.raises(ConfigError, match="validation split is empty"):
         prepare(cfg)
+
+
+def test_auto_precision_trains_and_records_what_this_machine_resolved(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """hardware.autocast=auto (the default) on the real CPU: bf16 where it has avx512_bf16 or
+    AMX, fp32 elsewhere; the run finishes and names the precision it used."""
+    from polylora.models import cpu_has_native_bf16
+
+    cfg = compose_cfg(["+experiment=smoke", "hardware.autocast=auto", "train.max_steps=2"],
+                      output_dir=tmp_path / "auto")
+    result = execute(cfg)
+    (r,) = runs_of(cfg)
+    assert r.info.status == "FINISHED"
+    expected = "fp32+autocast-bf16" if cpu_has_native_bf16() else "fp32"
+    assert r.data.params["hardware.resolved_precision"] == expected
+    assert result.metrics["eval/loss"] > 0

@@ -157,9 +157,10 @@ class HardwareConfig:
     # CPU threads for torch (null: torch's default, one per core). On a machine other jobs
     # also load, 1 avoids OpenMP stalls that can slow each step down by an order.
     num_threads: int | None = None
-    # CPU mixed precision: off | bf16 | auto (bf16 autocast where the CPU has native bf16,
-    # avx512_bf16 or AMX; fp32 elsewhere). Weights stay fp32; CUDA uses ``precision``.
-    autocast: str = "off"
+    # Mixed precision with fp32 weights: auto (bf16 autocast where the hardware computes bf16
+    # natively: a CPU with avx512_bf16 or AMX, a GPU of compute capability >= 8; fp32
+    # elsewhere) | bf16 | off (fp32: exact reproduction). bf16/fp16 weights use ``precision``.
+    autocast: str = "auto"
     # Fix glibc's mmap threshold so freed tensors leave the process (polylora.memory): peak
     # memory ~0.3x on make run; false keeps the allocator's default (for A/B timing).
     return_freed_memory: bool = True

@@ -27,6 +27,96 @@ def gather_logprobs(
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+#: Token positions per chunk of the vocabulary projection: one chunk's full-vocabulary
+#: logits (and their softmax) are the largest tensors of a step (512 × 49,152 fp32 ≈ 100 MB).
+LOGIT_CHUNK = 512
+
+
+class _ChunkedTokenLogprobs(torch.autograd.Function):
+    """log softmax(h·Wᵀ · s)[y] for rows h, computed chunk by chunk (s = 1/T per row).
+
+    Each row's log-prob depends on that row only, so its gradient is one vector per row,
+    J = s · (onehot(y) − softmax) · W, computed in the forward chunk by chunk and kept
+    ((rows, hidden), as small as the input): the backward is ``grad · J``. No full-vocabulary
+    tensor outlives its chunk, and the projection runs twice per row (logits, J), as in a
+    fused linear cross-entropy (Liger).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, hidden: torch.Tensor, weight: torch.Tensor,
+        targets: torch.Tensor, scale: torch.Tensor, chunk: int,
+    ) -> torch.Tensor:
+        out = torch.empty(hidden.shape[0], device=hidden.device, dtype=torch.float32)
+        need_grad = ctx.needs_input_grad[0]  # type: ignore[attr-defined]  # set by autograd
+        jac = torch.empty_like(hidden) if need_grad else None
+        for s in range(0, hidden.shape[0], chunk):
+            e = min(s + chunk, hidden.shape[0])
+            logits = (hidden[s:e] @ weight.t()).float() * scale[s:e, None]
+            lse = torch.logsumexp(logits, dim=-1)
+            y = targets[s:e, None]
+            out[s:e] = logits.gather(-1, y).squeeze(-1) - lse
+            if jac is not None:
+                residual = logits.sub_(lse[:, None]).exp_().neg_()  # −softmax, in place
+                residual.scatter_add_(-1, y, torch.ones_like(y, dtype=residual.dtype))
+                residual.mul_(scale[s:e, None])
+                jac[s:e] = residual.to(weight.dtype) @ weight
+            del logits
+        ctx.save_for_backward(jac if jac is not None else hidden.new_empty(0))
+        return out
+
+    @staticmethod
+    def backward(
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, None, None, None, None]:
+        (jac,) = ctx.saved_tensors  # type: ignore[attr-defined]  # set by save_for_backward
+        return grad[:, None].to(jac.dtype) * jac, None, None, None, None
+
+
+def chunked_token_logprobs(
+    hidden: torch.Tensor,
+    head: torch.nn.Module,
+    targets: torch.Tensor,
+    temperature: torch.Tensor | float = 1.0,
+    chunk: int = LOGIT_CHUNK,
+) -> torch.Tensor:
+    """log softmax(head(h) / T)[y] for (rows, hidden) states, ``chunk`` rows at a time, so
+    the (rows, vocabulary) logits are never materialised (``temperature``: one or per row).
+
+    A frozen bias-free ``nn.Linear`` head (SmolLM2's, Llama's, Qwen's) takes the fused path
+    (:class:`_ChunkedTokenLogprobs`); any other head (trainable, biased, adapted) is run per
+    chunk under activation checkpointing: the same numbers, one more projection per row.
+    """
+    rows = hidden.shape[0]
+    if isinstance(temperature, torch.Tensor):
+        scale = 1.0 / temperature.to(device=hidden.device, dtype=torch.float32)
+    else:
+        scale = torch.full((rows,), 1.0 / float(temperature), device=hidden.device)
+    if rows == 0:
+        return hidden.new_zeros(0, dtype=torch.float32) + hidden.sum() * 0
+    weight = getattr(head, "weight", None)
+    plain = (type(head) is torch.nn.Linear and head.bias is None
+             and isinstance(weight, torch.Tensor) and not weight.requires_grad)
+    if plain:
+        assert isinstance(weight, torch.Tensor)
+        out = _ChunkedTokenLogprobs.apply(hidden, weight, targets, scale, chunk)
+        assert isinstance(out, torch.Tensor)
+        return out
+    from torch.utils.checkpoint import checkpoint
+
+    def part(h: torch.Tensor, y: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        logits = head(h).float() * s[:, None]
+        return logits.gather(-1, y[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+    parts = []
+    for s in range(0, rows, chunk):
+        piece = checkpoint(part, hidden[s : s + chunk], targets[s : s + chunk],
+                           scale[s : s + chunk], use_reentrant=False)
+        assert isinstance(piece, torch.Tensor)
+        parts.append(piece)
+    return torch.cat(parts)
+
+
 @dataclass
 class Packed:
     """Teacher-forcing input for the samples: ids/mask of [prompt | sample] rows, the sample

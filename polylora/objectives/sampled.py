@@ -14,12 +14,14 @@ dropout off as while sampling):
 R is the number of samples in the micro-batch. The constant normalizer (Dr. GRPO) keeps the
 estimator unbiased for the gradient of E[Σ_i A_i] whatever the lengths; per-sample mean
 weights a token of a short answer more (length bias). KL is to the base model (adapter
-disabled), see :func:`polylora.objectives.logprobs.kl_surrogate`. The Trainer does the
-accumulation, checkpointing and the last backward; when it hands the objective its
-``backward`` (:attr:`Objective.backward_fn`), the PG pass and the CE pass run in micro-batches
-of ``micro_batch`` prompts, each backpropagated at once, so only one micro-batch's autograd
-graph is alive (the peak memory of a step); the loss value and gradients are those of the
-single pass (CE's dropout masks are drawn per micro-batch: other draws, same distribution).
+disabled), see :func:`polylora.objectives.logprobs.kl_surrogate`. The CE rows (LoRA dropout on)
+and the sample rows (off) go through ONE teacher-forced pass (:mod:`.single_pass`); the Trainer
+does the accumulation, checkpointing and the backward. A step runs whole unless its estimated
+autograd memory exceeds ``memory_budget_mb`` (or ``micro_batch`` is set): then it runs a few
+prompts at a time through the Trainer's backward (:attr:`Objective.backward_fn`), with the
+loss value and gradients of the single pass (CE's dropout masks are drawn per micro-batch:
+other draws, same distribution). Models without a decoder/head split, under gradient
+checkpointing or DDP use the separate passes (:meth:`SampledSetObjective.pg_terms`, then CE).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from polylora.data.example import Example
 from polylora.data.formatting import IGNORE_INDEX, render_prompt
 from polylora.errors import ConfigError, Problems
 from polylora.generation import SamplingParams, eval_mode, sample
+from polylora.lora_dropout import dropout_active
 from polylora.objectives.advantages import ADVANTAGE_NORMS, AdvantageNorm, normalize_advantages
 from polylora.objectives.base import LossOutput, Objective, ObjectiveContext
 from polylora.objectives.ce import cross_entropy_loss, response_token_nll_sum
@@ -48,6 +51,13 @@ from polylora.objectives.monitors import (
     NoSignalMonitor,
     TrainingMonitor,
     emit_warning,
+)
+from polylora.objectives.single_pass import (
+    ScoredRows,
+    activation_bytes_per_position,
+    ce_rows,
+    row_logprobs,
+    supports_single_pass,
 )
 
 MIN_GENERATIONS, MAX_GENERATIONS = 2, 8
@@ -128,7 +138,8 @@ class SampledSetObjective(Objective):
         collapse_floor: float = 0.1,
         collapse_patience: int = 3,
         hacking_window: int = 6,
-        micro_batch: int = 2,
+        micro_batch: int | None = None,
+        memory_budget_mb: float | None = 1200.0,
     ) -> None:
         p = "objective."
         w = self.weight_name
@@ -162,9 +173,12 @@ class SampledSetObjective(Objective):
                            ("no_signal_patience", no_signal_patience),
                            ("collapse_patience", collapse_patience),
                            ("hacking_window", hacking_window),
-                           ("micro_batch", micro_batch)):
+                           ("micro_batch", 1 if micro_batch is None else micro_batch)):
             need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                  f"{p}{key} must be an integer >= 1, got {value!r}")
+        need(memory_budget_mb is None or (is_number(memory_budget_mb) and memory_budget_mb > 0),
+             f"{p}memory_budget_mb must be a number > 0 or null (no budget), got "
+             f"{memory_budget_mb!r}")
         need(is_number(collapse_floor) and 0 <= collapse_floor <= 1,
              f"{p}collapse_floor must be in [0, 1], got {collapse_floor!r}")
         if all(is_number(x) for x in (ce_weight, pg_weight, kl_weight)):  # else listed above
@@ -189,9 +203,12 @@ class SampledSetObjective(Objective):
         self.collapse_floor = float(collapse_floor)
         self.collapse_patience = collapse_patience
         self.hacking_window = hacking_window
-        # Prompts per backward of the PG and CE passes (memory, not the estimator: not a
-        # logged param).
+        # Prompts per forward and backward (None: the whole batch, one pass); set it only when
+        # a step does not fit in memory (memory, not the estimator: not a logged param).
         self.micro_batch = micro_batch
+        # Without micro_batch, the step splits only when its estimated autograd memory would
+        # exceed this budget (MB; None: never).
+        self.memory_budget_mb = None if memory_budget_mb is None else float(memory_budget_mb)
         self.monitor = TrainingMonitor(collapse_floor, collapse_patience, hacking_window,
                                        weight_name=w)
         self.no_signal = NoSignalMonitor(no_signal_patience)
@@ -287,7 +304,9 @@ class SampledSetObjective(Objective):
         if not flat or (self.kl_weight == 0 and all(a == 0.0 for a in flat)):
             zero = torch.zeros((), device=device)
             return PGTerms(pg_loss=zero, skipped=True)
-        size = self.micro_batch if backward is not None else max(len(prompt_ids), 1)
+        size = max(len(prompt_ids), 1)
+        if backward is not None and self.micro_batch is not None:
+            size = self.micro_batch
         starts = list(range(0, len(prompt_ids), size))
         pg_parts: list[torch.Tensor] = []
         kl_parts: list[torch.Tensor] = []
@@ -407,13 +426,18 @@ class SampledSetObjective(Objective):
         # Micro-batched backward (the Trainer's) only without a DDP wrapper, which expects one
         # backward per forward (its gradient all-reduce); there, one graph as before.
         backward = self.backward_fn if model is unwrapped else None
-        if not with_ce and all(a == 0 for aa in advantages for a in aa) and self.kl_weight == 0:
-            terms = self._zero_graph_terms(net, prompts, sample_ids)
+        no_signal = all(a == 0 for aa in advantages for a in aa) and self.kl_weight == 0
+        ce: torch.Tensor | None
+        if not with_ce and no_signal:
+            terms, ce = self._zero_graph_terms(net, prompts, sample_ids), None
+        elif supports_single_pass(model):
+            terms, ce = self._single_pass(model, batch, prompts, sample_ids, advantages,
+                                          num_items_in_batch, ga, backward)
         else:
             terms = self.pg_terms(net, prompts, sample_ids, advantages, backward=backward,
                                   loss_scale=1.0 / ga, keep_last=not with_ce)
-        ce = (self._micro_batched_ce(model, batch, num_items_in_batch, ga, backward)
-              if with_ce else None)
+            ce = (self._micro_batched_ce(model, batch, num_items_in_batch, ga, backward)
+                  if with_ce else None)
         t3 = time.perf_counter()
 
         extra = self.pg_weight * terms.pg_loss
@@ -450,6 +474,105 @@ class SampledSetObjective(Objective):
         self._observe(step, micro, ga, mean_d, mean_q, has_signal)
         return LossOutput(loss=loss, metrics=metrics)
 
+    def _single_pass(
+        self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+        prompts: list[list[int]], sample_ids: list[list[list[int]]],
+        advantages: Sequence[Sequence[float]], num_items_in_batch: int | torch.Tensor | None,
+        ga: int, backward: Callable[[torch.Tensor], Any] | None,
+    ) -> tuple[PGTerms, torch.Tensor | None]:
+        """The CE rows (with LoRA dropout) and the sample rows (without) in ONE forward
+        (:mod:`polylora.objectives.single_pass`): (PG/KL terms, CE) with the values and
+        gradients of the separate passes. With ``micro_batch`` and the Trainer's backward,
+        ``micro_batch`` prompts per pass, each but the last backpropagated here."""
+        tok = self.context.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        device = next(model.parameters()).device
+        flat = [float(a) for aa in advantages for a in aa]
+        with_pg = bool(flat) and not (self.kl_weight == 0 and all(a == 0 for a in flat))
+        with_ce = self.ce_weight > 0
+        denominator: int | torch.Tensor = 1
+        if with_ce:
+            denominator = (num_items_in_batch if num_items_in_batch is not None else
+                           (batch["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
+        ce_drop = dropout_active(model)
+        size = len(prompts)
+        if backward is not None:
+            size = self.micro_batch or self._prompts_within_budget(
+                model, batch, prompts, sample_ids, with_ce, ce_drop)
+        starts = list(range(0, len(prompts), max(size, 1)))
+        pg_parts: list[torch.Tensor] = []
+        kl_parts: list[torch.Tensor] = []
+        ce_parts: list[torch.Tensor] = []
+        logprob_sum = kl_sum = 0.0
+        row = 0
+        for k, b0 in enumerate(starts):
+            rows = ScoredRows()
+            part_ce = ([] if not with_ce else ce_rows(
+                rows, {key: batch[key][b0 : b0 + size]
+                       for key in ("input_ids", "attention_mask", "labels")}, ce_drop))
+            part_samples: list[int] = []
+            for prompt, samples in zip(prompts[b0 : b0 + size], sample_ids[b0 : b0 + size],
+                                       strict=True):
+                owner = rows.prefix(prompt, False)
+                for s in samples if with_pg else ():
+                    part_samples.append(rows.add(owner, s[:-1], s, self.temperature))
+            logp, mask = row_logprobs(model, rows, pad)
+            loss = torch.zeros((), device=device)
+            if part_ce:
+                ce = -(logp[part_ce] * mask[part_ce]).sum() / denominator
+                loss = loss + self.ce_weight * ce
+                ce_parts.append(ce)
+            if part_samples:
+                lp, m = logp[part_samples], mask[part_samples]
+                adv = torch.tensor(flat[row : row + len(lp)], device=device, dtype=lp.dtype)
+                row += len(lp)
+                logprob_sum += float((lp.detach().sum(1) / m.sum(1).clamp(min=1)).sum())
+                pg = self._reduce(-adv * lp.sum(1), m, len(flat))
+                loss = loss + self.pg_weight * pg / ga
+                pg_parts.append(pg)
+                if self.kl_weight > 0:
+                    ref_rows = ScoredRows()
+                    for index in part_samples:
+                        ref_rows.add(ref_rows.prefix(rows.prefixes[rows.owner[index]], False),
+                                     rows.fed[index], rows.targets[index], self.temperature)
+                    with torch.no_grad(), self._base_model(model):
+                        ref, _ = row_logprobs(model, ref_rows, pad)
+                    surrogate, estimate = kl_surrogate(lp, ref, m, self.kl_estimator)
+                    kl = self._reduce(surrogate, m, len(flat))
+                    kl_sum += float(estimate.sum())
+                    loss = loss + self.kl_weight * kl / ga
+                    kl_parts.append(kl)
+            if backward is not None and k < len(starts) - 1 and loss.requires_grad:
+                backward(loss)
+                for parts in (pg_parts, kl_parts, ce_parts):
+                    if parts:
+                        parts[-1] = parts[-1].detach()
+        zero = torch.zeros((), device=device)
+        terms = PGTerms(pg_loss=torch.stack(pg_parts).sum() if pg_parts else zero,
+                        mean_logprob=logprob_sum / max(len(flat), 1), skipped=not with_pg)
+        if kl_parts:
+            terms.kl_loss = torch.stack(kl_parts).sum()
+            terms.kl = kl_sum / len(flat)
+        return terms, (torch.stack(ce_parts).sum() if ce_parts else None)
+
+    def _prompts_within_budget(
+        self, model: torch.nn.Module, batch: dict[str, torch.Tensor], prompts: list[list[int]],
+        sample_ids: list[list[list[int]]], with_ce: bool, ce_drop: bool,
+    ) -> int:
+        """Prompts per pass: all of them unless the estimated autograd memory of the pass
+        (token positions × :func:`activation_bytes_per_position`) exceeds
+        ``memory_budget_mb``; then as many as fit (at least one)."""
+        if self.memory_budget_mb is None or not prompts:
+            return len(prompts)
+        prompt_width = max(len(p) for p in prompts)
+        sample_width = max((len(s) for ss in sample_ids for s in ss), default=0)
+        ce_width = int(batch["attention_mask"].sum(1).max()) if with_ce else 0
+        prefixes = 2 if with_ce and ce_drop else 1  # CE prompts apart when dropout is on
+        rows = self.n_generations + (1 if with_ce else 0)
+        per_prompt = prefixes * prompt_width + rows * max(sample_width, ce_width - prompt_width)
+        need = per_prompt * activation_bytes_per_position(model) / 2**20
+        return max(1, min(len(prompts), int(self.memory_budget_mb // max(need, 1e-9))))
+
     def _micro_batched_ce(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
                           num_items_in_batch: int | torch.Tensor | None, ga: int,
                           backward: Callable[[torch.Tensor], Any] | None) -> torch.Tensor:
@@ -457,7 +580,7 @@ class SampledSetObjective(Objective):
         time (each cut to its longest row), all but the last backpropagated here. The value
         is the same token mean: each part is divided by the whole batch's token count."""
         rows = batch["input_ids"].shape[0]
-        if backward is None or rows <= self.micro_batch:
+        if backward is None or self.micro_batch is None or rows <= self.micro_batch:
             return cross_entropy_loss(model, batch, num_items_in_batch, ga)
         labels = batch["labels"]
         denominator = (num_items_in_batch if num_items_in_batch is not None

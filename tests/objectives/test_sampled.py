@@ -156,10 +156,11 @@ def test_prompt_once_pass_equals_one_row_per_sample() -> None:
     ],
 )
 def test_micro_batched_pg_backward_equals_one_pass(settings: dict[str, Any]) -> None:
-    """With the Trainer's backward, the PG and CE passes run 2 prompts at a time, each
-    backpropagated at once: the returned loss value and the LoRA gradients (inside + returned
-    backward) equal the single-graph pass's, with gradient accumulation 2 and an uneven last
-    micro-batch (dropout off, so CE's masks are not drawn per micro-batch)."""
+    """With the Trainer's backward and micro_batch=2, the step runs 2 prompts at a time, each
+    micro-batch's pass backpropagated at once: the returned loss value and the LoRA gradients
+    (inside + returned backward) equal the whole-batch pass's, with gradient accumulation 2
+    and an uneven last micro-batch (dropout off, so CE's masks are not drawn per
+    micro-batch)."""
     model, tok = lora_model()
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -184,8 +185,9 @@ def test_micro_batched_pg_backward_equals_one_pass(settings: dict[str, Any]) -> 
                  if p.requires_grad}
         results.append((float(out.loss.detach()), out.metrics, grads, calls))
     (loss_a, metrics_a, grads_a, _), (loss_b, metrics_b, grads_b, calls) = results
-    # PG: 2 micro-batches (the last left to the Trainer in pure RL); CE: 2, the last returned
-    assert len(calls) == (1 if settings.get("ce_weight") == 0.0 else 3)
+    # 2 micro-batches of one pass each (CE and sample rows together): the first
+    # backpropagated inside, the last returned to the Trainer
+    assert len(calls) == 1
     assert loss_b == pytest.approx(loss_a, rel=1e-5, abs=1e-5)
     for key in ("train/pg_loss", "train/combined_loss", "train/kl", "train/kl_loss"):
         if key in metrics_a:

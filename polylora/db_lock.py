@@ -151,10 +151,14 @@ def _advisory_lock(url: str, name: str, timeout_s: float) -> Iterator[None]:
     try:
         try:
             conn = engine.connect()
+        except Exception as exc:
+            raise _failed(url, name, exc) from None
+        try:
             conn.execute(text(f"SET lock_timeout = {int(timeout_s * 1000)}"))
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _key(name)})
             conn.commit()
         except Exception as exc:
+            conn.close()
             raise _failed(url, name, exc) from None
         try:
             yield
@@ -211,9 +215,16 @@ def row_lock(url: str, name: str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator
                     conn.execute(table.insert().values(name=name))
             except IntegrityError:
                 pass  # the row exists
+        except Exception as exc:
+            raise _failed(url, name, exc) from None
+        try:
             conn = engine.connect()
+        except Exception as exc:
+            raise _failed(url, name, exc) from None
+        try:
             conn.execute(select(table.c.name).where(table.c.name == name).with_for_update())
         except Exception as exc:
+            conn.close()
             raise _failed(url, name, exc) from None
         try:
             yield

@@ -74,9 +74,10 @@ def test_three_workers_started_together_stop_at_n_trials(postgres: Any, tmp_path
     study_url = postgres.create_database("optuna")
     tracking_url = postgres.create_database("mlflow")
     cmd = worker(tmp_path, study_url, tracking_url, "hydra.sweeper.n_trials=5")
-    proc = subprocess.run(["bash", str(REPO / "launchers" / "parallel_workers.sh"), "3",
-                           *[a for a in cmd[4:] if a != "hydra.sweeper.n_jobs=1"]], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=900, env=env(STAGGER_S="0", LOG_DIR=str(tmp_path / "logs")))
+    args = [a for a in cmd[4:] if a != "hydra.sweeper.n_jobs=1"]  # the recipe sets it
+    proc = subprocess.run(["bash", str(REPO / "launchers" / "parallel_workers.sh"), "3", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                          env=env(STAGGER_S="0", LOG_DIR=str(tmp_path / "logs")))
     logs = {p.name: p.read_text() for p in (tmp_path / "logs").glob("*.log")}
     assert proc.returncode == 0, {k: v[-1500:] for k, v in logs.items()}
     assert len(logs) == 3 and not any("polylora: error" in text for text in logs.values())

@@ -57,7 +57,10 @@ def open_storage(url: Any, heartbeat_interval: int, grace_period: int | None,
     (None: in memory, nothing to resume). ``heartbeat_interval`` <= 0 turns heartbeats off."""
     if not url or not isinstance(url, str) or "://" not in url:
         return url
-    engine_kwargs = {"connect_args": {"timeout": 60}} if is_sqlite(url) else None
+    # sqlite: wait for a busy file; a server: check a pooled connection before use (a trial
+    # can outlast the server's idle-connection timeout)
+    engine_kwargs = ({"connect_args": {"timeout": 60}} if is_sqlite(url)
+                     else {"pool_pre_ping": True})
     if heartbeat_interval <= 0:
         return RDBStorage(url, engine_kwargs=engine_kwargs)
     with warnings.catch_warnings():

@@ -70,8 +70,12 @@ def sweep_runs(tracking_url: str) -> tuple[Any, list[Any]]:
 
 def test_three_workers_started_together_stop_at_n_trials(postgres: Any, tmp_path: Path) -> None:
     """launchers/parallel_workers.sh 3, no stagger, study AND MLflow store on fresh PostgreSQL
-    databases: 5 trials, one parent run, five finished children, every worker exits 0."""
-    study_url = postgres.create_database("optuna")
+    databases: 5 trials, one parent run, five finished children, every worker exits 0. The
+    study URL carries a password (the test server's trust authentication ignores it): no log,
+    Hydra dump or MLflow param shows it."""
+    password = "pw-not-for-logs-7731"
+    study_url = postgres.create_database("optuna").replace("polylora@",
+                                                           f"polylora:{password}@")
     tracking_url = postgres.create_database("mlflow")
     cmd = worker(tmp_path, study_url, tracking_url, "hydra.sweeper.n_trials=5")
     args = [a for a in cmd[4:] if a != "hydra.sweeper.n_jobs=1"]  # the recipe sets it
@@ -86,6 +90,11 @@ def test_three_workers_started_together_stop_at_n_trials(postgres: Any, tmp_path
     assert sorted(int(r.data.tags[tags.TRIAL_TAG]) for r in children) == [0, 1, 2, 3, 4]
     assert {r.info.status for r in children} == {"FINISHED"}
     assert parent.info.status == "FINISHED"
+    assert parent.data.params["sweep.storage"].startswith("postgresql+psycopg://")
+    dumps = [p.read_text() for p in tmp_path.rglob("*.yaml")] + [p.read_text() for p in
+                                                               tmp_path.rglob("*.log")]
+    assert dumps and not any(password in text for text in dumps)
+    assert all(password not in str(r.data.params) for r in [parent, *children])
 
 
 def _wait_for_running_trial(study_url: str, proc: subprocess.Popen[str],

@@ -110,6 +110,8 @@ class Launch:
     lambda_summary: str | None = None
     started: str = ""
     finished: str = ""
+    #: code revision, library versions, command line (polylora.provenance.provenance)
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
 def host_description() -> str:
@@ -207,7 +209,7 @@ def lambda_command(arms: Arms, launch: Launch, lambdas: Sequence[float], seed: i
     return [
         sys.executable, "-m", "polylora", "-m", f"+experiment={arms.polychromic}",
         "+hparams_search=lambda", "hydra/sweeper/sampler=grid",
-        f"objective.diversity_weight=choice({grid})",
+        f"objective.pg_weight=choice({grid})",
         "optimized_metric=val/pass@10",  # the validation subset: a search never sees test
         f"hydra.sweeper.n_trials={len(lambdas)}",
         f"hydra.sweeper.study_name={launch.experiment}-lambda-{launch.launch_id}",
@@ -318,6 +320,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the recipe; returns 0 (a failing step exits with its status)."""
+    from polylora.provenance import provenance
     from polylora.report import headline
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -358,6 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         launch_id=launch_id, experiment=experiment, tracking_uri=uri, seeds=args.seed_list,
         smoke=args.smoke, command=command, host=host_description(), runs_dir=str(runs_dir),
         extra_overrides=extra, started=datetime.now().isoformat(timespec="seconds"),
+        provenance={**provenance(), "command": command},
     )
     launch_file = runs_dir / LAUNCH_FILE
     if args.report_only and launch_file.exists():  # keep the original launch's wall times

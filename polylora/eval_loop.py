@@ -65,7 +65,7 @@ def evaluate_adapter(
                    cfg.data.max_length)
     report = evaluate(
         model, tok, prep.splits.test, fmt, eval_cfg, prep.checker, cfg.data.max_length,
-        autocast=models.autocast_dtype(cfg.hardware), adapter=adapter,
+        autocast=models.autocast_dtype(cfg.hardware), adapter=adapter, normalize=prep.normalize,
     )
     tracking.log_metrics(phase_metric("eval"), step=step)
     if row_fields is not None:
@@ -130,7 +130,7 @@ def validation_eval(
     settings["metrics"] = [m for m in metrics if m not in MODEL_METRICS]
     report = evaluate(model, tok, prep.splits.val, fmt, OmegaConf.create(settings),
                       prep.checker, cfg.data.max_length, autocast=autocast_dtype(cfg.hardware),
-                      adapter=adapter)
+                      adapter=adapter, normalize=prep.normalize)
     writer.write_generations(report.rows, out_dir, validation=True)
     return {names.VAL_PREFIX + k.split("/", 1)[1]: v for k, v in report.metrics.items()}
 

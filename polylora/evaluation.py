@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -149,12 +149,14 @@ def evaluate(
     progress: bool = True,
     autocast: torch.dtype | None = None,
     adapter: AdapterHook | None = None,
+    normalize: Callable[[str], str] | None = None,
 ) -> EvalReport:
     """Run the configured evaluation (``cfg`` is the ``eval`` group) on ``examples``.
 
     Each prompt is prefilled once for its n samples and its greedy answer, in batches of
     similar-length prompts (``polylora.generation.sample_many``); ``adapter`` picks the
-    adapter per group of prompts (a routed mixture)."""
+    adapter per group of prompts (a routed mixture); ``normalize`` (the data source's hook)
+    is how metrics that compare answers read them."""
     subset = eval_subset(examples, cfg.subset_size)
     names = list(cfg.metrics)
     metrics: dict[str, float] = {}
@@ -192,7 +194,8 @@ def evaluate(
     ]
     text_metrics = [m for m in names if m not in MODEL_METRICS]
     scores = score_generations(
-        gens, text_metrics, checker=checker, ks=tuple(cfg.ks), show_progress=progress
+        gens, text_metrics, checker=checker, ks=tuple(cfg.ks), show_progress=progress,
+        normalize=normalize,
     )
     metrics.update({f"eval/{k}": v for k, v in scores.aggregate.items()})
     rows = [

@@ -13,13 +13,18 @@ copies of every prompt (``num_return_sequences``), which recomputes the prompt N
 several decoding requests over the same prompts (n samples and a greedy answer) reuse that
 one prefill. Sampling draws the same random numbers in the same order as a plain
 ``generate(num_return_sequences=n)`` call on the same batch, so seeded outputs are equal.
+
+Every call decodes with an explicit :class:`GenerationConfig` built from polylora's settings
+alone (:func:`generation_config`): nothing is inherited from the model's own
+``generation_config`` (a shipped repetition penalty, top-k or min-p would otherwise reshape the
+distribution that the policy-gradient log-probs take to be softmax(logits / T)).
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -107,12 +112,55 @@ def _eos_ids(model: CausalLM, tok: PreTrainedTokenizerBase) -> set[int]:
     return found
 
 
-def _decoding_kwargs(params: SamplingParams) -> dict[str, Any]:
-    """``generate`` arguments for one request (sampling: no top-k, as the objectives expect)."""
-    if params.greedy:
-        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-    return {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
-            "top_k": 0}
+#: What a model's own ``generation_config`` may carry besides decoding settings and that
+#: sampling keeps: how the cache is built (it does not change the distribution).
+_KEPT_FROM_MODEL = ("cache_implementation",)
+
+
+def generation_config(
+    params: SamplingParams, eos_ids: Iterable[int], pad_id: int,
+    model_config: GenerationConfig | None = None,
+) -> GenerationConfig:
+    """The decoding config of one request from polylora's settings alone: plain
+    softmax(logits / T) sampling (with ``top_p``; no top-k, min-p, repetition or n-gram
+    penalties, forced or suppressed tokens), or greedy. Of ``model_config`` only the cache
+    implementation is kept."""
+    kept = {k: getattr(model_config, k, None) for k in _KEPT_FROM_MODEL}
+    off: dict[str, Any] = {
+        "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "length_penalty": 1.0,
+        "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0, "min_length": 0,
+        "min_new_tokens": None, "bad_words_ids": None, "sequence_bias": None,
+        "suppress_tokens": None, "begin_suppress_tokens": None, "forced_bos_token_id": None,
+        "forced_eos_token_id": None, "exponential_decay_length_penalty": None,
+        "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "typical_p": 1.0, "min_p": None,
+        "num_beams": 1, "num_beam_groups": 1, "diversity_penalty": 0.0,
+        "renormalize_logits": False, "guidance_scale": None, "watermarking_config": None,
+        "num_return_sequences": 1,
+    }
+    if params.greedy:  # sampling knobs stay unset: greedy never reads them
+        decoding: dict[str, Any] = {"do_sample": False}
+    else:
+        decoding = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p,
+                    "top_k": 0}
+    cfg = GenerationConfig(**{**off, **decoding, **kept})
+    cfg.max_new_tokens = params.max_new_tokens
+    cfg.pad_token_id = pad_id
+    cfg.eos_token_id = sorted(eos_ids)
+    return cfg
+
+
+@contextmanager
+def own_generation_config(model: torch.nn.Module, config: GenerationConfig) -> Iterator[None]:
+    """``config`` as the model's own generation config for the duration of one ``generate``
+    (``generate`` fills every unset field from the model's; with this nothing is left to
+    fill from it), restored afterwards."""
+    target = cast(CausalLM, _base(model))
+    before = target.generation_config
+    target.generation_config = config
+    try:
+        yield
+    finally:
+        target.generation_config = before
 
 
 def _base(model: torch.nn.Module) -> torch.nn.Module:
@@ -148,6 +196,7 @@ class HFBackend:
         self.sort_by_length = sort_by_length
         self.autocast = autocast
         self.eos = _eos_ids(self.lm, tok)
+        self._model_config = self.lm.generation_config  # only its cache implementation is used
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else next(iter(self.eos))
         args = _forward_args(model)
         # transformers 5.x renamed the cache argument from past_key_values to cache.
@@ -222,16 +271,11 @@ class HFBackend:
         outs = []
         for r, params in enumerate(requests):
             n = 1 if params.greedy else params.n
-            kwargs: dict[str, Any] = {
-                "max_new_tokens": params.max_new_tokens,
-                "pad_token_id": self.pad,
-                "eos_token_id": sorted(self.eos),
-                **_decoding_kwargs(params),
-            }
+            config = generation_config(params, self.eos, self.pad, self._model_config)
+            kwargs: dict[str, Any] = {}
             if cache is None:
                 run_ids, run_mask = ids, mask
-                if n > 1:
-                    kwargs["num_return_sequences"] = n
+                config.num_return_sequences = n
             else:
                 # The last request may consume the prefilled cache; earlier ones get a copy.
                 own = cache if r == len(requests) - 1 else copy.deepcopy(cache)
@@ -239,7 +283,9 @@ class HFBackend:
                     own.batch_repeat_interleave(n)
                 run_ids, run_mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
                 kwargs[self._cache_arg] = own
-            out = self.lm.generate(input_ids=run_ids, attention_mask=run_mask, **kwargs)
+            with own_generation_config(self.model, config):
+                out = self.lm.generate(input_ids=run_ids, attention_mask=run_mask,
+                                       generation_config=config, **kwargs)
             new = out[:, ids.shape[1] :].tolist()
             del out, kwargs
             outs.append([[_trim(new[i * n + j], self.eos, self.pad) for j in range(n)]

@@ -204,6 +204,13 @@ def _train(
     last = training.last_checkpoint(checkpoint_dir) if cfg.train.resume else None
     if cfg.train.resume and last is None:
         log.warning("train.resume=true but no checkpoint in %s: starting fresh", checkpoint_dir)
+    done = resume.finished_step(last) if last is not None else None
+    if last is not None and done is not None:
+        weights = resume.finished_weights(out_dir, last)
+        log.warning("train.resume=true: this run already reached max_steps %d (%s): nothing to "
+                    "train; its weights (%s) are evaluated as they are", done, last.name, weights)
+        resume.load_finished_weights(model, weights)
+        return resume.finished_metrics(out_dir, done)
     if last is None and tracking.is_main_process():
         resume.record(cfg, checkpoint_dir)
     started = time.time()

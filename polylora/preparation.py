@@ -4,6 +4,7 @@ metric names, the data and its splits, the objective and the prompt format."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +41,40 @@ class Prepared:
     #: left out (named in ``left_out``) rather than failing the run.
     eval_metrics: list[str] | None = None
     left_out: tuple[str, ...] = ()
+    #: How the data source's checker reads an answer (its ``normalize`` hook), so that
+    #: diversity counts "Apple." and "apple" as one answer; None: answers as written.
+    normalize: Callable[[str], str] | None = None
+
+
+def check_swapped_objective(cfg: DictConfig) -> None:
+    """A setting left in ``objective`` that the chosen objective does not take (an experiment
+    written for another objective, then ``objective=...``) is one ConfigError with the fix."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import get_class
+
+    from polylora.config.targets import is_trusted, trusted_target_patterns
+    from polylora.objectives.settings import check_objective_settings
+
+    target = cfg.objective.get("_target_")
+    if not isinstance(target, str) or not is_trusted(target, trusted_target_patterns()):
+        return  # build() refuses it with its own message
+    try:
+        cls = get_class(target)
+    except Exception:  # an unknown target: build() says which
+        return
+    chosen, command_line = getattr(cls, "name", target), []
+    if HydraConfig.initialized():
+        hydra = HydraConfig.get()
+        chosen = hydra.runtime.choices.get("objective", chosen)
+        command_line = list(hydra.overrides.task)
+    check_objective_settings(cfg.objective, cls, chosen, cfg.get("experiment"), command_line)
 
 
 def prepare(cfg: DictConfig) -> Prepared:
     """Validate the config and data; build the objective. Raises PolyloraError on bad input."""
     validate(cfg)  # every group, optimized_metric's names included: one ConfigError
     custom = register_custom_metrics(cfg.eval.get("custom_metrics"))
+    check_swapped_objective(cfg)
     objective = build(cfg.objective, _convert_="all")
     _set_code_execution_policy(cfg)
     checker = checker_from_config(cfg.data.checker, cfg.eval.allow_code_execution)
@@ -97,6 +126,7 @@ def prepare(cfg: DictConfig) -> Prepared:
         checker=checker,
         eval_metrics=eval_metrics,
         left_out=tuple(left_out),
+        normalize=getattr(source, "normalize", None),
     )
 
 

@@ -70,3 +70,45 @@ def check(cfg: DictConfig, checkpoint_dir: Path) -> None:
             f"resume with the same values (see {checkpoint_dir / RECORD}) or start a new run "
             "without train.resume"
         )
+
+
+def finished_step(checkpoint: Path) -> int | None:
+    """The step of ``checkpoint`` when its run had already reached its ``max_steps`` (nothing
+    is left to train: resuming must not take another step), else None."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    step, limit = int(state.get("global_step", 0)), int(state.get("max_steps", 0) or 0)
+    return step if limit > 0 and step >= limit else None
+
+
+def finished_weights(out_dir: Path, checkpoint: Path) -> Path:
+    """The folder holding the weights a finished run ended with: its saved adapter, else the
+    checkpoint the Trainer would have restored (the best one when it kept the best)."""
+    from polylora.record import names
+
+    saved = out_dir / names.ADAPTER_DIR
+    if (saved / "adapter_model.safetensors").is_file():
+        return saved
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    best = state.get("best_model_checkpoint")
+    return Path(best) if best and Path(best).is_dir() else checkpoint
+
+
+def load_finished_weights(model: Any, folder: Path) -> None:
+    """Put the adapter weights saved in ``folder`` into the LoRA-wrapped ``model`` as they are."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+
+
+def finished_metrics(out_dir: Path, step: int) -> dict[str, float]:
+    """The training metrics the finished run recorded (its ``metrics.json``); the step alone
+    when it recorded none."""
+    from polylora.record import names
+
+    path = out_dir / names.METRICS_FILE
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    out = {k: float(v) for k, v in recorded.items() if k.startswith("train/")}
+    out[names.TRAIN_STEPS] = float(step)
+    out.setdefault(names.TRAIN_EVALUATED_STEP, float(step))
+    return out

@@ -150,3 +150,66 @@ def test_sampling_restores_training_mode(tiny: tuple[object, object]) -> None:
     torch.manual_seed(0)
     sample(model, tok, [tok("x")["input_ids"]], SamplingParams(n=2, max_new_tokens=2))
     assert model.training  # type: ignore[attr-defined]
+
+
+def test_a_models_own_generation_config_does_not_reshape_sampling(
+    tiny: tuple[object, object],
+) -> None:
+    """A model that ships a repetition penalty, top-k and min-p (as Qwen2.5-Instruct ships a
+    repetition penalty) samples exactly as one that ships none: the distribution sampled is
+    the one the policy-gradient log-probs assume, softmax(logits / T)."""
+    from transformers import GenerationConfig
+
+    from polylora.objectives.logprobs import prefix_token_logprobs
+
+    model, tok = tiny
+    prompts = _prompts(tok)
+    params = SamplingParams(n=3, temperature=0.9, max_new_tokens=6)
+    greedy = SamplingParams(max_new_tokens=6, greedy=True)
+    shipped = model.generation_config  # type: ignore[attr-defined]
+
+    def run() -> tuple[list[list[list[int]]], list[list[list[int]]]]:
+        torch.manual_seed(7)
+        done = sample_many(model, tok, prompts, [params, greedy], batch_size=4)  # type: ignore[arg-type]
+        return done[0].token_ids, done[1].token_ids
+
+    clean = run()
+    polluted = GenerationConfig(repetition_penalty=1.3, top_k=2, min_p=0.9,
+                                no_repeat_ngram_size=1)
+    model.generation_config = polluted  # type: ignore[attr-defined]
+    try:
+        # The pollution bites when inherited: a generate call that leaves top-k, min-p and
+        # the penalty to the model's config samples differently ...
+        ids, mask = left_pad(prompts, tok.pad_token_id)  # type: ignore[attr-defined]
+        torch.manual_seed(7)
+        with torch.no_grad():
+            inherited = model.generate(  # type: ignore[attr-defined]
+                input_ids=ids, attention_mask=mask, do_sample=True, temperature=0.9,
+                max_new_tokens=6, num_return_sequences=3, pad_token_id=tok.pad_token_id,  # type: ignore[attr-defined]
+                eos_token_id=tok.eos_token_id)[:, ids.shape[1]:].tolist()  # type: ignore[attr-defined]
+        assert inherited != _padded(clean[0], 6, tok.pad_token_id)  # type: ignore[attr-defined]
+        # ... but polylora's samplers decode with their own settings alone.
+        assert run() == clean
+        assert model.generation_config is polluted  # type: ignore[attr-defined]
+    finally:
+        model.generation_config = shipped  # type: ignore[attr-defined]
+    # Through a LoRA wrapper (the training samplers' path) too.
+    base, _ = load_base_model(TINY, CPU)
+    peft = wrap_lora(base, LORA, CPU)
+    torch.manual_seed(7)
+    before = sample(peft, tok, prompts, params).token_ids  # type: ignore[arg-type]
+    peft.get_base_model().generation_config = polluted
+    try:
+        torch.manual_seed(7)
+        assert sample(peft, tok, prompts, params).token_ids == before  # type: ignore[arg-type]
+        # The log-probs of those samples (what the PG term weighs) are the same numbers
+        # whatever the model ships.
+        pad = tok.pad_token_id  # type: ignore[attr-defined]
+        with torch.no_grad():
+            shipped_logp = prefix_token_logprobs(peft, prompts, before, pad, 0.9)
+            peft.get_base_model().generation_config = shipped
+            clean_logp = prefix_token_logprobs(peft, prompts, before, pad, 0.9)
+        assert shipped_logp is not None and clean_logp is not None
+        assert torch.equal(shipped_logp[0], clean_logp[0])
+    finally:
+        peft.get_base_model().generation_config = shipped

@@ -140,3 +140,36 @@ def test_sigterm_ends_the_run_killed_with_a_resumable_checkpoint(tmp_path: Path)
     assert client.get_run(runs[0].info.run_id).info.status == "KILLED"
     checkpoint = last_checkpoint(run_dir / "checkpoints")
     assert checkpoint is not None and (checkpoint / "trainer_state.json").is_file()
+
+
+def test_resuming_a_finished_run_leaves_its_weights_and_says_so(
+    tmp_path: Path, compose_cfg: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run that reached max_steps, resumed: no step is trained (no checkpoint past
+    max_steps), the adapter it evaluates is the one it finished with, and the log says so."""
+    import json
+    import logging
+
+    from polylora import pipeline
+
+    run_dir = tmp_path / "run"
+    small = ["+experiment=smoke", "train.max_steps=4", "train.save_every=2",
+             "train.eval_every=2", "eval.enabled=false"]
+    first = pipeline.execute(compose_cfg(small, output_dir=run_dir))
+    adapter = run_dir / "adapter" / "adapter_model.safetensors"
+    finished = load_file(adapter)
+    with caplog.at_level(logging.INFO, logger="polylora"):
+        again = pipeline.execute(compose_cfg([*small, "train.resume=true"], output_dir=run_dir))
+    checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+    state = json.loads((run_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json")
+                       .read_text())
+    assert state["global_step"] == 4
+    reloaded = load_file(adapter)
+    assert finished.keys() == reloaded.keys()
+    assert all(torch.equal(finished[k], reloaded[k]) for k in finished)
+    trained = {n: p.detach() for n, p in again.model.named_parameters() if "lora_" in n}
+    kept = {n: p.detach() for n, p in first.model.named_parameters() if "lora_" in n}
+    assert trained.keys() == kept.keys() and all(torch.equal(trained[n], kept[n]) for n in kept)
+    assert again.metrics["train/steps"] == 4
+    assert any("already reached max_steps 4" in r.getMessage() for r in caplog.records)

@@ -260,6 +260,12 @@ class WordTask:
         self.kinds = kinds
         self.min_zipf = min_zipf
 
+    @staticmethod
+    def normalize(answer: str) -> str:
+        """An answer as :class:`WordChecker` reads it: its first word, lower-cased (the
+        stripped, lower-cased text when it has none)."""
+        return first_word(answer) or answer.strip().lower()
+
     def load(self) -> list[Example]:
         """Build ``n_examples`` prompts, each with one target word and a few references."""
         rng = random.Random(self.seed)

@@ -18,6 +18,7 @@ from polylora.metrics import quality
 from polylora.metrics.diversity import distinct_n, self_bleu, semantic_diversity_from_vectors
 from polylora.metrics.inputs import PromptGenerations
 from polylora.metrics.passk import pass_at_k_per_prompt
+from polylora.metrics.sharpening import correct_samples, distinct_correct, distinct_per_correct
 from polylora.metrics.spec import MetricSpec
 
 _SAMPLES = frozenset({"samples"})
@@ -55,7 +56,7 @@ def _distinct(n: int) -> MetricSpec:
     label = {1: "unigrams", 2: "bigrams", 3: "trigrams"}[n]
     return MetricSpec(
         f"distinct_{n}", True, _SAMPLES, f"distinct {label} / total {label} per prompt",
-        compute=compute,
+        compute=compute, compares_answers=True,
     )  # fmt: skip
 
 
@@ -122,12 +123,23 @@ BUILTIN_METRICS: list[MetricSpec] = [
                "fraction of pairwise comparisons an LLM judge awards to this run"),
     MetricSpec("self_bleu", False, _SAMPLES,
                "mean sentence BLEU-4 of each sample against the other samples (lower = more "
-               "diverse)", compute=self_bleu, min_samples=2, pairwise=True),
+               "diverse)", compute=self_bleu, min_samples=2, pairwise=True,
+               compares_answers=True),
     *(_distinct(n) for n in (1, 2, 3)),
     MetricSpec("semantic_diversity", True, _SAMPLES,
                "mean pairwise cosine distance of MiniLM embeddings of the samples",
                compute=_semantic_diversity, min_samples=2, pairwise=True,
-               embeds=lambda g: list(g.samples)),
+               embeds=lambda g: list(g.samples), compares_answers=True),
+    MetricSpec("correct_samples", True, _CHECKED,
+               "how many of a prompt's samples the checker accepts (rises with accuracy)",
+               compute=correct_samples, min_samples=1),
+    MetricSpec("distinct_correct", True, _CHECKED,
+               "different correct answers per prompt, as the checker reads them (rises with "
+               "accuracy)", compute=distinct_correct, min_samples=1, compares_answers=True),
+    MetricSpec("distinct_per_correct", True, _CHECKED,
+               "different correct answers per correct sample (falls when a policy sharpens onto "
+               "fewer answers, whatever its accuracy); prompts without a correct sample left out",
+               compute=distinct_per_correct, min_samples=1, compares_answers=True),
     _rouge_metric("rouge_1", "ROUGE-1 F1, best over references"),
     _rouge_metric("rouge_2", "ROUGE-2 F1, best over references"),
     _rouge_metric("rouge_l", "ROUGE-L F1, best over references"),

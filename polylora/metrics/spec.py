@@ -52,6 +52,9 @@ class MetricSpec:
     proportion: bool = False
     min_samples: int = 0
     pairwise: bool = False
+    #: Compares answers with each other: the suite hands it the samples as the task's checker
+    #: reads them (the data source's ``normalize`` hook), so "Apple." and "apple" are one answer.
+    compares_answers: bool = False
     embeds: Callable[[PromptGenerations], list[str]] | None = field(default=None, compare=False)
     batch: Callable[[Sequence[PromptGenerations]], list[Any]] | None = field(
         default=None, compare=False

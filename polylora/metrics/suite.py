@@ -12,7 +12,7 @@ are skipped here. Named metric sets are the ``metrics`` lists of ``conf/eval/<se
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -33,6 +33,7 @@ from polylora.metrics.registry import (
     is_proportion_metric,
     registered_in_order,
 )
+from polylora.metrics.sharpening import SHARPENING_METRICS, curve_ks
 
 __all__ = [
     "EvalScores", "PromptGenerations", "is_proportion_metric", "margin_of_error",
@@ -177,19 +178,22 @@ def _check(checker: Checker, example: Example, answers: Sequence[str]) -> list[C
 
 
 def _embedding_table(
-    gens: Sequence[PromptGenerations], specs: list[MetricSpec], embedder: Embedder | None
+    gens: Sequence[PromptGenerations], specs: list[MetricSpec], embedder: Embedder | None,
+    normalized: Sequence[PromptGenerations] | None = None,
 ) -> dict[str, np.ndarray]:
-    """One batched encode of every text any selected metric embeds (registry order)."""
+    """One batched encode of every text any selected metric embeds (registry order); metrics
+    that compare answers embed the ``normalized`` answers."""
     wanted = {s.name for s in specs if s.embeds is not None}
     embedding = [s for s in registered_in_order() if s.name in wanted]
     embedding += [s for s in specs if s.embeds is not None and s not in embedding]
     if not embedding:
         return {}
     texts: list[str] = []
-    for g in gens:
+    for i, g in enumerate(gens):
         for spec in embedding:
             assert spec.embeds is not None
-            texts.extend(spec.embeds(g))
+            texts.extend(spec.embeds(normalized[i] if normalized is not None
+                                     and spec.compares_answers else g))
     unique = list(dict.fromkeys(texts))
     matrix = encode_unique(unique, embedder) if unique else np.zeros((0, 0))
     return {t: matrix[i].astype(np.float64) for i, t in enumerate(unique)}
@@ -202,6 +206,7 @@ def score_generations(
     ks: Sequence[int] = (1, 3, 5, 10),
     embedder: Embedder | None = None,
     show_progress: bool = True,
+    normalize: Callable[[str], str] | None = None,
 ) -> EvalScores:
     """Score every prompt's generations with ``metric_names`` and aggregate over prompts.
 
@@ -211,10 +216,17 @@ def score_generations(
     averaged over each prompt's checked answers and reported under their own keys.
     Reference-based metrics are averaged over the samples (the greedy answer if none).
     Embeddings and batched metrics (BERTScore) are computed in one call over all prompts.
+    Whenever samples are checked, the sharpening metrics (:mod:`polylora.metrics.sharpening`)
+    and pass@k at every k up to the samples per prompt are added. Metrics that compare answers
+    (diversity, distinct correct answers) see them through ``normalize`` (the data source's
+    hook: how its checker reads an answer), when given.
     """
     names = [n for n in resolve_metric_names(metric_names, ks) if get_metric(n).computed_in_suite]
-    specs = [get_metric(n) for n in names]
     gens = list(gens)
+    if checker is not None and any({"samples", "checker"} <= get_metric(n).needs for n in names):
+        curve = [f"pass@{k}" for k in curve_ks([len(g.samples) for g in gens])]
+        names += [n for n in (*SHARPENING_METRICS, *curve) if n not in names]
+    specs = [get_metric(n) for n in names]
     _validate(gens, specs, checker)
     for spec in specs:
         if spec.compute is None:
@@ -224,8 +236,10 @@ def score_generations(
                 "eval.custom_metrics)"
             )
 
+    normalized = ([PromptGenerations(g.example, [normalize(s) for s in g.samples], g.greedy)
+                   for g in gens] if normalize is not None else gens)
     # ---- batched model work (one call each, over all prompts)
-    vectors = _embedding_table(gens, specs, embedder)
+    vectors = _embedding_table(gens, specs, embedder, normalized)
     batched = {s.name: s.batch(gens) for s in specs if s.batch is not None}
 
     check_samples = any({"samples", "checker"} <= s.needs for s in specs)
@@ -257,6 +271,8 @@ def score_generations(
         for spec in specs:
             assert spec.compute is not None
             args = {p: getattr(inputs, p) for p in spec.inputs}
+            if spec.compares_answers and "samples" in args:
+                args["samples"] = normalized[index].samples
             if "batched" in args:
                 args["batched"] = batched[spec.name][index] if spec.name in batched else None
             row[spec.name] = spec.compute(**args)

@@ -45,7 +45,7 @@ class TrainingMonitor:
         patience: int = 3,
         window: int = 6,
         min_change: float = 0.05,
-        weight_name: str = "diversity_weight",
+        weight_name: str = "pg_weight",
     ) -> None:
         self.collapse_floor = collapse_floor
         self.patience = patience

@@ -11,7 +11,10 @@ gradient stays unbiased, for (n/k) · ∇ pass@k). With 0/1 rewards and c correc
     A_i = 0                                   if it is wrong            (it never changes max)
 
 k = 1 gives plain REINFORCE on r without a baseline. The Pass@k-Training paper (Chen et al.)
-derives the same credit from group rewards; the core's ``advantage_norm`` then scales it.
+derives the same credit from group rewards. Scaling it per group (``group_std``) would erase
+that weighting (at n 4, k 2 the credits 1, 2/3, 1/3 for c = 1, 2, 3 become 2.0, 1.73, 2.0), so
+the credit is kept as it is (``advantage_norm: none``) or divided by one constant per batch
+(``batch_std``), which keeps each batch's estimate pointing along ∇ pass@k.
 """
 
 from __future__ import annotations
@@ -55,8 +58,14 @@ class PassKObjective(SampledSetObjective):
         need(isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= n_generations,
              f"objective.k must be an integer in [1, objective.n_generations="
              f"{n_generations}], got {k!r}")
+        norm = core.get("advantage_norm", "none")
+        need(norm != "group_std",
+             f"objective.advantage_norm={norm} scales each prompt's credit by its own std, "
+             "which erases pass@k's weighting and biases PKPO's estimator; use "
+             "objective.advantage_norm=none (unbiased) or batch_std (one constant per batch)")
         found.raise_any()
-        super().__init__(pg_weight=pg_weight, n_generations=n_generations, **core)
+        super().__init__(pg_weight=pg_weight, n_generations=n_generations,
+                         **{**core, "advantage_norm": norm})
         self.k = k
 
     def params(self) -> dict[str, Any]:

@@ -78,11 +78,10 @@ class PolychromicObjective(SampledSetObjective):
     """
 
     name = "polychromic"
-    weight_name = "diversity_weight"
 
     def __init__(
         self,
-        diversity_weight: float = 0.3,
+        pg_weight: float = 0.3,
         n_generations: int = 3,
         diversity_metric: DiversityMetric = "semantic",
         quality: str = "checker",
@@ -90,9 +89,14 @@ class PolychromicObjective(SampledSetObjective):
         advantage: AdvantageKind = "marginal",
         set_baseline: SetBaselineKind = "none",
         embedder: Embedder | None = None,
+        diversity_weight: float | None = None,
         **core: Any,
     ) -> None:
         p = "objective."
+        if diversity_weight is not None:  # the name λ had before every RL objective shared one
+            log.warning("objective.diversity_weight is the old name of objective.pg_weight (λ, "
+                        "one name for every RL objective); using %s, rename it", diversity_weight)
+            pg_weight = diversity_weight
         found = Problems()
         need = found.check  # records the message when the condition fails
         need(diversity_metric in DIVERSITY_METRICS,
@@ -111,7 +115,7 @@ class PolychromicObjective(SampledSetObjective):
              f"{p}set_baseline={set_baseline!r} is unknown; use one of "
              f"{', '.join(SET_BASELINES)}")
         found.raise_any()
-        super().__init__(pg_weight=diversity_weight, n_generations=n_generations, **core)
+        super().__init__(pg_weight=pg_weight, n_generations=n_generations, **core)
         self.diversity_weight = self.pg_weight
         self.diversity_metric = diversity_metric
         self.quality = quality

@@ -104,8 +104,8 @@ def distinct_fraction(texts: Sequence[str]) -> float:
 class SampledSetObjective(Objective):
     """CE (weight ``ce_weight``) + λ · policy-gradient term over N samples per prompt.
 
-    Subclasses implement :meth:`score_sets`. ``weight_name`` is the config key of λ (the
-    polychromic objective keeps its historical ``diversity_weight``).
+    Subclasses implement :meth:`score_sets`. ``weight_name`` is the config key of λ, one name
+    (``pg_weight``) for every RL objective so that it carries across a swap.
     """
 
     name = "sampled"
@@ -254,6 +254,10 @@ class SampledSetObjective(Objective):
                      batch_size=max(len(prompt_ids), 1))
         return out.token_ids, out.texts
 
+    def scale_advantages(self, advantages: Sequence[Sequence[float]]) -> list[list[float]]:
+        """The raw advantages as the policy gradient weighs them (``advantage_norm``)."""
+        return normalize_advantages(advantages, self.advantage_norm)
+
     @abstractmethod
     def score_sets(self, examples: Sequence[Example], texts: list[list[str]]) -> SetScores:
         """Raw per-sample advantages (and qualities) of each prompt's sample set."""
@@ -393,7 +397,7 @@ class SampledSetObjective(Objective):
         sample_ids, texts = self.generate(unwrapped, prompts)
         t1 = time.perf_counter()
         scored = self.score_sets([self.context.examples[i] for i in indices], texts)
-        advantages = normalize_advantages(scored.advantages, self.advantage_norm)
+        advantages = self.scale_advantages(scored.advantages)
         self.last_scored, self.last_advantages = scored, advantages
         t2 = time.perf_counter()
         with_ce = self.ce_weight > 0

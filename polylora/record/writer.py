@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from polylora import redaction, tracking
 from polylora.data.splits import Splits
+from polylora.provenance import provenance_tags
 from polylora.record import names
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -43,7 +44,9 @@ def objective_name(cfg: DictConfig) -> str:
 
 def run_tags(cfg: DictConfig, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Tags: experiment, group (for seed aggregation), objective, overrides, git commit, the
-    config's ``tracking.tags`` and ``extra`` (e.g. :func:`merge_tags`)."""
+    run's provenance (:func:`polylora.provenance.provenance_tags`: code revision, library
+    versions, resolved precision, command line), the config's ``tracking.tags`` and ``extra``
+    (e.g. :func:`merge_tags`)."""
     tags: dict[str, Any] = {
         names.EXPERIMENT_TAG: cfg.experiment,
         names.GROUP_TAG: cfg.tracking.group,
@@ -61,6 +64,7 @@ def run_tags(cfg: DictConfig, extra: Mapping[str, str] | None = None) -> dict[st
         pass
     if cfg.data.partition_by:
         tags[names.PARTITION_TAG] = f"{cfg.data.partition_by}={cfg.data.partition_value}"
+    tags.update(provenance_tags(cfg.hardware))
     tags.update(cfg.tracking.tags or {})
     tags.update(extra or {})
     return {k: str(v) for k, v in tags.items() if v is not None}

@@ -10,8 +10,8 @@ numbers it used, then the diagnosis (verdict, findings, the exact next command):
 * steps per epoch: from the ``train/epoch`` curve (step / epoch at its last point), else
   ceil(training examples / (``train.batch_size`` × ``train.grad_accum``));
 * objective (``polylora.objective`` tag: the objective's config name), λ
-  (``objective.diversity_weight``), experiment (``polylora.experiment`` tag): the commands
-  rerun the run's own experiment;
+  (``objective.pg_weight``; ``objective.diversity_weight`` in older runs), experiment
+  (``polylora.experiment`` tag): the commands rerun the run's own experiment;
 * the matrix's columns (which experiment runs the standard and the conservative column per
   objective): ``--columns FILE``, default ``conf/diagnose/columns.yaml``; ``--conservative``
   names the conservative experiment for this run directly;
@@ -145,9 +145,11 @@ def fetch_curves(
         )
     else:
         src["objective"] = kind
-    lam = _float_param(info, "objective.diversity_weight")
+    lam_key = next((k for k in ("objective.pg_weight", "objective.diversity_weight")
+                    if _float_param(info, k) is not None), "objective.pg_weight")
+    lam = _float_param(info, lam_key)
     if lam is not None:
-        src["λ"] = f"{lam:g} (objective.diversity_weight)"
+        src["λ"] = f"{lam:g} ({lam_key})"
     experiment = info.tags.get(mlruns.EXPERIMENT_TAG)
     if experiment in (None, "", "default"):
         experiment = None

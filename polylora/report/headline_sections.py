@@ -95,6 +95,8 @@ def setup_table(inputs: ReportInputs, runs: Sequence[mlruns.RunInfo]) -> list[st
     trainable = _metric_values(runs, b, "model/trainable_params")
     total = _metric_values(runs, b, "model/total_params")
     launch = inputs.launch or {}
+    lam = p('objective.pg_weight', c)
+    lam = lam if lam != "–" else p('objective.diversity_weight', c)  # runs before one name
     lines = [
         row(["", ""]), row(["---", "---"]),
         row(["model", f"{p('model.name')} (source {p('model.source')}"
@@ -119,7 +121,7 @@ def setup_table(inputs: ReportInputs, runs: Sequence[mlruns.RunInfo]) -> list[st
         row(["steps trained", ", ".join(f"{int(x)}" for x in steps) or "–"]),
         row(["objectives", f"{b}: {p('objective._target_')}; {c}: "
                             f"{p('objective._target_', c)} with λ "
-                            f"{p('objective.diversity_weight', c)}, N "
+                            f"{lam}, N "
                             f"{p('objective.n_generations', c)}, diversity "
                             f"{p('objective.diversity_metric', c)}, quality "
                             f"{p('objective.quality', c)}, {p('objective.max_new_tokens', c)} "
@@ -231,7 +233,7 @@ def lambda_section(
             cells.append(f"{x:.4g}" if v and math.isfinite(x) and c != "trial" else v)
         lines.append(markdown.row(cells))
     metric_col = next((c for c in columns if "pass" in c and "10" in c), None)
-    lam_col = next((c for c in columns if c.endswith("diversity_weight")), None)
+    lam_col = next((c for c in columns if c.endswith(("pg_weight", "diversity_weight"))), None)
     best = None
     if metric_col and lam_col:
         done = [r for r in rows if math.isfinite(to_float(r.get(metric_col)))]

@@ -68,6 +68,9 @@ class Launch:
     runs: list[RunRef] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
+    #: One entry per start and resume: code revision, library versions, command line
+    #: (:func:`polylora.provenance.provenance`), so the runs' code can be checked from the record.
+    provenance: list[dict[str, str]] = field(default_factory=list)
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from polylora.provenance import provenance
 from polylora.report.headline_v2 import ARMS, Launch, RunRef
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -168,6 +169,29 @@ DEFAULT_SWEEP_ARMS = "ce,polychromic"
 DEFAULT_SESOI = 0.05
 
 
+#: The provenance keys that must match for a resumed launch's runs to share their code.
+SAME_CODE_KEYS = ("code.commit", "code.dirty", "code.diff_sha256", "version.torch",
+                  "version.transformers", "version.peft", "version.polylora")
+
+
+def check_same_code(launch: Launch, current: dict[str, str], allow_mixed: bool) -> None:
+    """Refuse (SystemExit with the fix) to resume ``launch`` on other code than it started on:
+    a different revision or library version, or a launch that recorded none."""
+    recorded = launch.provenance[-1] if launch.provenance else None
+    if recorded is None:
+        differs = ["the launch records no code revision (it predates provenance)"]
+    else:
+        differs = [f"{k} {recorded.get(k, '?')!r} -> {current.get(k, '?')!r}"
+                   for k in SAME_CODE_KEYS if recorded.get(k) != current.get(k)]
+    if not differs or allow_mixed:
+        return
+    raise SystemExit(f"error: --resume would mix code revisions in launch {launch.launch_id}: "
+                     f"{'; '.join(differs)}. Check out the launch's revision "
+                     f"({recorded.get('code.commit') if recorded else 'unknown'}) and its "
+                     "library versions, or pass --allow-mixed-revisions to continue anyway "
+                     "(the launch record then lists both)")
+
+
 def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
     """Options, and the Hydra overrides after ``--``."""
     import argparse
@@ -202,7 +226,12 @@ def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
                    help=f"rewrite the report from <out>/{LAUNCH_FILE} (no runs)")
     p.add_argument("--resume", action="store_true",
                    help=f"continue the launch in <out>/{LAUNCH_FILE}: its finished runs are "
-                        "kept, the rest run (seeds, arms and temperatures as it was started)")
+                        "kept, the rest run (seeds, arms and temperatures as it was started); "
+                        "refused when the code revision or library versions differ from the "
+                        "launch's")
+    p.add_argument("--allow-mixed-revisions", action="store_true",
+                   help="--resume even though the code revision or library versions differ "
+                        "from the launch's (the record then lists both)")
     args = p.parse_args(argv)
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -230,6 +259,8 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
     from polylora.report.headline_v2_report import write_report
 
     args, extra = parse_args(argv)
+    current = {**provenance(), "command": command,
+               "started": datetime.now().isoformat(timespec="seconds")}
     if args.out:
         out = Path(args.out).resolve()
     elif args.smoke:
@@ -244,6 +275,8 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
                              f"{launch_file}; start one without --resume/--report-only")
         launch = Launch.load(launch_file)
     if args.resume:
+        check_same_code(launch, current, args.allow_mixed_revisions)
+        launch.provenance.append(current)
         runs_dir = out / "runs" if launch.smoke else repo / "multirun" / "headline_v2"
         killed = close_interrupted(launch)
         print(f"[headline v2] resume launch {launch.launch_id}: {len(launch.runs)} run(s) "
@@ -263,7 +296,7 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
                                                 else "headline_v2"),
             tracking_uri=uri, seeds=args.seed_list, arms=args.arm_list,
             temperatures=args.temperature_list, command=command, sesoi=args.sesoi,
-            smoke=args.smoke)
+            smoke=args.smoke, provenance=[current])
         runs_dir = out / "runs" if args.smoke else repo / "multirun" / "headline_v2"
         print(f"[headline v2] launch {launch.launch_id}: {launch.experiment} in {uri}; "
               f"extra overrides: {shlex.join(extra) or 'none'}", flush=True)

@@ -14,6 +14,7 @@ from polylora import intervals, plots
 from polylora.markdown import table
 from polylora.record import reader as mlruns
 from polylora.report import analysis
+from polylora.report.comparison.render import seed_level_cell
 from polylora.report.headline_v2 import (
     ARM_LABEL,
     ARMS,
@@ -150,12 +151,14 @@ def render(launch: Launch, loaded: Sequence[Loaded],
     if "passk" in links:
         out += ["", f"![pass@k per arm on two-constraint prompts]({links['passk']})"]
     effect_rows = [[ARM_LABEL[e.group], e.metric, e.role if e.group == CANDIDATE else "secondary",
-                    f"{e.delta:+.3f} [{e.low:+.3f}, {e.high:+.3f}]", f"{e.mde:.3f}", e.verdict]
+                    f"{e.delta:+.3f} [{e.low:+.3f}, {e.high:+.3f}]", seed_level_cell(e),
+                    f"{e.mde:.3f}", e.verdict]
                    for e in two.effects]
     out += ["", "## Primary endpoint", "",
             f"Two-constraint prompts, every arm against {ARM_LABEL[BASELINE]} (compare's "
             "statistics; polychromic's row is the pre-registered test, the others secondary):", "",
-            *table(["arm", "metric", "role", "Δ [95 % CI]", "MDE", "verdict"], effect_rows)]
+            *table(["arm", "metric", "role", "Δ [95 % CI]", "seed-level t over seed means "
+                    "[95 % CI]", "MDE", "verdict"], effect_rows)]
     out += ["", "## Mechanism check", "",
             f"- {ARM_LABEL[BASELINE]} − {ARM_LABEL[REFERENCE]}, distinct correct answers per "
             f"two-constraint prompt: {_delta(collapse)} — "

@@ -70,7 +70,7 @@ def test_full_arms_use_the_embedded_model_and_the_word_task(
     cfg = compose_cfg(["+experiment=headline_polychromic"])
     assert cfg.model.name == "smollm2_135m" and cfg.data.name == "words"
     assert cfg.eval.name == "headline" and max(cfg.eval.ks) == 10 <= cfg.eval.n_samples
-    assert cfg.objective.diversity_weight == 0.3 and cfg.objective.n_generations == 3
+    assert cfg.objective.pg_weight == 0.3 and cfg.objective.n_generations == 3
     assert cfg.train.max_steps > 0 and cfg.train.save_every % cfg.train.eval_every == 0
 
 

@@ -162,7 +162,7 @@ def test_passk_estimator_matches_exact_gradient_of_pass_at_k() -> None:
 
 def test_polychromic_marginal_estimator_matches_exact_gradient() -> None:
     model = tiny_policy()
-    obj = bind(PolychromicObjective(diversity_weight=1.0, ce_weight=0.0, n_generations=3,
+    obj = bind(PolychromicObjective(pg_weight=1.0, ce_weight=0.0, n_generations=3,
                                     diversity_metric="distinct", quality="none",
                                     temperature=T, max_new_tokens=1, advantage_norm="none"))
     tok = OneTokenTokenizer()

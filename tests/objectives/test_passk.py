@@ -58,3 +58,39 @@ def test_k_must_fit_n_generations() -> None:
     with pytest.raises(ConfigError, match=r"objective.k must be an integer in \[1, "):
         PassKObjective(k=5, n_generations=4)
     PassKObjective(k=4, n_generations=4)
+
+
+def configured_passk(**overrides: object) -> PassKObjective:
+    """The pass@k objective exactly as ``objective=passk`` builds it (its shipped defaults)."""
+    from helpers import REPO
+    from omegaconf import OmegaConf
+
+    from polylora.config import build
+
+    node = OmegaConf.load(REPO / "polylora" / "conf" / "objective" / "passk.yaml")
+    for key, value in overrides.items():
+        node[key] = value
+    return build(node, _convert_="all")
+
+
+def test_configured_credit_is_pkpo_up_to_one_constant_per_batch() -> None:
+    # A batch of n = 4 groups holding c = 1, 2, 3 correct samples at k = 2: PKPO credits a
+    # correct sample 1, 2/3, 1/3. What the policy gradient weighs, after the objective's own
+    # scaling, must be those enumerated credits times ONE constant for the whole batch.
+    obj = configured_passk(k=2, n_generations=4)
+    batch = [[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]]
+    raw = [pkpo_advantages(r, 2) for r in batch]
+    scaled = obj.scale_advantages(raw)
+    direct = [direct_pkpo(r, 2) for r in batch]
+    pairs = [(s, d) for sg, dg in zip(scaled, direct, strict=True)
+             for s, d in zip(sg, dg, strict=True)]
+    ratios = {round(s / d, 9) for s, d in pairs if d != 0}
+    assert len(ratios) == 1 and next(iter(ratios)) > 0
+    assert all(s == 0 for s, d in pairs if d == 0)
+
+
+def test_per_group_std_scaling_is_refused_for_passk() -> None:
+    with pytest.raises(ConfigError, match=r"objective.advantage_norm=group_std .*pass@k"):
+        configured_passk(advantage_norm="group_std")
+    for norm in ("none", "batch_std"):
+        assert configured_passk(advantage_norm=norm).advantage_norm == norm

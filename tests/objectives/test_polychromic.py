@@ -126,7 +126,7 @@ class CountingEmbedder:
     [
         ({"n_generations": 1}, "objective.n_generations must be between 2 and 8, got 1"),
         ({"n_generations": 9}, "objective.n_generations must be between 2 and 8, got 9"),
-        ({"diversity_weight": -0.1}, "objective.diversity_weight must be a number >= 0"),
+        ({"pg_weight": -0.1}, "objective.pg_weight must be a number >= 0"),
         ({"diversity_metric": "bleu"}, "objective.diversity_metric='bleu' is unknown"),
         ({"quality": "judge"}, "objective.quality='judge' is unknown"),
         ({"set_score": "product"}, "objective.set_score='product' is unknown"),
@@ -207,7 +207,7 @@ def test_lambda_zero_is_exactly_ce_and_never_samples() -> None:
     batch = make_batch(ctx)
     ce_loss = CrossEntropyObjective().compute_loss(model, batch, None, 1).loss
     ce = lora_grads(model, ce_loss)
-    obj = objective(ctx, diversity_weight=0.0)
+    obj = objective(ctx, pg_weight=0.0)
     calls = with_fixed_samples(obj, tok)
     out = obj.compute_loss(model, batch, None, 1)
     poly = lora_grads(model, out.loss)
@@ -222,7 +222,7 @@ def test_positive_lambda_changes_the_lora_gradient_by_the_pg_term() -> None:
     ctx = context(tok)
     batch = make_batch(ctx)
     ce = lora_grads(model, cross_entropy_loss(model, batch, None, 1))
-    obj = objective(ctx, diversity_weight=0.5)
+    obj = objective(ctx, pg_weight=0.5)
     calls = with_fixed_samples(obj, tok)
     out = obj.compute_loss(model, batch, None, 1)
     poly = lora_grads(model, out.loss)
@@ -325,7 +325,7 @@ def test_kl_is_zero_at_init_and_positive_once_the_adapter_moves() -> None:
     model, tok = lora_model()
     # k2 (½ r² per token) is >= 0 on any samples; k1 is a KL estimate only on-policy (these
     # are fixed samples) and is checked against the exact KL in test_estimators.py.
-    obj = objective(context(tok), diversity_weight=0.3, kl_weight=0.1, kl_estimator="k2")
+    obj = objective(context(tok), pg_weight=0.3, kl_weight=0.1, kl_estimator="k2")
     with_fixed_samples(obj, tok)
     batch = make_batch(obj.context)
     out = obj.compute_loss(model, batch, None, 1)
@@ -347,7 +347,7 @@ def test_gradient_accumulation_scaling_and_generate_every() -> None:
     model, tok = lora_model()
     ctx = context(tok)
     batch = make_batch(ctx)
-    obj = objective(ctx, diversity_weight=0.4, generate_every=2)
+    obj = objective(ctx, pg_weight=0.4, generate_every=2)
     calls = with_fixed_samples(obj, tok)
     # grad_accum 2: micro-batches 0, 1 are step 0 (PG), 2, 3 step 1 (CE only), 4 step 2 (PG).
     losses = [obj.compute_loss(model, batch, None, 2) for _ in range(5)]
@@ -540,9 +540,9 @@ def test_smoke_polychromic_trains_end_to_end(compose_cfg) -> None:
     ("baseline", "variant", "target", "values"),
     [
         ("baseline", "polychromic_0.3", "PolychromicObjective",
-         {"diversity_weight": 0.3, "n_generations": 3}),
+         {"pg_weight": 0.3, "n_generations": 3}),
         ("baseline_conservative", "polychromic_conservative", "PolychromicObjective",
-         {"diversity_weight": 0.15, "n_generations": 2}),
+         {"pg_weight": 0.15, "n_generations": 2}),
         ("baseline", "polychromic_correct", "PolychromicObjective",
          {"set_score": "correct_diversity"}),
         ("baseline", "polychromic_coverage", "PolychromicObjective", {"set_score": "coverage"}),

@@ -128,7 +128,7 @@ def test_polychromic_good_diversity_poor_quality_lowers_lambda(
     assert rc == 0
     assert "## Diagnosis: act" in out and "good diversity" in out and "poor quality" in out
     assert "mean eval/accuracy of 1 CE run(s)" in out
-    assert "python -m polylora +experiment=polychromic_0.3 objective.diversity_weight=0.15" in out
+    assert "python -m polylora +experiment=polychromic_0.3 objective.pg_weight=0.15" in out
 
 
 def test_diversity_derived_from_self_bleu(store: tuple) -> None:

@@ -39,7 +39,9 @@ def test_rl_arms_differ_from_ce_continued_in_the_objective_only(
     assert sorted(k for k in diff if not k.startswith(ALLOWED_DIFF)) == []
     assert rl["objective.ce_weight"] == 0.0  # pure RL from the SFT adapter
     assert rl["objective.temperature"] == ce["eval.temperature"] == 1.0
-    assert rl["objective.n_generations"] == 4 and rl["objective.advantage_norm"] == "group_std"
+    assert rl["objective.n_generations"] == 4
+    # PKPO's credit is not std-scaled per group (that would erase its pass@k weighting)
+    assert rl["objective.advantage_norm"] == ("none" if arm == "passk" else "group_std")
     assert ce["lora.dropout"] == 0.0 and ce["train.lr_scheduler"] == "constant"
     assert ce["train.early_stopping_patience"] == 0  # same steps for every arm
 
@@ -159,6 +161,8 @@ def check_report(out: Path, tmp_path: Path) -> None:
     assert {r[0] for r in per_kind} == {v2.ARM_LABEL[a] for a in ("sft", *v2.ARMS)}
     primary = table(report, "Primary endpoint")
     assert any(r[0] == "polychromic" and r[2] == "primary" for r in primary)
+    # the seed-level t over seed means, beside the crossed interval
+    assert all(r[4].endswith("(n = 2)") for r in primary)
 
 
 def test_interrupted_launch_resumes_without_rerunning_finished_runs(tmp_path: Path) -> None:
@@ -212,3 +216,29 @@ def test_resume_marks_the_interrupted_run_killed(tmp_path: Path) -> None:
     assert client.get_run(orphan).info.status == "KILLED"
     assert client.get_run(kept).info.status == "FINISHED"
     assert client.get_run(other).info.status == "RUNNING"
+
+
+def test_resume_refuses_to_mix_code_revisions_unless_told(tmp_path: Path) -> None:
+    """The launch record carries the code revision and versions; ``--resume`` on other code
+    stops before any run, naming what differs, unless ``--allow-mixed-revisions``."""
+    from polylora.provenance import provenance
+
+    here = provenance()
+    launch = v2.Launch(launch_id="L", experiment="e", tracking_uri="sqlite:///x.db",
+                       seeds=[1, 2], arms=list(v2.ARMS), temperatures=[0.7], command="c",
+                       sesoi=0.05, smoke=True, provenance=[here])
+    recipe.check_same_code(launch, dict(here), allow_mixed=False)  # same code: goes on
+    other = {**here, "code.commit": "0" * 40}
+    with pytest.raises(SystemExit, match=r"--resume would mix code revisions in launch L: "
+                                         r"code.commit .*--allow-mixed-revisions"):
+        recipe.check_same_code(launch, other, allow_mixed=False)
+    recipe.check_same_code(launch, other, allow_mixed=True)
+    with pytest.raises(SystemExit, match="records no code revision"):
+        recipe.check_same_code(v2.Launch.load(launch.save(tmp_path / "old.json")).__class__(
+            **{**launch.__dict__, "provenance": []}), here, allow_mixed=False)
+    # through the command: a launch recorded on another commit is not resumed
+    launch.provenance = [other]
+    launch.save(tmp_path / recipe.LAUNCH_FILE)
+    with pytest.raises(SystemExit, match="would mix code revisions"):
+        recipe.main(["--resume", "--out", str(tmp_path)], tmp_path, "c")
+    assert v2.Launch.load(tmp_path / recipe.LAUNCH_FILE).runs == []

@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from polylora.markdown import pval, signed, table
+from polylora.report.analysis import Effect
 from polylora.report.comparison.model import ComparisonResult
 
 __all__ = ["checkpoints_markdown", "effects_markdown", "plan_markdown", "power_sentences",
@@ -68,13 +69,26 @@ def plan_markdown(result: ComparisonResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def effects_markdown(result: ComparisonResult, roles: Sequence[str]) -> str:
-    """Δ with CI, p, MDE and verdict for the effects of the given roles."""
+def seed_level_cell(e: Effect) -> str:
+    """The paired t over seed means, ``Δ [CI] (n seeds)``, or "–" without shared seeds."""
+    t = e.seed_test
+    if t is None:
+        return "–"
+    return f"{signed(t.delta)} [{signed(t.low)}, {signed(t.high)}] (n = {len(t.seeds)})"
+
+
+def effects_markdown(result: ComparisonResult, roles: Sequence[str],
+                     seed_level: bool = False) -> str:
+    """Δ with CI, p, MDE and verdict for the effects of the given roles; ``seed_level`` adds
+    the t interval over seed means beside Δ's (crossed) interval, so that with few seeds a
+    reader sees both readings."""
     effects = [e for e in result.effects if e.role in roles]
     if not effects:
         return "None.\n"
     pct = f"{result.confidence:.0%}"
-    head = ["group", "metric", f"Δ (cand − base) [{pct} CI]", "method", "seeds × prompts",
+    head = ["group", "metric", f"Δ (cand − base) [{pct} CI]",
+            *([f"seed-level t over seed means [{pct} CI]"] if seed_level else []),
+            "method", "seeds × prompts",
             "p", "p Holm", "MDE (80% power)" if result.plan.power == 0.8 else
             f"MDE ({result.plan.power:.0%} power)", "verdict"]
     rows = []
@@ -82,7 +96,8 @@ def effects_markdown(result: ComparisonResult, roles: Sequence[str]) -> str:
         arrow = "↑" if result.higher_is_better[e.metric] else "↓"
         rows.append([
             e.group, f"{e.metric} {arrow}",
-            f"{signed(e.delta)} [{signed(e.low)}, {signed(e.high)}]", e.method,
+            f"{signed(e.delta)} [{signed(e.low)}, {signed(e.high)}]",
+            *([seed_level_cell(e)] if seed_level else []), e.method,
             f"{e.n_seeds} × {e.n_prompts}" if e.n_prompts else f"{e.n_seeds} seeds",
             pval(e.pvalue), pval(e.p_holm), f"±{_num(e.mde)}" if math.isfinite(e.mde) else "–",
             f"**{e.verdict}**" if e.verdict else "–",
@@ -145,7 +160,7 @@ def runs_markdown(result: ComparisonResult) -> str:
 
 def verdict_markdown(result: ComparisonResult) -> str:
     """Primary and non-inferiority tables (what the command prints)."""
-    return (effects_markdown(result, ["primary"]) + "\n"
+    return (effects_markdown(result, ["primary"], seed_level=True) + "\n"
             + effects_markdown(result, ["non-inferiority"]))
 
 
@@ -165,7 +180,7 @@ def report(
         "better, ↓: lower is better)",
         "",
         "## Analysis plan", "", plan_markdown(result),
-        "## Primary endpoint", "", effects_markdown(result, ["primary"]),
+        "## Primary endpoint", "", effects_markdown(result, ["primary"], seed_level=True),
         *power_sentences(result),
         "## Non-inferiority", "", effects_markdown(result, ["non-inferiority"]),
         "## Secondary endpoints", "", effects_markdown(result, ["secondary"]),

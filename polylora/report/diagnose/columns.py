@@ -14,8 +14,10 @@ __all__ = ["CONF_DIR", "DEFAULT_COLUMNS_FILE", "LAMBDA_KEY", "load_columns"]
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT_COLUMNS_FILE = CONF_DIR / "diagnose" / "columns.yaml"
-#: The objective config key that holds λ (``objective.diversity_weight`` in a run's params).
-LAMBDA_KEY = "diversity_weight"
+#: The objective config key that holds λ (``objective.pg_weight`` in a run's params; runs
+#: recorded before every RL objective shared that name have ``objective.diversity_weight``).
+LAMBDA_KEY = "pg_weight"
+OLD_LAMBDA_KEY = "diversity_weight"
 
 
 def _mapping(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
@@ -31,14 +33,17 @@ def _mapping(data: dict[str, Any], key: str, path: Path) -> dict[str, str]:
 
 
 def default_lambdas(conf_dir: Path = CONF_DIR) -> dict[str, float]:
-    """Each objective config's default λ (``diversity_weight``), by objective name."""
+    """Each objective config's default λ (``pg_weight``), by objective name."""
     import yaml
 
     out: dict[str, float] = {}
     for path in sorted((conf_dir / "objective").glob("*.yaml")):
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if isinstance(loaded, dict) and isinstance(loaded.get(LAMBDA_KEY), (int, float)):
-            out[path.stem] = float(loaded[LAMBDA_KEY])
+        if not isinstance(loaded, dict):
+            continue
+        lam = loaded.get(LAMBDA_KEY, loaded.get(OLD_LAMBDA_KEY))
+        if isinstance(lam, (int, float)):
+            out[path.stem] = float(lam)
     return out
 
 

@@ -26,7 +26,7 @@ COMMAND_PREFIX = "python -m polylora"
 EPOCHS_OVERRIDE = "train.epochs"  # polylora/conf/config.yaml: train.epochs
 SEED_OVERRIDE = "seed"
 SEEDS = "42,123,456"  # the three training seeds of the comparison protocol
-DIVERSITY_WEIGHT_OVERRIDE = "objective.diversity_weight"
+DIVERSITY_WEIGHT_OVERRIDE = "objective.pg_weight"
 RANK32_OVERRIDE = "lora=r32"
 
 

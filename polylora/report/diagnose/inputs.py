@@ -27,7 +27,7 @@ class RunCurves:
     diversity: float | None = None  # e.g. eval/semantic_diversity, in [0, 1]
     quality: float | None = None  # e.g. eval/accuracy or rouge, higher is better
     objective: str = CE  # the objective's config name (tag polylora.objective)
-    diversity_weight: float | None = None  # λ (param objective.diversity_weight)
+    diversity_weight: float | None = None  # λ (param objective.pg_weight)
     experiment: str | None = None  # tag polylora.experiment: the commands rerun it
     baseline_quality: float | None = None  # the CE baseline's quality, to judge "poor quality"
 

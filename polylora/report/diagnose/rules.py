@@ -21,7 +21,7 @@ findings out (each message carries the numbers it used).
 
 Commands rerun the run's own experiment (its recorded tag) with overrides, or point at the
 matrix's columns (:class:`~polylora.report.diagnose.inputs.Columns`); λ is the run's recorded
-``objective.diversity_weight``.
+``objective.pg_weight``.
 """
 
 from __future__ import annotations

@@ -31,3 +31,20 @@ def test_tables_escape_pipes_and_keep_their_column_count() -> None:
         assert len(widths) == 1, table
     assert "| a\\|b | `a|b-1` |" not in render.runs_markdown(res)
     assert "| a\\|b | `a\\|b-1` |" in render.runs_markdown(res)
+
+
+def test_primary_row_shows_the_seed_level_t_beside_the_crossed_interval() -> None:
+    from polylora.markdown import signed
+
+    res = compare_groups(run_data(), "baseline", ["rouge_l", "self_bleu", "pass@10"], plan=PLAN)
+    primary = next(e for e in res.effects if e.role == "primary")
+    t = primary.seed_test
+    assert t is not None and primary.method.startswith("crossed")
+    section = render.report(res).split("## Primary endpoint\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    assert "seed-level t over seed means [95% CI]" in rows[0]
+    cells = [c.strip() for c in rows[2].strip("|").split("|")]
+    assert cells[2] == f"{signed(primary.delta)} [{signed(primary.low)}, {signed(primary.high)}]"
+    assert cells[3] == f"{signed(t.delta)} [{signed(t.low)}, {signed(t.high)}] (n = {len(t.seeds)})"
+    # the other tables keep their columns
+    assert "seed-level" not in render.effects_markdown(res, ["secondary"])

@@ -26,7 +26,7 @@ def test_shipped_columns_name_existing_experiments_of_their_objective() -> None:
 def test_default_lambda_is_the_objective_config_value() -> None:
     columns = load_columns()
     conf = yaml.safe_load((CONF_DIR / "objective" / "polychromic.yaml").read_text())
-    assert columns.default_lambda["polychromic"] == conf["diversity_weight"]
+    assert columns.default_lambda["polychromic"] == conf["pg_weight"]
     assert "ce" not in columns.default_lambda  # CE has no λ
 
 

@@ -269,7 +269,7 @@ def test_good_diversity_poor_quality_lowers_lambda_to_half() -> None:
     for number in ("0.450", "0.100", "λ=0.3", "0.15"):
         assert number in rule.message
     assert diag.next_command == (
-        "python -m polylora +experiment=lambda_study objective.diversity_weight=0.15"
+        "python -m polylora +experiment=lambda_study objective.pg_weight=0.15"
     )
 
 
@@ -289,7 +289,7 @@ def test_diversity_collapse_raises_lambda() -> None:
     rule = finding(diag, "diversity_collapse")
     assert rule.level == "act" and "0.050" in rule.message and "< 0.1" in rule.message
     assert diag.next_command == (
-        f"python -m polylora +experiment={POLY_STD} objective.diversity_weight=0.6"
+        f"python -m polylora +experiment={POLY_STD} objective.pg_weight=0.6"
     )
 
 
@@ -305,7 +305,7 @@ def test_diversity_collapse_assumes_the_objective_default_lambda_when_unrecorded
     rule = finding(diag, "diversity_collapse")
     assert "assumed" in rule.message and f"from {DEFAULT_LAMBDA}" in rule.message
     assert rule.command == (
-        f"python -m polylora +experiment={POLY_SAFE} objective.diversity_weight=0.5"
+        f"python -m polylora +experiment={POLY_SAFE} objective.pg_weight=0.5"
     )
 
 
@@ -325,7 +325,7 @@ def test_good_quality_low_diversity_keeps_or_raises_lambda() -> None:
     rule = finding(diag, "low_diversity")
     assert rule.level == "monitor" and "0.200" in rule.message and "0.500" in rule.message
     assert rule.command == (
-        f"python -m polylora +experiment={POLY_STD} objective.diversity_weight=0.4"
+        f"python -m polylora +experiment={POLY_STD} objective.pg_weight=0.4"
     )
 
 

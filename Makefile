@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install jail run test test-slow test-all lint bench mlflow-ui clean
+.PHONY: install jail run test test-slow test-all lint bench mlflow-ui optuna-dashboard clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,15 @@ bench: install
 mlflow-ui: install
 	@echo "polylora runs: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+# Optuna's dashboard on the sweeps' study store (hydra.sweeper.storage's default), beside
+# mlflow-ui: trials, intermediate values (what the pruner saw), importances. Its package is the
+# `dashboard` extra, installed on first use.
+OPTUNA_STORAGE ?= sqlite:///optuna.db
+optuna-dashboard: install
+	@$(BIN)/python -c "import optuna_dashboard" 2>/dev/null || $(BIN)/pip install -q -e ".[dashboard]"
+	@echo "polylora studies: http://127.0.0.1:8080/dashboard/"
+	$(BIN)/optuna-dashboard $(OPTUNA_STORAGE) --host 127.0.0.1 --port 8080
 
 clean:
 	rm -rf $(VENV) outputs multirun/*/ .pytest_cache

@@ -1,12 +1,16 @@
 """Screenshot the MLflow UI's training view of a tracking store with headless Chromium.
 
     python launchers/mlflow_screenshot.py --out mlflow.png                 # a fresh smoke run
+    python launchers/mlflow_screenshot.py --sweep --out mlflow.png         # a fresh pruned sweep
     python launchers/mlflow_screenshot.py --store sqlite:////abs/mlflow.db --out ui.png
 
 Without ``--store`` it trains the smoke experiment for two steps into a temporary store
-first. It starts ``mlflow server`` on a free local port in its own process group, opens
-``#/experiments/<id>?workflowType=machine_learning`` (the runs table; MLflow 3 otherwise opens
-on its GenAI view) in Debian's ``chromium``, and stops the server and its workers afterwards.
+first; with ``--sweep``, a three-trial learning-rate search with the median pruner instead
+(one trial finishes, two are pruned), so the table shows the sweep's parent run with its
+finished and pruned (KILLED, ``polylora.trial_state=PRUNED``) children. It starts
+``mlflow server`` on a free local port in its own process group, opens
+``#/experiments/<id>?workflowType=machine_learning`` (the runs table; MLflow 3 otherwise
+opens on its GenAI view) in Debian's ``chromium``, and stops the server and its workers afterwards.
 MLflow keeps the runs table's column choice in the browser, not on the server, so no default
 column set can be shipped from here (nor can its MLflow Assistant side panel, open by
 default, be closed): pick metric columns once under "Columns" in the UI.
@@ -49,6 +53,43 @@ def smoke_run(store: str, workdir: Path) -> None:
                     "train.eval_every=2", "train.save_every=2", "eval.enabled=false",
                     f"tracking.uri={store}", f"hydra.run.dir={workdir / 'run'}"],
                    cwd=workdir, env=env, check=True, capture_output=True, text=True)
+
+
+#: A learning-rate grid with one rate that learns and two that cannot; the grid's seed puts
+#: the one that learns first, so the median pruner (one startup trial) stops the other two.
+SWEEP_ARGS = ("+experiment=smoke", "+hparams_search=lr", "train.max_steps=4",
+              "train.eval_every=2", "train.save_every=4", "eval.enabled=false",
+              "hydra/sweeper/sampler=grid", "hydra.sweeper.sampler.seed=5",
+              "train.learning_rate=choice(3e-2,1e-9,2e-9)", "hydra/sweeper/pruner=median",
+              "hydra.sweeper.pruner.n_startup_trials=1")
+
+
+def sweep_run(store: str, workdir: Path) -> None:
+    """The pruned learning-rate search of :data:`SWEEP_ARGS`, logged to ``store``."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, "-m", "polylora", "-m", *SWEEP_ARGS,
+                    f"tracking.uri={store}",
+                    f"hydra.sweeper.storage=sqlite:///{workdir / 'optuna.db'}",
+                    f"hydra.sweep.dir={workdir / 'multirun'}"],
+                   cwd=workdir, env=env, check=True, capture_output=True, text=True)
+
+
+def sweep_children(store: str) -> str:
+    """``<parent run name>: <n> FINISHED, <m> KILLED (pruned)`` for each sweep in ``store``."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    lines = []
+    for parent in (r for r in runs if r.data.tags.get("polylora.role") == "sweep"):
+        children = [r for r in runs
+                    if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        finished = sum(r.info.status == "FINISHED" for r in children)
+        pruned = sum(r.data.tags.get("polylora.trial_state") == "PRUNED" for r in children)
+        lines.append(f"{parent.info.run_name}: {finished} FINISHED, {pruned} PRUNED")
+    return "; ".join(lines)
 
 
 def experiment_id(store: str, name: str | None) -> str:
@@ -122,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("mlflow_ui.png"))
     parser.add_argument("--store", help="tracking URI (default: a fresh smoke run)")
     parser.add_argument("--experiment", help="experiment name (default: the latest run's)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="without --store: a pruned three-trial sweep instead of one run")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary store and the server log")
     args = parser.parse_args(argv)
@@ -131,7 +174,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         store = args.store
         if store is None:
             store = f"sqlite:///{work / 'mlflow.db'}"
-            smoke_run(store, work)
+            (sweep_run if args.sweep else smoke_run)(store, work)
+        sweeps = sweep_children(store)
+        if sweeps:
+            print(f"mlflow_screenshot: sweeps {sweeps}")
         exp = experiment_id(store, args.experiment)
         with mlflow_server(store, free_port(), work / "server.log") as url:
             page = f"{url}/#/experiments/{exp}?workflowType=machine_learning"

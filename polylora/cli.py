@@ -1,4 +1,4 @@
-"""Non-Hydra subcommands: ``polylora compare|diagnose|merge|judge ...``.
+"""Non-Hydra subcommands: ``polylora compare|diagnose|merge|judge|doctor ...``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only dispatches. Bad input prints one
@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("polylora.merge", "merge trained adapters and evaluate the result"),
     "judge": ("polylora.judge.cli", "pairwise LLM judge of two runs' generations"),
     "cluster": ("polylora.clusters", "assign clusters to a JSONL file from MiniLM embeddings"),
+    "doctor": ("polylora.doctor", "check the installation: one line per check, with the fix"),
 }
 
 

@@ -43,6 +43,18 @@ class AdapterHook(Protocol):
         ...
 
 
+class SampleSpread(Protocol):
+    """Draws every prompt's samples from several adapters (an ensemble): returns the n
+    samples of each prompt and its greedy answer (None where ``greedy`` is None)."""
+
+    def sample(self, tok: PreTrainedTokenizerBase, prompt_ids: Sequence[Sequence[int]],
+               params: SamplingParams, greedy: SamplingParams | None, batch_size: int,
+               progress: bool, autocast: torch.dtype | None
+               ) -> tuple[list[list[str]], list[str | None]]:
+        """(samples per prompt, greedy answer per prompt)."""
+        ...
+
+
 def adapter_groups(
     model: torch.nn.Module, examples: Sequence[Example], adapter: AdapterHook | None
 ) -> Iterator[tuple[list[int], torch.nn.Module]]:
@@ -150,13 +162,15 @@ def evaluate(
     autocast: torch.dtype | None = None,
     adapter: AdapterHook | None = None,
     normalize: Callable[[str], str] | None = None,
+    spread: SampleSpread | None = None,
 ) -> EvalReport:
     """Run the configured evaluation (``cfg`` is the ``eval`` group) on ``examples``.
 
     Each prompt is prefilled once for its n samples and its greedy answer, in batches of
     similar-length prompts (``polylora.generation.sample_many``); ``adapter`` picks the
     adapter per group of prompts (a routed mixture); ``normalize`` (the data source's hook)
-    is how metrics that compare answers read them."""
+    is how metrics that compare answers read them; ``spread`` draws each prompt's samples
+    from several adapters (an ensemble)."""
     subset = eval_subset(examples, cfg.subset_size)
     names = list(cfg.metrics)
     metrics: dict[str, float] = {}
@@ -180,7 +194,11 @@ def evaluate(
         requests.append(SamplingParams(max_new_tokens=cfg.max_new_tokens, greedy=True))
     sampled: list[list[str]] = [[] for _ in subset]
     greedy: list[str | None] = [None] * len(subset)
-    for idx, module in adapter_groups(model, subset, adapter):
+    if spread is not None:
+        sampled, greedy = spread.sample(tok, prompt_ids, params,
+                                        requests[1] if cfg.greedy else None, cfg.batch_size,
+                                        progress, autocast)
+    for idx, module in adapter_groups(model, subset, adapter) if spread is None else ():
         done = sample_many(module, tok, [prompt_ids[i] for i in idx], requests, cfg.batch_size,
                            progress, "eval samples" + (" + greedy" if cfg.greedy else ""),
                            sort_by_length=True, autocast=autocast)

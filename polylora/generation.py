@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 
+from polylora import throughput
 from polylora.data.formatting import left_pad
 
 
@@ -219,6 +221,7 @@ class HFBackend:
         bar = tqdm(total=len(prompt_ids), desc=desc, disable=not progress, unit="prompt")
         autocast = (torch.autocast(self._device.type, dtype=self.autocast)
                     if self.autocast is not None else nullcontext())
+        started = time.perf_counter()
         with eval_mode(self.model), torch.no_grad(), autocast:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
@@ -228,6 +231,8 @@ class HFBackend:
                         rows[r][i] = ids
                 bar.update(len(chunk))
         bar.close()
+        made = sum(len(ids) for per_prompt in rows for p in per_prompt if p for ids in p)
+        throughput.GENERATION.add(made, time.perf_counter() - started)
         results = []
         for per_prompt in rows:
             token_ids = [p for p in per_prompt if p is not None]

@@ -42,3 +42,14 @@ def return_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
+def release_memory() -> None:
+    """Collect what a stopped job left unreferenced (model, optimizer state) and hand cached
+    GPU memory back, so the next trial in this process starts from an empty device."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -10,16 +10,16 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, NoReturn, Protocol, cast
 
 from omegaconf import DictConfig
 
-from polylora import preemption, redaction, resume, rundir, tracking
+from polylora import cost, preemption, pruning, redaction, resume, rundir, throughput, tracking
 from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.errors import ConfigError
 from polylora.eval_loop import evaluate_adapter, log_truncation
-from polylora.memory import phase_metric, return_freed_memory
+from polylora.memory import phase_metric, release_memory, return_freed_memory
 from polylora.objectives.base import ObjectiveContext
 from polylora.preparation import Prepared, prepare, prompt_format
 from polylora.record import names, writer
@@ -50,9 +50,22 @@ class RunResult:
 def run(cfg: DictConfig) -> float | tuple[float, ...]:
     """The whole job. Returns the value of ``cfg.optimized_metric`` for sweeps (a tuple, one
     value per metric, when it is a list: a multi-objective sweep)."""
-    result = execute(cfg)
+    import optuna
+
+    pruned: str | None = None
+    try:
+        result = execute(cfg)
+    except optuna.TrialPruned as exc:
+        pruned = str(exc)  # the traceback's frames hold the model: let them go first
+    if pruned is not None:
+        release_memory()
+        raise optuna.TrialPruned(pruned)
     if not result.run_id:  # a DDP worker rank: rank 0 reports the metric
         return float("nan")
+    if cfg.eval.get("ensemble"):  # evaluation only: the metric, where an ensemble computes it
+        values = tuple(_ensemble_value(name, result.metrics)
+                       for name in optimized_metrics(cfg.optimized_metric))
+        return values[0] if isinstance(cfg.optimized_metric, str) else values
     values = tuple(
         _optimized_value(name, result.metrics) for name in optimized_metrics(cfg.optimized_metric)
     )
@@ -60,8 +73,16 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
 
 
 def execute(cfg: DictConfig) -> RunResult:
-    """Validate, train, evaluate and record one configuration."""
+    """Validate, train, evaluate and record one configuration (``eval.ensemble``: evaluate
+    those adapters as one sampler instead, training nothing)."""
+    import optuna
     from transformers import set_seed
+
+    if cfg.eval.get("ensemble"):
+        from polylora.adapters.ensemble import evaluate_ensemble
+
+        done = evaluate_ensemble(cfg)
+        return RunResult(metrics=done.metrics, run_id=done.run_id, output_dir=done.output_dir)
 
     started = time.time()
     if cfg.hardware.get("return_freed_memory", True):  # before the model loads: freed
@@ -89,8 +110,16 @@ def execute(cfg: DictConfig) -> RunResult:
                             resume_id) as active,
     ):
         set_seed(cfg.seed)
-        metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
-        writer.finish_run(metrics, out_dir, started, int(metrics.get(names.TRAIN_STEPS, 0)))
+        price = cost.price_per_hour(cfg.hardware)
+        generated = throughput.GENERATION.snapshot()
+        try:
+            metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
+        except optuna.TrialPruned:  # what it cost so far, then the sweeper records it PRUNED
+            tracking.log_metrics(cost.run_cost(price, time.time() - started, {}))
+            raise
+        metrics.update(throughput.generation_since(generated))
+        writer.finish_run(metrics, out_dir, started, int(metrics.get(names.TRAIN_STEPS, 0)),
+                          price_per_hour=price)
         for name in optimized_metrics(cfg.optimized_metric):  # fail the run if one is missing
             _optimized_value(name, metrics)
         return RunResult(
@@ -126,6 +155,14 @@ def _load_model(cfg: DictConfig) -> tuple[Any, Any]:
     elif cfg.lora.enabled:
         model = models.wrap_lora(model, cfg.lora, cfg.hardware)
     return model, tok
+
+
+def _ensemble_value(name: str, metrics: dict[str, float]) -> float:
+    """An ensemble run's value of ``optimized_metric``: NaN where it has none (a loss)."""
+    try:
+        return _optimized_value(name, metrics)
+    except ConfigError:
+        return float("nan")
 
 
 def _optimized_value(name: str, metrics: dict[str, float]) -> float:
@@ -201,6 +238,10 @@ def _train(
         batch_sampler_factory=_batch_sampler_factory(cfg, prep.splits.train),
     )
     trainer.add_callback(preemption.PreemptionCallback())
+    link = pruning.trial_link(cfg)
+    pruner = pruning.PruningCallback(link.open(), link.metric) if link is not None else None
+    if pruner is not None:
+        trainer.add_callback(pruner)
     last = training.last_checkpoint(checkpoint_dir) if cfg.train.resume else None
     if cfg.train.resume and last is None:
         log.warning("train.resume=true but no checkpoint in %s: starting fresh", checkpoint_dir)
@@ -216,6 +257,9 @@ def _train(
     started = time.time()
     with preemption.deferred():
         result = trainer.train(resume_from_checkpoint=str(last) if last else None)
+    if pruner is not None and pruner.pruned:
+        _stop_pruned(pruner, trainer.state.global_step, trainer.state.num_input_tokens_seen,
+                     time.time() - started)
     adapter_dir = out_dir / names.ADAPTER_DIR
     if trainer.is_world_process_zero():
         # the trained model, or an FSDP wrapper that forwards to it (transformers types
@@ -228,11 +272,25 @@ def _train(
         names.TRAIN_STEPS: float(trainer.state.global_step),
         names.TRAIN_EVALUATED_STEP: float(training.evaluated_step(trainer)),
         names.TRAIN_WALL_TIME: time.time() - started,
+        throughput.TRAIN_TOKENS: float(trainer.state.num_input_tokens_seen),
     }
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
     if evals:
         out[names.TRAIN_BEST_EVAL_LOSS] = min(evals)
     return out
+
+
+def _stop_pruned(pruner: pruning.PruningCallback, steps: int, tokens: int,
+                 train_s: float) -> NoReturn:
+    """Record a pruned trial's run (steps trained, tags; it ends KILLED) and raise
+    ``optuna.TrialPruned`` for the sweeper, skipping the adapter and the evaluation."""
+    import optuna
+
+    tracking.log_metrics({names.TRAIN_STEPS: float(steps), names.TRAIN_WALL_TIME: train_s,
+                          throughput.TRAIN_TOKENS: float(tokens)}, step=steps)
+    tracking.set_tags({pruning.TRIAL_STATE_TAG: pruning.PRUNED_STATE,
+                       pruning.PRUNED_STEP_TAG: str(pruner.pruned_step)})
+    raise optuna.TrialPruned(pruner.message())
 
 
 def _batch_sampler_factory(cfg: DictConfig, train: list[Example]) -> Any:

@@ -149,6 +149,10 @@ def mlflow_run(
     if parent:
         all_tags["mlflow.parentRunId"] = parent
     uri = str(cfg.tracking.uri)
+    system_metrics = bool(cfg.tracking.get("system_metrics", False))
+    if system_metrics:
+        mlflow.set_system_metrics_sampling_interval(
+            float(cfg.tracking.get("system_metrics_interval_s", 10.0)))
     run = call(
         "start the run",
         uri,
@@ -156,6 +160,7 @@ def mlflow_run(
         run_id=resume_run_id,
         run_name=None if resume_run_id else (cfg.tracking.run_name or default_run_name(cfg)),
         tags=all_tags,
+        log_system_metrics=system_metrics,
     )
     try:
         if resume_run_id is None:
@@ -193,10 +198,14 @@ def redact_tags(tags: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _interrupted() -> bool:
+    """Whether the job was stopped from outside (Ctrl-C, or a sweep's pruner: Optuna's
+    ``TrialPruned``) rather than failed: its run ends KILLED."""
     import sys
 
     exc = sys.exc_info()[1]
-    return isinstance(exc, KeyboardInterrupt)
+    optuna = sys.modules.get("optuna")
+    pruned = optuna is not None and isinstance(exc, optuna.TrialPruned)
+    return isinstance(exc, KeyboardInterrupt) or pruned
 
 
 def is_main_process() -> bool:
@@ -220,6 +229,15 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
     }
     if clean:
         call("log metrics", mlflow.get_tracking_uri(), mlflow.log_metrics, clean, step=step)
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Set tags on the active run (redacted like every tag)."""
+    import mlflow
+
+    if not is_main_process():
+        return
+    call("set tags", mlflow.get_tracking_uri(), mlflow.set_tags, redact_tags(tags))
 
 
 def log_artifact(path: Path, artifact_path: str | None = None) -> None:

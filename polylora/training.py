@@ -8,6 +8,7 @@ Trainer.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Sampler
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
+from polylora import throughput
 from polylora.data.formatting import PaddingCollator
 from polylora.models import autocast_dtype
 from polylora.objectives.base import Objective
@@ -130,6 +132,10 @@ class MetricsCallback(TrainerCallback):
         self.sink = sink
         self.last_train_loss: float | None = None
         self.history: list[dict[str, float]] = []
+        self._throughput = _Throughput()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._throughput.start(state.num_input_tokens_seen)
 
     def on_log(
         self,
@@ -148,6 +154,9 @@ class MetricsCallback(TrainerCallback):
             if key == "loss":
                 out["train/loss"] = value
                 self.last_train_loss = value
+                out.update(self._throughput.since_last_log(state.num_input_tokens_seen))
+            elif key == "eval_runtime":
+                self._throughput.exclude(float(value))
             elif key == "eval_loss":
                 out["eval/loss"] = value
                 out["eval/perplexity"] = math.exp(min(value, 50.0))
@@ -160,6 +169,34 @@ class MetricsCallback(TrainerCallback):
         if out:
             self.history.append({"step": state.global_step, **out})
             self.sink(out, state.global_step)
+
+
+class _Throughput:
+    """``train/tokens_per_s`` (input tokens the Trainer counted, evaluation time left out)
+    and ``generation/tokens_per_s`` (tokens the objective sampled) between training logs."""
+
+    def __init__(self) -> None:
+        self.start(0)
+
+    def start(self, tokens_seen: int) -> None:
+        self.tokens = int(tokens_seen)
+        self.time = time.perf_counter()
+        self.excluded = 0.0
+        self.generation = throughput.GENERATION.snapshot()
+
+    def exclude(self, seconds: float) -> None:
+        """Seconds since the last log that were not training (an evaluation)."""
+        self.excluded += seconds
+
+    def since_last_log(self, tokens_seen: int) -> dict[str, float]:
+        out = throughput.generation_since(self.generation)
+        speed = throughput.rate(tokens_seen - self.tokens,
+                                time.perf_counter() - self.time - self.excluded)
+        if speed is not None and tokens_seen > self.tokens:
+            out[throughput.TRAIN_TOKENS_PER_S] = speed
+        out.pop(throughput.GENERATION_TOKENS, None)
+        self.start(tokens_seen)
+        return out
 
 
 def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) -> TrainingArguments:
@@ -198,6 +235,7 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
         gradient_checkpointing=h.gradient_checkpointing,
         dataloader_num_workers=h.dataloader_workers,
         remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",  # train/tokens_per_s
         report_to="none",
         disable_tqdm=False,
         save_only_model=False,

@@ -138,6 +138,9 @@ class EvalConfig:
     # Metrics of your own, computed with eval.metrics: [{name, _target_: module.function,
     # direction: maximize|minimize, inputs?, description?, proportion?}] (polylora.metrics.custom)
     custom_metrics: list[Any] = field(default_factory=list)
+    # Adapters evaluated as one sampler (runs:/<id>/adapter or folders): each prompt's
+    # n_samples spread over them round robin; an evaluation-only run (polylora.adapters.ensemble)
+    ensemble: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -160,6 +163,9 @@ class HardwareConfig:
     # Fix glibc's mmap threshold so freed tensors leave the process (polylora.memory): peak
     # memory ~0.3x on make run; false keeps the allocator's default (for A/B timing).
     return_freed_memory: bool = True
+    # USD per hour of this hardware, for run/cost_usd (null: 0 on a CPU, an indicative cloud
+    # price per GPU for common GPUs: polylora.cost.GPU_PRICE_PER_HOUR).
+    price_per_hour: float | None = None
 
 
 @dataclass
@@ -197,6 +203,10 @@ class TrackingConfig:
     group: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     log_adapter: bool = True
+    # MLflow's system metrics (system/cpu_utilization_percentage, memory, disk, network, and
+    # GPU utilisation and memory where nvidia-ml-py finds a GPU), sampled every interval.
+    system_metrics: bool = True
+    system_metrics_interval_s: float = 10.0
 
 
 @dataclass

@@ -52,6 +52,11 @@ KIND_TAG = "polylora.kind"
 COMPARISON_KIND = "comparison"  # a polylora compare run
 ROLE_TAG = "polylora.role"
 SWEEP_ROLE = "sweep"  # a sweep's parent run
+TRIAL_TAG = "polylora.trial"  # a sweep trial's number (its run is the parent's child)
+STUDY_TAG = "polylora.study"  # the Optuna study a sweep trial belongs to
+#: ``PRUNED`` on a trial's run that the sweep's pruner stopped (the run ends KILLED).
+TRIAL_STATE_TAG = "polylora.trial_state"
+PRUNED_STEP_TAG = "polylora.pruned_step"  # the training step it was pruned at
 MERGE_TAG = "polylora.merge"  # the merge method of a merged / routed run
 MERGE_SOURCES_TAG = "polylora.merge.sources"
 MERGE_WEIGHTS_TAG = "polylora.merge.weights"

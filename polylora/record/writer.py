@@ -178,13 +178,17 @@ def recorded_run(
         yield active
 
 
-def finish_run(metrics: dict[str, float], out_dir: Path, started: float, step: int = 0) -> None:
-    """Add the run's wall time and peak memory to ``metrics``, log the final values (the
-    validation curve's last point is already logged) and write ``metrics.json``."""
+def finish_run(metrics: dict[str, float], out_dir: Path, started: float, step: int = 0,
+               price_per_hour: float = 0.0) -> None:
+    """Add the run's wall time, peak memory and cost (``run/cost_usd``: compute at
+    ``price_per_hour`` plus the judge) to ``metrics``, log the final values (the validation
+    curve's last point is already logged) and write ``metrics.json``."""
+    from polylora.cost import run_cost
     from polylora.memory import peak_rss_mb
 
     metrics[names.RUN_WALL_TIME] = time.time() - started
     metrics[names.RUN_PEAK_RSS] = peak_rss_mb()
+    metrics.update(run_cost(price_per_hour, metrics[names.RUN_WALL_TIME], metrics))
     curve = (names.VAL_LOSS, names.VAL_PERPLEXITY)
     tracking.log_metrics({k: v for k, v in metrics.items() if k not in curve}, step=step)
     write_metrics(metrics, out_dir)

@@ -104,9 +104,10 @@ class ParentRun:
             if run.data.tags.get(TRIAL_TAG) in wanted:
                 self.client.set_terminated(run.info.run_id, status="KILLED")
 
-    def log_outcome(self, best: Mapping[str, Any], counts: Mapping[str, int]) -> None:
-        """Best value(s)/params and trial counts: metrics and tags (both can change on resume,
-        unlike params)."""
+    def log_outcome(self, best: Mapping[str, Any], counts: Mapping[str, int],
+                    totals: Mapping[str, float] | None = None) -> None:
+        """Best value(s)/params, trial counts and the study's totals (``study/*``: cost, steps,
+        tokens/s): metrics and tags (both can change on resume, unlike params)."""
         import time
 
         from mlflow.entities import Metric, RunTag
@@ -114,6 +115,7 @@ class ParentRun:
         now = int(time.time() * 1000)
         step = counts.get("COMPLETE", 0)
         metrics = [Metric(f"trials/{k.lower()}", float(v), now, step) for k, v in counts.items()]
+        metrics += [Metric(k, float(v), now, step) for k, v in (totals or {}).items()]
         tags: list[RunTag] = []
         if "value" in best:
             metrics.append(Metric("best_value", float(best["value"]), now, step))

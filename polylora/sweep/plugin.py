@@ -15,7 +15,10 @@ What it adds to the stock Optuna sweeper (see ``docs/sweeps.md``):
   sweep goes on;
 * **MLflow parent run** per study (reused on resume); each trial's run is its child, tagged
   ``polylora.trial`` and ``polylora.study``;
-* **summary table** (``summary.csv`` + ``summary.md`` in the sweep dir, logged to the parent).
+* **summary table** (``summary.csv`` + ``summary.md`` in the sweep dir, logged to the parent);
+* **pruning** with Optuna's pruners (``hydra.sweeper.pruner``): each evaluation during
+  training reports the validation loss to the trial (:mod:`polylora.pruning`); a pruned trial
+  is PRUNED in Optuna and KILLED with a ``polylora.trial_state=PRUNED`` tag in MLflow.
 
 Module imports stay light: Hydra imports every plugin module on each start (through the
 shim ``hydra_plugins/polylora_sweeper``); the sweep loop, :mod:`polylora.sweep.sweeper`, is
@@ -24,7 +27,7 @@ imported when a sweep starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -37,9 +40,61 @@ from polylora.sweep.gpus import register_resolvers
 
 
 @dataclass
+class MedianPrunerConf:
+    """``hydra/sweeper/pruner=median``: stop a trial whose best value so far is worse than the
+    median of earlier trials' values at the same step (Optuna's defaults)."""
+
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class PercentilePrunerConf:
+    """``hydra/sweeper/pruner=percentile``: as median, at another percentile (25: keep only
+    trials in the best quarter)."""
+
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+    n_min_trials: int = 1
+
+
+@dataclass
+class SuccessiveHalvingPrunerConf:
+    """``hydra/sweeper/pruner=successive_halving``: asynchronous successive halving (ASHA)."""
+
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+    bootstrap_count: int = 0
+
+
+@dataclass
+class HyperbandPrunerConf:
+    """``hydra/sweeper/pruner=hyperband``: Hyperband over successive-halving brackets
+    (``max_resource``: the steps a full trial trains; auto: the first finished trial's)."""
+
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+    bootstrap_count: int = 0
+
+
+@dataclass
 class PolyloraOptunaSweeperConf(OptunaSweeperConf):
     """``hydra/sweeper=polylora_optuna``: the stock fields, polylora defaults, and extras."""
 
+    # The stock sampler default, and no pruner unless hydra/sweeper/pruner=<name> picks one
+    # (_self_ first, so that a chosen pruner's node replaces the null below).
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"},
+                                                         {"pruner": None}])
     _target_: str = "polylora.sweep.plugin.PolyloraOptunaSweeper"
     # null: from the metric registry (metric_direction(optimized_metric)); or
     # minimize | maximize | a list of them (one per metric of a list optimized_metric).
@@ -69,6 +124,10 @@ class PolyloraOptunaSweeperConf(OptunaSweeperConf):
     parent_run: bool = True
     # summary.csv + summary.md in the sweep dir after every batch.
     summary: bool = True
+    # Optuna's pruner (null: none): median, percentile, successive_halving, hyperband, or
+    # hydra/sweeper/pruner=<name> with its settings (hydra.sweeper.pruner.n_warmup_steps=2).
+    # Each evaluation during training reports the validation loss to the trial.
+    pruner: Any = None
 
 
 ConfigStore.instance().store(
@@ -77,6 +136,11 @@ ConfigStore.instance().store(
     node=PolyloraOptunaSweeperConf,
     provider="polylora",
 )
+for _name, _node in {"median": MedianPrunerConf, "percentile": PercentilePrunerConf,
+                     "successive_halving": SuccessiveHalvingPrunerConf,
+                     "hyperband": HyperbandPrunerConf}.items():
+    ConfigStore.instance().store(group="hydra/sweeper/pruner", name=_name, node=_node,
+                                 provider="polylora")
 
 register_resolvers()
 
@@ -102,6 +166,7 @@ class PolyloraOptunaSweeper(OptunaSweeper):
         max_consecutive_failures: int = 5,
         parent_run: bool = True,
         summary: bool = True,
+        pruner: Any = None,
     ) -> None:
         from polylora.sweep.sweeper import PolyloraOptunaSweeperImpl
 
@@ -129,4 +194,5 @@ class PolyloraOptunaSweeper(OptunaSweeper):
             max_consecutive_failures=max_consecutive_failures,
             parent_run=parent_run,
             summary=summary,
+            pruner=pruner,
         )

@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from polylora import markdown
+from polylora.cost import RUN_COST
 from polylora.optimized_metric import metric_split
+from polylora.record.names import TRAIN_STEPS, TRAIN_WALL_TIME
 from polylora.sweep.tags import ERROR_ATTR, SUMMARY_CSV, SUMMARY_MD
+from polylora.throughput import TRAIN_TOKENS
 
 
 @dataclass
@@ -28,6 +31,9 @@ class TrialRow:
     duration_s: float | None
     run_id: str | None
     error: str | None
+    steps: float | None = None  # training steps done (a pruned trial stops early)
+    cost_usd: float | None = None
+    tokens_per_s: float | None = None  # training input tokens per second of training
 
 
 def train_eval_gap(metrics: Mapping[str, float]) -> float | None:
@@ -63,22 +69,89 @@ def trial_rows(trials: Sequence[Any], metric_names: Sequence[str],
             duration_s=duration,
             run_id=run.info.run_id if run is not None else None,
             error=t.user_attrs.get(ERROR_ATTR),
+            steps=metrics.get(TRAIN_STEPS),
+            cost_usd=metrics.get(RUN_COST),
+            tokens_per_s=_train_rate(metrics),
         ))
     return rows
+
+
+def _train_rate(metrics: Mapping[str, float]) -> float | None:
+    """A trial's mean training tokens per second (``train/tokens`` / ``train/wall_time_s``)."""
+    tokens, seconds = metrics.get(TRAIN_TOKENS), metrics.get(TRAIN_WALL_TIME)
+    if tokens is None or not seconds:
+        return None
+    return float(tokens) / float(seconds)
+
+
+@dataclass
+class StudyTotals:
+    """What a whole study did and cost: trials by state, steps trained, dollars, speed."""
+
+    states: dict[str, int]
+    steps: float
+    cost_usd: float
+    tokens_per_s: float | None
+
+    @property
+    def finished(self) -> int:
+        """Trials that ran to the end (COMPLETE)."""
+        return self.states.get("COMPLETE", 0)
+
+    @property
+    def cost_per_finished_trial_usd(self) -> float | None:
+        """The study's whole cost (pruned and failed trials included) per finished trial."""
+        return self.cost_usd / self.finished if self.finished else None
+
+    def metrics(self) -> dict[str, float]:
+        """The totals as the parent run's ``study/*`` metrics."""
+        out = {f"study/trials_{k.lower()}": float(v) for k, v in self.states.items()}
+        out |= {"study/steps": self.steps, "study/cost_usd": self.cost_usd}
+        if self.cost_per_finished_trial_usd is not None:
+            out["study/cost_per_finished_trial_usd"] = self.cost_per_finished_trial_usd
+        if self.tokens_per_s is not None:
+            out["study/train_tokens_per_s"] = self.tokens_per_s
+        return out
+
+    def lines(self) -> list[str]:
+        """The summary's totals as Markdown lines."""
+        states = ", ".join(f"{n} {k}" for k, n in sorted(self.states.items()))
+        per = self.cost_per_finished_trial_usd
+        speed = f"{self.tokens_per_s:.4g}" if self.tokens_per_s is not None else "n/a"
+        return [f"Trials: {states or 'none'}. Steps trained: {self.steps:.0f}.",
+                f"Cost: ${self.cost_usd:.4f} in all, "
+                + (f"${per:.4f} per finished trial" if per is not None else "no finished trial")
+                + f" (run/cost_usd: hardware.price_per_hour x wall time + judge). "
+                f"Training speed: {speed} tokens/s (mean over trials)."]
+
+
+def study_totals(rows: Sequence[TrialRow]) -> StudyTotals:
+    """Totals over a study's rows."""
+    states: dict[str, int] = {}
+    for row in rows:
+        states[row.state] = states.get(row.state, 0) + 1
+    speeds = [r.tokens_per_s for r in rows if r.tokens_per_s is not None]
+    return StudyTotals(
+        states=states,
+        steps=sum(r.steps or 0.0 for r in rows),
+        cost_usd=sum(r.cost_usd or 0.0 for r in rows),
+        tokens_per_s=sum(speeds) / len(speeds) if speeds else None,
+    )
 
 
 def _columns(rows: Sequence[TrialRow], metric_names: Sequence[str]) -> list[str]:
     params: list[str] = []
     for row in rows:
         params += [p for p in row.params if p not in params]
-    return ["trial", "state", *metric_names, *params, "train_eval_gap", "duration_s",
-            "run_id", "error"]
+    return ["trial", "state", *metric_names, *params, "train_eval_gap", "steps", "duration_s",
+            "tokens_per_s", "cost_usd", "run_id", "error"]
 
 
 def _record(row: TrialRow) -> dict[str, Any]:
     return {"trial": row.trial, "state": row.state, **row.values, **row.params,
-            "train_eval_gap": row.train_eval_gap, "duration_s": row.duration_s,
-            "run_id": row.run_id, "error": row.error}
+            "train_eval_gap": row.train_eval_gap, "steps": row.steps,
+            "duration_s": row.duration_s, "tokens_per_s": row.tokens_per_s,
+            "cost_usd": row.cost_usd, "run_id": row.run_id, "error": row.error}
 
 
 def _cell(value: Any) -> str:
@@ -106,6 +179,7 @@ def write_summary(rows: Sequence[TrialRow], metric_names: Sequence[str], out_dir
     lines = [f"# {title}", ""] if title else []
     lines += markdown.table(columns, ([_cell(_record(row).get(c)) for c in columns]
                                       for row in rows))
+    lines += ["", *study_totals(rows).lines()]
     lines += ["", "Optimized on: " + "; ".join(
         f"{m} ({metric_split(m)} split)" for m in metric_names
     ) + ". Test-split metrics are never optimized; report them once, for the chosen config."]

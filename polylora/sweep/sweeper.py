@@ -29,7 +29,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
-from polylora import db_lock
+from polylora import db_lock, pruning
 from polylora.errors import ConfigError, PolyloraError, Problems
 from polylora.metrics.custom import register_custom_metrics
 from polylora.metrics.registry import metric_direction
@@ -37,7 +37,13 @@ from polylora.optimized_metric import check_search_metrics, optimized_metrics
 from polylora.record.names import canonical_metric
 from polylora.sweep import trials
 from polylora.sweep.parent_run import ParentRun
-from polylora.sweep.summary import best_summary, trial_rows, write_summary
+from polylora.sweep.summary import (
+    StudyTotals,
+    best_summary,
+    study_totals,
+    trial_rows,
+    write_summary,
+)
 from polylora.sweep.tags import (
     ERROR_ATTR,
     PARENT_ATTR,
@@ -109,6 +115,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         max_consecutive_failures: int = 5,
         parent_run: bool = True,
         summary: bool = True,
+        pruner: Any = None,
     ) -> None:
         found = Problems()
         found.check(grace_period is None or grace_period > heartbeat_interval,
@@ -118,6 +125,10 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         found.check(n_jobs >= 1 and n_trials >= 0,
                     f"hydra.sweeper.n_jobs must be >= 1 and n_trials >= 0, got "
                     f"n_jobs={n_jobs} n_trials={n_trials}")
+        try:
+            self.pruner = pruning.build_pruner(pruner)
+        except ConfigError as exc:
+            found.append(str(exc))
         if found:
             _fail(ConfigError.listing(found))
         super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs,
@@ -225,6 +236,8 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         # errors as a run; its declared direction is the registry's direction).
         register_custom_metrics(OmegaConf.select(self.cfg, "eval.custom_metrics"))
         directions = self._directions(metrics)
+        if self.pruner is not None:
+            pruning.check_prunable(metrics, self.storage)
         self._check_search_space(distributions, fixed_params, fixed_overrides)
 
         is_grid = (isinstance(self.sampler, functools.partial)
@@ -259,7 +272,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             storage = trials.open_storage(self.storage, self.heartbeat_interval,
                                           self.grace_period, self.retry)
             study = optuna.create_study(study_name=name, storage=storage,
-                                        sampler=self.sampler,
+                                        sampler=self.sampler, pruner=self.pruner,
                                         directions=[StudyDirection[d.upper()]
                                                     for d in directions],
                                         load_if_exists=True)
@@ -426,6 +439,13 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         try:
             if isinstance(ret, BaseException):
                 raise ret
+            # A pruned job raised optuna.TrialPruned; JobReturn.return_value would re-raise it
+            # after printing "Error executing job", so it is read where the job stored it.
+            stopped = getattr(ret, "_return_value", None)
+            if isinstance(stopped, optuna.TrialPruned):
+                log.info("%s", stopped)  # Optuna's convention: its last reported value
+                self._tell_state(study, trial, is_grid, state=TrialState.PRUNED)
+                return None
             value = ret.return_value  # re-raises the job's exception
             if n_objectives == 1:
                 values = [float(value)]
@@ -439,31 +459,44 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             trial.set_user_attr(ERROR_ATTR, error)
             study.tell(trial, state=TrialState.FAIL)
             return error
+        self._tell_state(study, trial, is_grid, values=values)
+        return None
+
+    @staticmethod
+    def _tell_state(study: optuna.Study, trial: Trial, is_grid: bool,
+                    state: TrialState | None = None, values: list[float] | None = None) -> None:
+        """``study.tell``, where the grid sampler's stop after its last point is no error."""
         try:
-            study.tell(trial, values=values)
+            study.tell(trial, values=values, state=state)
         except RuntimeError as exc:
             if not (is_grid and _GRID_STOP in str(exc)):
                 raise
-        return None
 
     # --- results ------------------------------------------------------------------------
 
     def _summary(self, study: optuna.Study, name: str, metrics: list[str],
                  parent: ParentRun | None, sweep_dir: Path) -> list[Path]:
+        files, _ = self._summarize(study, name, metrics, parent, sweep_dir)
+        return files
+
+    def _summarize(self, study: optuna.Study, name: str, metrics: list[str],
+                   parent: ParentRun | None, sweep_dir: Path) -> tuple[list[Path], StudyTotals]:
+        """The summary files and the study's totals."""
         try:
             children = parent.children() if parent is not None else {}
         except Exception as exc:
             log.warning("could not read the trials' MLflow runs: %s", _one_line(exc))
             children = {}
         rows = trial_rows(study.get_trials(deepcopy=False), metrics, children)
-        return list(write_summary(rows, metrics, sweep_dir, title=f"Study {name}"))
+        files = list(write_summary(rows, metrics, sweep_dir, title=f"Study {name}"))
+        return files, study_totals(rows)
 
     def _finish(self, study: optuna.Study, name: str, metrics: list[str],
                 parent: ParentRun | None, sweep_dir: Path, status: str,
                 quiet: bool = False) -> bool:
         """Summary, best result and parent run status; True if some trial completed."""
         try:
-            files = self._summary(study, name, metrics, parent, sweep_dir)
+            files, totals = self._summarize(study, name, metrics, parent, sweep_dir)
             best = best_summary(study, metrics)
             if len(metrics) == 1:
                 results = {"name": "optuna", "best_params": best.get("params"),
@@ -479,9 +512,10 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
             for sol in best.get("solutions", []):
                 log.info("Pareto trial %s: values %s, params %s", sol["trial"], sol["values"],
                          sol["params"])
+            log.info("%s", " ".join(totals.lines()))
             if parent is not None:
                 counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-                parent.log_outcome(best, dict(counts))
+                parent.log_outcome(best, dict(counts), totals.metrics())
                 parent.log_files(files)
                 parent.end(status if best or status != "FINISHED" else "FAILED")
             return bool(best)

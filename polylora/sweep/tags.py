@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 
 from polylora.overrides import hydra_quote
-from polylora.record.names import study_name
+from polylora.record.names import STUDY_TAG, TRIAL_TAG, study_name
 from polylora.tracking import PARENT_RUN_ENV
 
 __all__ = ["ERROR_ATTR", "PARENT_ATTR", "PARENT_RUN_ENV", "PARENT_TAG", "ROLE_TAG",
@@ -18,8 +18,6 @@ __all__ = ["ERROR_ATTR", "PARENT_ATTR", "PARENT_RUN_ENV", "PARENT_TAG", "ROLE_TA
            "parent_env", "study_name", "trial_overrides"]
 
 #: Tags every trial's MLflow run carries (set by the sweeper through ``tracking.tags``).
-TRIAL_TAG = "polylora.trial"
-STUDY_TAG = "polylora.study"
 ROLE_TAG = "polylora.role"
 PARENT_TAG = "mlflow.parentRunId"
 #: Optuna study user attribute holding the parent run id (so a resumed sweep reuses it).

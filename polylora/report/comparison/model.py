@@ -25,6 +25,7 @@ class RunData:
     checkpoint: str | None = None  # train.checkpoint: final | best
     evaluated_step: float | None = None  # the step of the weights evaluated
     steps: float | None = None  # steps trained
+    cost_usd: float | None = None  # run/cost_usd: compute + judge
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,30 @@ def checkpoints_markdown(result: ComparisonResult) -> str:
     return "\n".join(table(head, rows)) + "\n"
 
 
+def cost_markdown(result: ComparisonResult) -> str:
+    """Each group's cost (``run/cost_usd``: compute at ``hardware.price_per_hour`` plus the
+    judge): in all, per finished run, and as a multiple of the baseline's per run."""
+    per_run: dict[str, float | None] = {}
+    rows = []
+    for g in result.groups:
+        costs = [r.cost_usd for r in result.runs.get(g, []) if r.cost_usd is not None]
+        per_run[g] = sum(costs) / len(costs) if costs else None
+    base = per_run.get(result.baseline)
+    total = 0.0
+    for g in result.groups:
+        costs = [r.cost_usd for r in result.runs.get(g, []) if r.cost_usd is not None]
+        total += sum(costs)
+        mean = per_run[g]
+        ratio = f"{mean / base:.2f}×" if mean is not None and base else "–"
+        rows.append([g, str(len(costs)), f"${sum(costs):.4f}" if costs else "–",
+                     f"${mean:.4f}" if mean is not None else "–", ratio])
+    head = ["group", "runs with a cost", "cost", "cost per finished run", "× baseline"]
+    lines = table(head, rows)
+    lines += ["", f"All groups: ${total:.4f} (run/cost_usd = hardware.price_per_hour × wall "
+                  "time + the LLM judge; 0 on a local CPU unless a price is set)."]
+    return "\n".join(lines) + "\n"
+
+
 def runs_markdown(result: ComparisonResult) -> str:
     """The run ids used, per group."""
     rows = [[g, f"`{r.run_id}`", r.name or "", r.seed or ""]
@@ -192,6 +216,7 @@ def report(
         "overstates certainty when seeds differ (r is its rank-biserial effect).", "",
         sensitivity_markdown(result),
         "## Evaluated checkpoints", "", checkpoints_markdown(result),
+        "## Cost", "", cost_markdown(result),
     ]
     if plots:
         out += ["## Plots", ""]

@@ -80,7 +80,8 @@ def collect_runs(
                            checkpoint=info.tags.get("polylora.checkpoint"),
                            evaluated_step=info.metrics.get("train/evaluated_step",
                                                            info.metrics.get("train/steps")),
-                           steps=info.metrics.get("train/steps"))
+                           steps=info.metrics.get("train/steps"),
+                           cost_usd=info.metrics.get("run/cost_usd"))
             if curves:
                 for key in ("train/loss", "eval/loss"):
                     if key in info.metrics:

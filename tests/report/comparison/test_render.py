@@ -33,6 +33,20 @@ def test_tables_escape_pipes_and_keep_their_column_count() -> None:
     assert "| a\\|b | `a\\|b-1` |" in render.runs_markdown(res)
 
 
+def test_cost_section_totals_each_group_and_compares_with_the_baseline() -> None:
+    runs = [RunData(f"{g}-{s}", g, {"rouge_l": 0.1 * s + (0.2 if g == "poly" else 0.0)},
+                    seed=str(s), cost_usd=cost)
+            for g, cost in (("baseline", 0.10), ("poly", 0.25)) for s in range(3)]
+    runs.append(RunData("poly-old", "poly", {"rouge_l": 0.4}, seed="9"))  # logged no cost
+    res = compare_groups(runs, "baseline", ["rouge_l"])
+    text = render.report(res)
+    assert "## Cost" in text
+    section = render.cost_markdown(res).splitlines()
+    assert section[2] == "| baseline | 3 | $0.3000 | $0.1000 | 1.00× |"
+    assert section[3] == "| poly | 3 | $0.7500 | $0.2500 | 2.50× |"
+    assert section[5].startswith("All groups: $1.0500")
+
+
 def test_primary_row_shows_the_seed_level_t_beside_the_crossed_interval() -> None:
     from polylora.markdown import signed
 

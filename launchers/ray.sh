@@ -17,5 +17,9 @@ fi
 args=(hydra/launcher=ray "++hydra.launcher.ray.remote.num_gpus=${GPUS_PER_TRIAL:-1}")
 if [ -n "${RAY_ADDRESS:-}" ]; then
   args+=("++hydra.launcher.ray.init.address=$RAY_ADDRESS")
+else
+  # hydra-ray-launcher 1.2.2 sets a local Ray's object store size with setdefault, which a
+  # struct config refuses under OmegaConf 2.4 (Hydra 1.4): give the size explicitly.
+  args+=("++hydra.launcher.ray.init.object_store_memory=${RAY_OBJECT_STORE_BYTES:-78643200}")
 fi
 run "$PY" -m polylora -m "${args[@]}" "$@"

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from polylora.data.example import Example
 from polylora.record.names import mlflow_metric_name
-from polylora.tracking_store import TrackingError, call
+from polylora.tracking_store import TrackingError, call, check_artifact_location
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def setup(uri: str, experiment: str) -> None:
     mlflow.set_tracking_uri(uri)
     with first_use_lock(uri):
         exp = call(f"open experiment {experiment!r}", uri, mlflow.set_experiment, experiment)
+        check_artifact_location(uri, experiment, exp.artifact_location if exp else None)
         if exp is not None and EXPERIMENT_KIND_TAG not in (exp.tags or {}):
             call(f"tag experiment {experiment!r}", uri, mlflow.MlflowClient().set_experiment_tag,
                  exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)

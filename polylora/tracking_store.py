@@ -1,8 +1,9 @@
 """The MLflow tracking store, used safely from many processes.
 
-- First use of a fresh sqlite store runs MLflow's schema migration; two runs doing it at
+- First use of a fresh store runs MLflow's schema migration; two processes doing it at
   once race in ``alembic_version`` and one dies. ``first_use_lock`` serializes that step
-  (and experiment creation) with an ``flock`` on ``<db>.lock`` beside the database.
+  (and experiment creation): an ``flock`` on ``<db>.lock`` beside a sqlite database, a
+  database lock on a server database (``polylora.db_lock``). Runs and sweeps both take it.
 - A write that finds the database locked beyond MLflow's own timeout is retried with
   backoff, then ends as one ``TrackingError`` line; other store failures become one
   ``TrackingError`` line as well. No raw tracking-store traceback reaches the user.
@@ -10,15 +11,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from polylora import db_lock
 from polylora.errors import PolyloraError
 
 log = logging.getLogger(__name__)
@@ -35,43 +35,52 @@ class TrackingError(PolyloraError):
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI, else None."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///") :].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
+    return db_lock.sqlite_path(uri)
+
+
+#: The name of the lock every process takes before it first opens an MLflow store.
+FIRST_USE_LOCK = "polylora-mlflow-first-use"
 
 
 @contextmanager
 def first_use_lock(uri: str) -> Iterator[None]:
-    """Hold ``<db>.lock`` (sqlite stores only) while the store is created or migrated."""
+    """Hold the store's first-use lock while it is created or migrated and while experiments
+    are created: ``<db>.lock`` for sqlite, a database lock for a server database (see
+    ``polylora.db_lock``); nothing for an HTTP server, which serializes its own writes."""
     path = sqlite_path(uri)
-    if path is None:
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(db_lock.database_lock(uri, FIRST_USE_LOCK, LOCK_TIMEOUT_S))
+        except db_lock.DatabaseLockError as exc:
+            where = f" ({path.parent})" if path is not None else ""
+            raise TrackingError(
+                f"cannot create the MLflow store {db_lock.masked(uri)}{where}: {exc}; "
+                "set tracking.uri to a writable place or a reachable database"
+            ) from None
         yield
+
+
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` is an MLflow tracking server (HTTP), not a database or folder."""
+    return uri.startswith(("http://", "https://"))
+
+
+def check_artifact_location(uri: str, experiment: str, location: str | None) -> None:
+    """Refuse an experiment on a tracking server whose artifacts go to a local path (an
+    experiment first created against a sqlite or file store keeps ``file:`` for ever), so no
+    worker writes artifacts to its own disk where nobody else can read them."""
+    if not is_server(uri) or not location:
         return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise TrackingError(
-            f"cannot create the MLflow store {uri}: {exc.strerror or exc} ({path.parent}); "
-            "set tracking.uri to a writable place"
-        ) from None
-    try:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TrackingError(
-                        f"{path}.lock was held for {LOCK_TIMEOUT_S:.0f}s by another process "
-                        "creating the MLflow store; check for a hung run, then retry"
-                    ) from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    scheme = location.split(":", 1)[0] if ":" in location.split("/", 1)[0] else ""
+    if scheme not in ("", "file"):
+        return
+    raise TrackingError(
+        f"the MLflow experiment {experiment!r} on {db_lock.masked(uri)} keeps its artifacts at "
+        f"{location}, a path on whichever machine logs them (it was created against a local "
+        "store); log to a new experiment (tracking.experiment=NAME), which the server creates "
+        "with proxied artifacts (mlflow-artifacts:/), or move the runs with mlflow's "
+        "export tools"
+    )
 
 
 def _is_locked(exc: BaseException) -> bool:

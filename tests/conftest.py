@@ -1,11 +1,11 @@
 """Shared fixtures: offline mode, composing the real config into a tmp dir, a per-worker
-MLflow sqlite store."""
+MLflow sqlite store, and per-worker real servers (PostgreSQL, ``mlflow server``)."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 from helpers import CONF_DIR
+from servers import MlflowServer, Postgres, mlflow_server, postgres_server
 
 
 @pytest.fixture(scope="session")
@@ -62,3 +63,27 @@ def compose_cfg(tmp_path: Path, mlflow_uri: str) -> Callable[..., object]:
             )
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One PostgreSQL server per test process (each xdist worker starts its own), on
+    127.0.0.1; skipped with the reason if it cannot start, failed under CI."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: Postgres) -> str:
+    """A fresh, empty PostgreSQL database for one test (its SQLAlchemy URL)."""
+    return postgres.create_database()
+
+
+@pytest.fixture(scope="session")
+def mlflow_http(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[MlflowServer]:
+    """One ``mlflow server`` per test process on a PostgreSQL database, artifacts proxied to
+    a folder of its own (``launchers/mlflow_ui.sh``)."""
+    backend = postgres.create_database("mlflow")
+    with mlflow_server(backend, tmp_path_factory.mktemp("mlflow-server")) as server:
+        yield server

@@ -100,3 +100,49 @@ def test_torchrun_two_processes_trains_the_same_kind_of_adapter(tmp_path: Path) 
     # eval loss is per-token CE in both (not divided by the number of ranks)
     assert run_ddp.data.metrics["eval/loss"] == pytest.approx(
         run_one.data.metrics["eval/loss"], rel=0.05)
+
+
+def test_two_torchrun_agents_as_two_nodes_train_one_run(tmp_path: Path) -> None:
+    """``NNODES=2 NODE_RANK=i RDZV_ENDPOINT=127.0.0.1:<port> launchers/ddp.sh 1 ...`` twice on
+    this machine: two "nodes" of one CPU process each meet at a c10d rendezvous and train one
+    run: one adapter, one MLflow run, each training curve logged once per step (rank 0
+    only)."""
+    import mlflow
+    from servers import free_port
+
+    endpoint = f"127.0.0.1:{free_port()}"
+    store = f"sqlite:///{tmp_path}/nodes.db"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "NNODES": "2", "RDZV_ENDPOINT": endpoint, "RDZV_ID": "two-nodes",
+           "RUN_DIR": str(tmp_path / "run")}
+    for key in ("MLFLOW_TRACKING_URI", "POLYLORA_PARENT_RUN_ID", "RANK", "WORLD_SIZE",
+                "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_NNODES", "SLURM_NODEID"):
+        env.pop(key, None)
+    agents = [subprocess.Popen(["bash", str(REPO / "launchers" / "ddp.sh"), "1", *FAST,
+                                f"tracking.uri={store}"],
+                               cwd=tmp_path, env={**env, "NODE_RANK": str(rank)},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for rank in (0, 1)]
+    try:
+        outputs = [a.communicate(timeout=1500)[0] for a in agents]
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                a.kill()
+                a.wait(timeout=60)
+    assert [a.returncode for a in agents] == [0, 0], [o[-3000:] for o in outputs]
+
+    adapter = tmp_path / "run" / "adapter"
+    assert (adapter / "adapter_model.safetensors").is_file()
+    client = mlflow.MlflowClient(tracking_uri=store)
+    (run,) = client.search_runs([client.get_experiment_by_name("polylora").experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.data.params.get("train.max_steps") == "4"
+    assert run.data.metrics["train/steps"] == 4
+    # rank 0 alone logs: the training curves have one point per logging step (every 2 of 4);
+    # a second logging rank would double them (or open a second run)
+    for key in ("train/loss", "train/learning_rate", "train/grad_norm"):
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+        assert steps == [2, 4], f"{key} logged at steps {steps}"

@@ -56,3 +56,14 @@ def test_non_editable_install_runs_from_another_directory(tmp_path: Path) -> Non
     client = mlflow.MlflowClient(uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FINISHED" and "eval/pass_at_1" in run.data.metrics
+
+
+def test_the_dev_extra_installs_the_cluster_extra() -> None:
+    """``make install`` (``.[dev]``) brings what the cluster tests run: PostgreSQL driver and
+    submitit launcher, the same pins as ``pip install 'polylora[cluster]'``."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert extras["cluster"] and set(extras["cluster"]) <= set(extras["dev"])
+    assert any(req.startswith("psycopg[binary]") for req in extras["cluster"])

@@ -100,3 +100,17 @@ def test_an_unusable_store_path_is_one_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(TrackingError, match=r"cannot create the MLflow store .*tracking\.uri"):
         tracking.setup(f"sqlite:///{blocker / 'mlflow.db'}", "x")
+
+
+def test_a_server_experiment_with_local_artifacts_is_refused() -> None:
+    """Through a tracking server, a ``file:`` (or bare path) artifact location would put each
+    machine's artifacts on its own disk; proxied and remote locations pass, as does any
+    location for a local store."""
+    server = "http://user:pw@127.0.0.1:5000"
+    for local in ("file:///home/me/mlruns/1", "/home/me/mlruns/1", "mlruns/1"):
+        with pytest.raises(TrackingError, match=r"tracking\.experiment=") as err:
+            tracking_store.check_artifact_location(server, "exp", local)
+        assert "pw@" not in str(err.value)
+    for remote in ("mlflow-artifacts:/1", "s3://bucket/mlflow/1", "gs://b/1"):
+        tracking_store.check_artifact_location(server, "exp", remote)
+    tracking_store.check_artifact_location("sqlite:///mlflow.db", "exp", "file:///x/mlruns/1")

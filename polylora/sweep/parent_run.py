@@ -12,6 +12,7 @@ from typing import Any
 
 from polylora.sweep.tags import PARENT_TAG, ROLE_TAG, STUDY_TAG, TRIAL_TAG
 from polylora.tracking import mlflow_metric_name
+from polylora.tracking_store import check_artifact_location, first_use_lock
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,13 @@ class ParentRun:
         from mlflow.exceptions import MlflowException
 
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+        with first_use_lock(tracking_uri):  # the store's migration and the experiment, once
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+            exp = client.get_experiment_by_name(experiment)
+            exp_id = (exp.experiment_id if exp is not None
+                      else client.create_experiment(experiment))
+            exp = client.get_experiment(exp_id)
+        check_artifact_location(tracking_uri, experiment, exp.artifact_location)
         from polylora.redaction import redact
         from polylora.tracking import redact_tags
 

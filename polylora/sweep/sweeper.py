@@ -29,7 +29,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
-from polylora import pruning
+from polylora import db_lock, pruning
 from polylora.errors import ConfigError, PolyloraError, Problems
 from polylora.metrics.custom import register_custom_metrics
 from polylora.metrics.registry import metric_direction
@@ -264,6 +264,10 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
                          fixed_overrides, is_grid, self._search_description(params_conf))
 
     def _open_study(self, name: str, directions: list[str]) -> optuna.Study:
+        where = db_lock.masked(str(self.storage))
+        problem = db_lock.driver_problem(str(self.storage))
+        if problem is not None:
+            raise ConfigError(f"hydra.sweeper.storage={where}: {problem}")
         try:
             storage = trials.open_storage(self.storage, self.heartbeat_interval,
                                           self.grace_period, self.retry)
@@ -273,14 +277,14 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
                                                     for d in directions],
                                         load_if_exists=True)
         except Exception as exc:
-            raise ConfigError(f"cannot open the Optuna study {name!r} in {self.storage}: "
+            raise ConfigError(f"cannot open the Optuna study {name!r} in {where}: "
                               f"{_one_line(exc)}") from None
         if not study.user_attrs.get(SWEEPER_ATTR):
             study.set_user_attr(SWEEPER_ATTR, True)
         existing = [d.name.lower() for d in study.directions]
         if existing != directions:
             raise ConfigError(
-                f"the study {name!r} in {self.storage} optimizes {existing}, this sweep "
+                f"the study {name!r} in {where} optimizes {existing}, this sweep "
                 f"{directions}; pass a new hydra.sweeper.study_name=..."
             )
         return study
@@ -310,7 +314,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
     def _execute(self, plan: SweepPlan) -> None:
         name, metrics = plan.study_name, plan.metrics
         try:
-            with trials.ask_lock(self.storage):  # one parent run, however many workers
+            with trials.ask_lock(self.storage, name):  # one parent run, however many workers
                 study = self._open_study(name, plan.directions)
                 had_trials = bool(study.get_trials(deepcopy=False))
                 parent = self._open_parent(study, plan)
@@ -351,7 +355,7 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         consecutive = 0
         waited = False
         while True:
-            with trials.ask_lock(self.storage):
+            with trials.ask_lock(self.storage, plan.study_name):
                 trials.fail_stale(study)
                 if self.resume:
                     allowed = self.n_trials - trials.taken(study)

@@ -4,7 +4,8 @@ Optuna's RDB heartbeat does the second: every RUNNING trial of this process reco
 heartbeat each ``heartbeat_interval`` seconds; one silent for ``grace_period`` seconds is
 marked FAIL by the next sweeper that looks, and ``RetryHeartbeatStaleTrialCallback`` queues a
 WAITING copy with the same parameters, which the next ``ask`` runs. Several workers on one
-sqlite study ask under a file lock next to the study file, so together they stop at exactly
+study count and ask under one lock (a file lock beside a sqlite study, a database lock on
+PostgreSQL, MySQL or any other server database), so together they stop at exactly
 ``n_trials`` (Optuna's ``MaxTrialsCallback`` may overshoot when workers run in parallel).
 """
 
@@ -15,12 +16,13 @@ import logging
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
+
+from polylora import db_lock
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,10 @@ def open_storage(url: Any, heartbeat_interval: int, grace_period: int | None,
     (None: in memory, nothing to resume). ``heartbeat_interval`` <= 0 turns heartbeats off."""
     if not url or not isinstance(url, str) or "://" not in url:
         return url
-    engine_kwargs = {"connect_args": {"timeout": 60}} if is_sqlite(url) else None
+    # sqlite: wait for a busy file; a server: check a pooled connection before use (a trial
+    # can outlast the server's idle-connection timeout)
+    engine_kwargs = ({"connect_args": {"timeout": 60}} if is_sqlite(url)
+                     else {"pool_pre_ping": True})
     if heartbeat_interval <= 0:
         return RDBStorage(url, engine_kwargs=engine_kwargs)
     with warnings.catch_warnings():
@@ -150,14 +155,12 @@ def heartbeat(study: optuna.Study, trials: Sequence[Trial]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def ask_lock(storage_url: Any) -> Iterator[None]:
-    """Exclusive while counting and asking trials, per sqlite study file (a file lock next to
-    it, so workers on one machine or one shared file system agree); a no-op otherwise."""
-    if not is_sqlite(storage_url):
+def ask_lock(storage_url: Any, study: str = "") -> Iterator[None]:
+    """Exclusive while counting and asking trials of ``study``, for every worker of any
+    database: a file lock beside a sqlite study, a database lock on a server database
+    (``polylora.db_lock``); a no-op for an in-memory study."""
+    if not isinstance(storage_url, str):
         yield
         return
-    from filelock import FileLock
-
-    db = Path(str(storage_url)[len("sqlite:///"):]).expanduser().resolve()
-    with FileLock(str(db) + ".lock"):
+    with db_lock.database_lock(storage_url, f"polylora-optuna-ask:{study}"):
         yield

@@ -164,7 +164,7 @@ def _writable_dir(path: Path) -> tuple[Path, bool]:
 
 def check_tracking_store(uri: str) -> Check:
     """Reachable and writable, and on a sqlite file its schema is this MLflow's."""
-    from polylora.tracking_store import sqlite_path
+    from polylora.tracking_store import sqlite_path, sqlite_schema
 
     if uri.startswith(("http://", "https://")):
         import urllib.request
@@ -186,12 +186,8 @@ def check_tracking_store(uri: str) -> Check:
                      "set tracking.uri (or MLFLOW_TRACKING_URI) to a writable place")
     if not path.exists():
         return Check("tracking store", OK, f"{uri} (created by the first run)")
-    from mlflow.store.db.utils import _get_latest_schema_revision  # MLflow exposes no other
-
-    head = _get_latest_schema_revision()
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
-            (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        version, head = sqlite_schema(path)
     except (sqlite3.Error, TypeError) as exc:
         return Check("tracking store", FAIL, f"{uri} is not an MLflow store ({exc})",
                      "point tracking.uri at another file, or move this one away")

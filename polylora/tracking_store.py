@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -58,6 +59,17 @@ def first_use_lock(uri: str) -> Iterator[None]:
                 "set tracking.uri to a writable place or a reachable database"
             ) from None
         yield
+
+
+def sqlite_schema(path: Path) -> tuple[str, str]:
+    """(the schema revision of the MLflow sqlite store at ``path``, this MLflow's latest): equal
+    when the store needs no ``mlflow db upgrade``. Raises ``sqlite3.Error`` / ``TypeError`` when
+    the file is not an MLflow store. Reads only (the file is opened read-only)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision  # MLflow exposes no other
+
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return str(version), str(_get_latest_schema_revision())
 
 
 def is_server(uri: str) -> bool:

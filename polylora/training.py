@@ -7,6 +7,7 @@ Trainer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import defaultdict
@@ -76,6 +77,17 @@ class PolyloraTrainer(Trainer):
         self.objective = objective
         self.batch_sampler_factory = batch_sampler_factory
         self._objective_metrics: dict[str, list[float]] = defaultdict(list)
+
+    def autocast_smart_context_manager(
+        self, cache_enabled: bool | None = True
+    ) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast around the whole loss (sampling, the objective's own decoder and
+        head calls, the reference pass), not only around ``model.forward`` as accelerate
+        applies it: frozen weights stored in bf16 (:func:`polylora.models.wrap_lora`) need it
+        everywhere, and without it the objective's passes ran in fp32."""
+        if not self.args.bf16:
+            return super().autocast_smart_context_manager(cache_enabled)
+        return torch.autocast(self.args.device.type, dtype=torch.bfloat16)
 
     def compute_loss(
         self,

@@ -157,7 +157,8 @@ class HardwareConfig:
     # CPU threads for torch (null: torch's default, one per core). On a machine other jobs
     # also load, 1 avoids OpenMP stalls that can slow each step down by an order.
     num_threads: int | None = None
-    # Mixed precision with fp32 weights: auto (bf16 autocast where the hardware computes bf16
+    # Mixed precision with fp32 weights (under bf16 autocast the frozen base weights are stored
+    # in bf16, LoRA stays fp32): auto (bf16 autocast where the hardware computes bf16
     # natively: a CPU with avx512_bf16 or AMX, a GPU of compute capability >= 8; fp32
     # elsewhere) | bf16 | off (fp32: exact reproduction). bf16/fp16 weights use ``precision``.
     autocast: str = "auto"

@@ -196,22 +196,3 @@ def test_bf16_autocast_stores_frozen_weights_in_bf16_and_a_step_trains_lora() ->
     assert all(not torch.equal(b, p) for b, p in zip(before, trainable, strict=True))
     assert {s["exp_avg"].dtype for s in optimizer.state.values()} == {torch.float32}
 
-
-def test_trainer_autocasts_the_whole_loss_under_bf16(tmp_path: Path) -> None:
-    """The objective's own decoder and head calls run under the Trainer's bf16 autocast (not
-    only ``model.forward``); an fp32 Trainer adds none."""
-    from transformers import TrainingArguments
-
-    from polylora.objectives.ce import CrossEntropyObjective
-    from polylora.training import PolyloraTrainer
-
-    model_cfg, hw, lora = tiny_configs()
-    model = wrap_lora(load_base_model(model_cfg, hw)[0], lora, hw)
-    for bf16 in (True, False):
-        args = TrainingArguments(output_dir=str(tmp_path), bf16=bf16, use_cpu=True,
-                                 report_to="none")
-        trainer = PolyloraTrainer(model=model, args=args, objective=CrossEntropyObjective())
-        with trainer.compute_loss_context_manager():
-            assert torch.is_autocast_enabled("cpu") is bf16
-            if bf16:
-                assert torch.get_autocast_dtype("cpu") == torch.bfloat16

@@ -100,3 +100,17 @@ def test_evaluation_loss_is_reference_ce_without_the_objective(tmp_path: Path) -
     t.model.eval()
     loss = t.compute_loss(t.model, batch)
     assert objective.steps == [] and float(loss.detach()) > 0
+
+
+def test_trainer_autocasts_the_whole_loss_under_bf16(tmp_path: Path) -> None:
+    """The objective's own decoder and head calls run under the Trainer's bf16 autocast (not
+    only ``model.forward``); an fp32 Trainer adds none."""
+    model = wrap_lora(load_base_model(TINY, CPU)[0], LORA, CPU)
+    for bf16 in (True, False):
+        args = TrainingArguments(output_dir=str(tmp_path), bf16=bf16, use_cpu=True,
+                                 report_to="none")
+        trainer = PolyloraTrainer(model=model, args=args, objective=CrossEntropyObjective())
+        with trainer.compute_loss_context_manager():
+            assert torch.is_autocast_enabled("cpu") is bf16
+            if bf16:
+                assert torch.get_autocast_dtype("cpu") == torch.bfloat16

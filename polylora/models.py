@@ -334,10 +334,10 @@ def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig, hardware_cfg: DictCo
 def resolve_adapter(ref: str) -> Path:
     """A local adapter folder for ``ref``: a path, or an MLflow ``runs:/<id>/adapter`` URI."""
     if ref.startswith(("runs:/", "models:/", "mlflow-artifacts:")):
-        import mlflow
+        from polylora.record.reader import download_artifact
 
         try:
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref))
+            return download_artifact(artifact_uri=ref)
         except Exception as exc:  # MLflow raises several types for a missing run/artifact
             raise PolyloraError(f"cannot fetch adapter {ref!r} from MLflow: {exc}") from None
     path = Path(ref).expanduser()

@@ -15,7 +15,7 @@ from omegaconf import MISSING
 
 from polylora.errors import ConfigError
 from polylora.judge.settings import DEFAULT_CRITERIA, DEFAULT_MODEL, JudgeConfig
-from polylora.record.names import DEFAULT_TRACKING_URI
+from polylora.record.names import DEFAULT_TRACKING_URI, VAL_LOSS
 
 
 @dataclass
@@ -240,7 +240,7 @@ class PolyloraConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     seed: int = 42
     output_dir: str = MISSING
-    optimized_metric: Any = "eval/loss"  # a name, or a list of names (multi-objective)
+    optimized_metric: Any = VAL_LOSS  # a name, or a list of names (multi-objective)
     experiment: str = "default"
 
 

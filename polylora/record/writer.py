@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from polylora import redaction, tracking
+from polylora.data.jsonl import write_rows
 from polylora.data.splits import Splits
 from polylora.provenance import provenance_tags
 from polylora.record import names
@@ -128,15 +129,6 @@ def log_data_summary(
     tracking.log_datasets(by_split, str(cfg.data.name), source)
 
 
-def write_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Per-prompt rows as JSONL (one JSON object a line, UTF-8)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
-
-
 def write_generations(
     rows: Sequence[Mapping[str, Any]], out_dir: Path, validation: bool = False
 ) -> Path:
@@ -192,3 +184,4 @@ def finish_run(metrics: dict[str, float], out_dir: Path, started: float, step: i
     curve = (names.VAL_LOSS, names.VAL_PERPLEXITY)
     tracking.log_metrics({k: v for k, v in metrics.items() if k not in curve}, step=step)
     write_metrics(metrics, out_dir)
+

@@ -158,3 +158,9 @@ def validation_name(name: str) -> str:
 def study_name(experiment: str, search: str | None) -> str:
     """``smoke`` + ``lr`` → ``smoke-lr``: one study per (experiment, search)."""
     return f"{experiment}-{search}" if search else f"{experiment}-sweep"
+
+
+# --- launches -------------------------------------------------------------------------------------
+#: The id of the launch (one ``launchers/headline.py`` invocation) a run belongs to: reports
+#: select a launch's runs by it, so earlier launches into the same experiment never mix in.
+LAUNCH_TAG = "polylora.launch"

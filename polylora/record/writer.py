@@ -185,3 +185,9 @@ def finish_run(metrics: dict[str, float], out_dir: Path, started: float, step: i
     tracking.log_metrics({k: v for k, v in metrics.items() if k not in curve}, step=step)
     write_metrics(metrics, out_dir)
 
+
+def mark_killed(client: Any, run_ids: Sequence[str]) -> None:
+    """End the runs ``run_ids`` (left RUNNING by an interrupted process) as KILLED, so the
+    store shows no run as still going."""
+    for run_id in run_ids:
+        client.set_terminated(run_id, status="KILLED")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from polylora.record import reader as mlruns
+from polylora.record.names import LAUNCH_TAG
 
 __all__ = [
     "DIVERSITY_METRICS",
@@ -181,7 +182,7 @@ def primary_tests(tests: Sequence[TestCell], group: str) -> dict[str, TestCell]:
 def runs_of_launch(inputs: ReportInputs) -> list[mlruns.RunInfo]:
     """The FINISHED runs of the experiment, only the launch's when a launch id is given."""
     client = mlruns.get_client(inputs.tracking_uri)
-    where = f"tags.`polylora.launch` = '{inputs.launch_id}'" if inputs.launch_id else None
+    where = f"tags.`{LAUNCH_TAG}` = '{inputs.launch_id}'" if inputs.launch_id else None
     return mlruns.select_runs(client, inputs.experiment, where)
 
 

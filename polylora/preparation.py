@@ -78,7 +78,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     objective = build(cfg.objective, _convert_="all")
     _set_code_execution_policy(cfg)
     checker = checker_from_config(cfg.data.checker, cfg.eval.allow_code_execution)
-    objective.check_data(has_checker=checker is not None)
+    objective.check_data(has_checker=checker is not None)  # the one data check of the run
     optimized = [n for n in optimized_metrics(cfg.optimized_metric) if not n.startswith("train/")]
     check_optimized_metrics(
         [canonical_metric(n) for n in optimized],

@@ -92,10 +92,10 @@ class PolyloraTrainer(Trainer):
         if not model.training:
             loss = cross_entropy_loss(model, inputs, num_items_in_batch, 1)
             return (loss, {}) if return_outputs else loss
-        self.objective.global_step = self.state.global_step  # survives train.resume
-        self.objective.backward_fn = self.accelerator.backward  # micro-batched parts
         out = self.objective.compute_loss(
-            model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps
+            model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps,
+            step=self.state.global_step,  # restored by train.resume
+            backward=self.accelerator.backward,  # for parts backpropagated in micro-batches
         )
         for key, value in out.metrics.items():
             self._objective_metrics[key].append(float(value))

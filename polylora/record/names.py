@@ -160,6 +160,25 @@ def study_name(experiment: str, search: str | None) -> str:
     return f"{experiment}-{search}" if search else f"{experiment}-sweep"
 
 
+# --- objective metrics (train/...) ---------------------------------------------------------------
+# What the RL objectives (polylora/objectives/) log per training step.
+TRAIN_QUALITY_LOSS = "train/quality_loss"  # the CE term (before ce_weight)
+TRAIN_COMBINED_LOSS = "train/combined_loss"  # ce_weight·CE + λ·PG + β·KL
+TRAIN_PG_LOSS = "train/pg_loss"  # the policy-gradient term (before λ)
+TRAIN_KL = "train/kl"  # the KL estimate to the base model, nats per sample
+TRAIN_KL_LOSS = "train/kl_loss"  # the KL surrogate term (before β)
+TRAIN_DIVERSITY_SCORE = "train/diversity_score"  # mean diversity of the sampled sets
+TRAIN_SAMPLE_QUALITY = "train/sample_quality"  # mean quality (reward) of the samples
+TRAIN_ADVANTAGE_ABS = "train/advantage_abs"  # mean |advantage| after advantage_norm
+TRAIN_NO_SIGNAL = "train/no_signal"  # 1 when every raw advantage of the step was 0
+TRAIN_SAMPLE_TOKENS = "train/sample_tokens"  # mean tokens per sample
+TRAIN_GENERATION_TIME = "train/generation_time_s"
+TRAIN_SCORING_TIME = "train/scoring_time_s"
+TRAIN_LEARNING_TIME = "train/learning_time_s"  # the teacher-forced passes of the step
+TRAIN_SAMPLE_PASS_AT_K = "train/sample_pass_at_k"  # passk: mean pass@k of the sampled sets
+TRAIN_SET_SCORE = "train/set_score"  # polychromic: mean set score f(S)
+
+
 # --- launches -------------------------------------------------------------------------------------
 #: The id of the launch (one ``launchers/headline.py`` invocation) a run belongs to: reports
 #: select a launch's runs by it, so earlier launches into the same experiment never mix in.

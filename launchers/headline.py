@@ -1,11 +1,11 @@
 """python launchers/headline.py [--smoke] [--seeds 42,123,456] [--tracking-uri ...] [--experiment-name headline] [--lambda-sweep]
 
 (Over 400 lines: the first design's whole recipe, runs to report, read top to bottom as its
-methods section; the second design's lives in polylora/report/headline_v2_recipe.py.)
+methods section; the second design's lives in polylora/recipes/headline_v2.py.)
 
 ``--v2`` runs the second design instead (SFT then RL arms, temperature sweep, per-kind report:
 ``python launchers/headline.py --v2 [--smoke] [--seeds 1,2,3] [-- overrides]``, see
-polylora/report/headline_v2_recipe.py and docs/results/headline_v2_plan.md).
+polylora/recipes/headline_v2.py and docs/results/headline_v2_plan.md).
 
 The headline experiment in one command: does polychromic training beat CE at pass@k on the
 builtin word task (the research question)? Steps, each printed before it runs:
@@ -42,7 +42,7 @@ runs), ``--lambdas 0.1,0.5`` and ``--lambda-seed N`` (the sweep), ``--launch-id 
 
 # ruff: noqa: E501  (the docstring's first line is the exact command, nanochat-style)
 # Long (~420 lines): the first design's steps and report-only path; --v2 hands over to
-# polylora.report.headline_v2_recipe.
+# polylora.recipes.headline_v2.
 from __future__ import annotations
 
 import argparse
@@ -64,7 +64,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python launchers/headline.py` from a checkout
     sys.path.insert(0, str(REPO))
 
-LAUNCH_TAG = "polylora.launch"
+from polylora.record.names import LAUNCH_TAG  # noqa: E402  (after the checkout is importable)
+
 HOST_TAG = "polylora.host"
 LAUNCH_FILE = "launch.json"
 FILES_DIR = "headline_files"
@@ -324,12 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from polylora.report import headline
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--v2" in argv:  # the second design: polylora.report.headline_v2_recipe
-        from polylora.report import headline_v2_recipe
+    if "--v2" in argv:  # the second design: polylora.recipes.headline_v2
+        from polylora.recipes import headline_v2
 
         rest = [a for a in argv if a != "--v2"]
-        return headline_v2_recipe.main(rest, REPO, shell_join(["python", "launchers/headline.py",
-                                                               *argv]))
+        return headline_v2.main(rest, REPO, shell_join(["python", "launchers/headline.py",
+                                                        *argv]))
     args, extra = parse_args(argv)
     arms = SMOKE if args.smoke else FULL
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from polylora.data.formatting import (
     PromptFormat,
     prompt_token_ids,
 )
+from polylora.data.jsonl import write_rows
 from polylora.generation import SamplingParams, eval_mode, sample_many
 from polylora.metrics.suite import EvalScores, PromptGenerations, score_generations
 
@@ -143,11 +143,7 @@ class EvalReport:
 
     def write_jsonl(self, path: Path) -> Path:
         """Save the per-prompt rows (generations + scores) as JSONL."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            for row in self.rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return path
+        return write_rows(self.rows, path)
 
 
 def evaluate(

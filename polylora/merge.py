@@ -2,18 +2,17 @@
 
 The command line over :mod:`polylora.adapters`: static merges (``linear``, ``ties``,
 ``dare_linear``, ``dare_ties``, ``cat``; :mod:`~polylora.adapters.merging`) are saved to
-``--out`` and, with ``--evaluate "<hydra overrides>"``, scored by the normal pipeline so merged,
-per-cluster and unified runs sit in one MLflow table (tag ``polylora.merge=<method>``);
-sparse top-k routing (``sparse_topk``; :mod:`~polylora.adapters.routing`) builds no single
-adapter and is evaluated here, through the same evaluation loop.
+``--out`` and, with ``--evaluate "<hydra overrides>"``, scored by the pipeline
+(:func:`polylora.pipeline.execute`, evaluation only) so merged, per-cluster and unified runs
+sit in one MLflow table (tag ``polylora.merge=<method>``); sparse top-k routing
+(``sparse_topk``; :mod:`~polylora.adapters.routing`) builds no single adapter: the pipeline
+is given the routed mixture to evaluate.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,35 +26,14 @@ from polylora.adapters.routing import (
     resolve_cluster_ids,
 )
 from polylora.adapters.sources import AdapterSource, resolve_sources, stored_section
-from polylora.errors import ConfigError, PolyloraError
+from polylora.config.compose import compose_config
+from polylora.errors import ConfigError
+from polylora.overrides import hydra_quote
 from polylora.record import names
 from polylora.record.writer import merge_tags
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
-
-
-def compose_config(overrides: Sequence[str], output_dir: str | Path) -> DictConfig:
-    """Compose ``polylora/conf/config.yaml`` with Hydra overrides outside a Hydra app."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from polylora.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR)):
-            return compose(
-                config_name="config",
-                overrides=[f"output_dir={_hydra_quote(str(output_dir))}", *overrides],
-            )
-    except (HydraException, OmegaConfBaseException) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"cannot compose the config from {list(overrides)}: {first}") from None
-    finally:
-        GlobalHydra.instance().clear()
+#: The evaluation run's output folder inside ``--out`` (unless its overrides set output_dir=).
+EVALUATION_DIR = "evaluation"
 
 
 def _split_overrides(text: str | None) -> list[str]:
@@ -67,22 +45,17 @@ def _split_overrides(text: str | None) -> list[str]:
         raise ConfigError(f"cannot parse the overrides {text!r}: {exc}") from None
 
 
-def _hydra_quote(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"
-
-
 def _tag_override(key: str, value: str) -> str:
     escaped_key = key.replace(".", "\\.")  # a dotted tag name is one key, not a path
-    return f"++tracking.tags.{escaped_key}={_hydra_quote(value)}"
+    return f"++tracking.tags.{escaped_key}={hydra_quote(value)}"
 
 
 def _tracking_overrides(args: argparse.Namespace) -> list[str]:
     out = []
     if args.tracking_uri:
-        out.append(f"tracking.uri={_hydra_quote(args.tracking_uri)}")
+        out.append(f"tracking.uri={hydra_quote(args.tracking_uri)}")
     if args.experiment:
-        out.append(f"tracking.experiment={_hydra_quote(args.experiment)}")
+        out.append(f"tracking.experiment={hydra_quote(args.experiment)}")
     return out
 
 def _base_configs(
@@ -142,7 +115,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--evaluate",
         help='Hydra overrides of the evaluation run, e.g. "+experiment=triage" (required for '
-        "sparse_topk)",
+        "sparse_topk); static merges write its files to <out>/evaluation unless the overrides "
+        "set output_dir=",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for DARE's random pruning")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI of the evaluation run")
@@ -207,11 +181,8 @@ def run(args: argparse.Namespace) -> int:
             overrides.append("tracking.group=merge/sparse_topk")
         cfg = compose_config(overrides, out)
         result = evaluate_sparse(cfg, sources, centroids, args.k, args.weighting, args.temperature)
-        shown = {k: v for k, v in sorted(result.metrics.items()) if k.startswith("eval/")}
         print(f"sparse_topk (k={args.k}) over {len(sources)} adapters → run {result.run_id}")
-        for key, value in shown.items():
-            if not key.endswith("_moe"):
-                print(f"  {key} = {value:.4f}")
+        _print_eval_metrics(result.metrics)
         print(f"generations and routes: {out / names.GENERATIONS_FILE}")
         return 0
 
@@ -227,23 +198,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_merged(args: argparse.Namespace, merged: Path, weights: Sequence[float]) -> int:
-    """Run the normal pipeline on the merged adapter (evaluation only) in a subprocess."""
+    """Evaluate the merged adapter as a pipeline run (``train.enabled=false
+    model.adapter=<merged>``) in a fresh process: this one holds what merging loaded, which
+    would otherwise count as the run's peak memory (see
+    :func:`polylora.pipeline.execute_in_fresh_process`)."""
+    from polylora.pipeline import execute_in_fresh_process
+
     overrides = [
         *_split_overrides(args.evaluate),
         "train.enabled=false",
-        f"model.adapter={_hydra_quote(str(merged))}",
+        f"model.adapter={hydra_quote(str(merged))}",
         *_tracking_overrides(args),
         *(_tag_override(k, v) for k, v in
           merge_tags(args.method, args.adapters, weights, args.density).items()),
     ]
     if not any(o.lstrip("+").startswith("tracking.group=") for o in overrides):
         overrides.append(f"tracking.group=merge/{args.method}")
-    command = [sys.executable, "-m", "polylora", *overrides]
-    print("evaluating:", " ".join(shlex.quote(c) for c in command), flush=True)
-    code = subprocess.run(command, check=False).returncode
-    if code != 0:
-        raise PolyloraError(
-            f"evaluating the merged adapter failed (python -m polylora exited {code}; see its "
-            f"message above); the merged adapter is saved in {merged}"
-        )
+    cfg = compose_config(overrides, merged / EVALUATION_DIR)
+    print(f"evaluating the merged adapter: {shlex.join(overrides)}", flush=True)
+    result = execute_in_fresh_process(cfg)
+    print(f"merged adapter ({args.method}) evaluated → run {result.run_id}; files in "
+          f"{result.output_dir}")
+    _print_eval_metrics(result.metrics)
     return 0
+
+
+def _print_eval_metrics(metrics: dict[str, float]) -> None:
+    """The run's ``eval/`` metrics, one a line (margins of error left out)."""
+    for key, value in sorted(metrics.items()):
+        if key.startswith("eval/") and not key.endswith("_moe"):
+            print(f"  {key} = {value:.4f}")

@@ -1,14 +1,18 @@
 """One job end to end: validate, load data, load model, train, save the adapter, evaluate,
 record everything in MLflow, and return the optimized metric.
 
-The checks before the job are :mod:`polylora.preparation`, the evaluation
-:mod:`polylora.eval_loop`, what the run records :mod:`polylora.record`."""
+The one orchestrator of a run: every run polylora records goes through :func:`execute`,
+whether it trains, evaluates a saved or merged adapter (``train.enabled=false
+model.adapter=...``), or evaluates a model built by its caller (a routed mixture of adapters:
+``execute(cfg, given=...)``). The checks before the job are :mod:`polylora.preparation`, the
+evaluation :mod:`polylora.eval_loop`, what the run records :mod:`polylora.record`."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, cast
 
@@ -18,14 +22,16 @@ from polylora import cost, preemption, pruning, redaction, resume, rundir, throu
 from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.errors import ConfigError
-from polylora.eval_loop import evaluate_adapter, log_truncation
+from polylora.eval_loop import RowFields, evaluate_adapter, log_truncation
+from polylora.evaluation import AdapterHook
 from polylora.memory import phase_metric, release_memory, return_freed_memory
 from polylora.objectives.base import ObjectiveContext
 from polylora.preparation import Prepared, prepare, prompt_format
 from polylora.record import names, writer
 from polylora.record.names import VALIDATION_LOSS, canonical_metric, optimized_metrics
 
-__all__ = ["Prepared", "RunResult", "execute", "prepare", "prompt_format", "run"]
+__all__ = ["GivenModel", "ModelBuilder", "Prepared", "RunResult", "execute",
+           "execute_in_fresh_process", "prepare", "prompt_format", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +40,26 @@ class SavesPretrained(Protocol):
     """A trained model that writes itself to a folder (a PEFT model writes its adapter)."""
 
     def save_pretrained(self, save_directory: str | Path) -> Any: ...
+
+
+@dataclass
+class GivenModel:
+    """A model an evaluation-only job scores as it is, built by the caller: ``adapter`` picks
+    each prompt's adapters, ``row_fields`` adds to its ``generations.jsonl`` row, ``metrics``
+    (known before the evaluation, e.g. each adapter's routing share) are recorded with it."""
+
+    model: Any
+    tokenizer: Any
+    adapter: AdapterHook | None = None
+    row_fields: RowFields | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class ModelBuilder(Protocol):
+    """Builds a job's :class:`GivenModel` from its config and prepared data (the data tells a
+    router which prompts to route); called inside the job's MLflow run."""
+
+    def __call__(self, cfg: DictConfig, prep: Prepared) -> GivenModel: ...
 
 
 @dataclass
@@ -72,12 +98,20 @@ def run(cfg: DictConfig) -> float | tuple[float, ...]:
     return values[0] if isinstance(cfg.optimized_metric, str) else values
 
 
-def execute(cfg: DictConfig) -> RunResult:
+def execute(cfg: DictConfig, given: ModelBuilder | None = None,
+            tags: Mapping[str, str] | None = None) -> RunResult:
     """Validate, train, evaluate and record one configuration (``eval.ensemble``: evaluate
-    those adapters as one sampler instead, training nothing)."""
+    those adapters as one sampler instead, training nothing).
+
+    ``given`` replaces the model the config names with one its caller builds, evaluated and
+    recorded like any run but never trained (``train.enabled`` must be false); ``tags`` are
+    added to the run's tags."""
     import optuna
     from transformers import set_seed
 
+    if given is not None and cfg.train.enabled:
+        raise ConfigError("this run evaluates a model it is given and trains nothing; set "
+                          "train.enabled=false")
     if cfg.eval.get("ensemble"):
         from polylora.adapters.ensemble import evaluate_ensemble
 
@@ -106,14 +140,14 @@ def execute(cfg: DictConfig) -> RunResult:
     with (
         rundir.claim(out_dir),
         preemption.handle_sigterm(),
-        writer.recorded_run(cfg, writer.run_tags(cfg), prep.splits, prep.left_out, out_dir,
-                            resume_id) as active,
+        writer.recorded_run(cfg, writer.run_tags(cfg, tags), prep.splits, prep.left_out,
+                            out_dir, resume_id) as active,
     ):
         set_seed(cfg.seed)
         price = cost.price_per_hour(cfg.hardware)
         generated = throughput.GENERATION.snapshot()
         try:
-            metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
+            metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir, given)
         except optuna.TrialPruned:  # what it cost so far, then the sweeper records it PRUNED
             writer.log_metrics(cost.run_cost(price, time.time() - started, {}))
             raise
@@ -129,6 +163,37 @@ def execute(cfg: DictConfig) -> RunResult:
             model=model,
             tokenizer=tok,
         )
+
+
+def execute_in_fresh_process(cfg: DictConfig) -> RunResult:
+    """:func:`execute` in a new (spawned) Python process; the result comes back without the
+    model, an error is raised here.
+
+    Why a fresh process: a run records its peak memory (``run/peak_rss_mb``, the process's
+    high-water mark, which never goes down) and the cost derived from it. A caller that held
+    models before the run (``polylora merge`` loads the base model and every adapter to merge
+    them) would have its own peak recorded as the run's; a new process measures the run alone,
+    as ``python -m polylora`` would.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_execute_detached, cfg).result()
+
+
+def _execute_detached(cfg: DictConfig) -> RunResult:
+    """The body of :func:`execute_in_fresh_process`: the child sets up what ``python -m
+    polylora`` does (config resolvers, secret redaction in logs, INFO logging) and runs."""
+    from polylora.config import register_configs
+
+    register_configs()
+    redaction.install_log_redaction()
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - "
+                        "%(message)s")
+    done = execute(cfg)
+    return RunResult(metrics=done.metrics, run_id=done.run_id, output_dir=done.output_dir)
 
 
 def _train_only(cfg: DictConfig, prep: Prepared) -> RunResult:
@@ -183,11 +248,12 @@ def _optimized_value(name: str, metrics: dict[str, float]) -> float:
 
 
 def _train_and_evaluate(
-    cfg: DictConfig, prep: Prepared, out_dir: Path
+    cfg: DictConfig, prep: Prepared, out_dir: Path, given: ModelBuilder | None = None
 ) -> tuple[dict[str, float], Any, Any]:
     from polylora import models
 
-    model, tok = _load_model(cfg)
+    built = given(cfg, prep) if given is not None else None
+    model, tok = (built.model, built.tokenizer) if built is not None else _load_model(cfg)
     if not cfg.train.enabled:
         model.requires_grad_(False)
     trainable, total = models.count_parameters(model)
@@ -199,7 +265,10 @@ def _train_and_evaluate(
         metrics.update(_train(cfg, prep, model, tok, fmt, out_dir))
         step = int(metrics[names.TRAIN_STEPS])
         writer.log_metrics(phase_metric("train"), step=step)
-    metrics.update(evaluate_adapter(cfg, prep, model, tok, fmt, out_dir, step))
+    built = built or GivenModel(model, tok)  # the config's model: no hook, no extra fields
+    metrics.update(evaluate_adapter(cfg, prep, model, tok, fmt, out_dir, step,
+                                    adapter=built.adapter, row_fields=built.row_fields))
+    metrics.update(built.metrics)
     return metrics, model, tok
 
 

@@ -106,7 +106,7 @@ def make_adapter(
 def tiny_adapter_set(root: Path) -> tuple[object, dict[str, Path]]:
     """The smoke config and four adapters: a, b (rank 4), wide (rank 8), other_base (rank 4
     but trained on a differently initialized tiny model)."""
-    from polylora.merge import compose_config
+    from polylora.config.compose import compose_config
 
     cfg = compose_config(["+experiment=smoke"], root / "unused")
     adapters = {

@@ -8,8 +8,13 @@ Layers, lowest first; a module may import its own layer and the layers below it:
    ``merge``, ``adapters``);
 3. **orchestration**: what drives or reads many runs (``report``, ``sweep``; neither imports
    the other);
-4. **cli**: command-line entry points (``__main__``, ``cli``, ``*_cli`` modules); nothing
+4. **recipes**: designs that run many jobs through the pipeline and hand them to a report
+   (``recipes``);
+5. **cli**: command-line entry points (``__main__``, ``cli``, ``*_cli`` modules); nothing
    imports them but other CLI modules.
+
+Reports only read runs: nothing under ``polylora.report`` imports the modules that train or
+run a job (``pipeline``, ``training``, the other run-layer modules, ``recipes``).
 
 Rules are over module-name prefixes, so moved and new modules are covered without a list.
 No import cycles between polylora modules (module-level imports; a function-level import is
@@ -30,6 +35,9 @@ PACKAGE = REPO / "polylora"
 RUN = ("polylora.pipeline", "polylora.run", "polylora.merge", "polylora.adapters",
        "polylora.eval_loop", "polylora.preparation")
 ORCHESTRATION = ("polylora.report", "polylora.sweep")
+RECIPES = ("polylora.recipes",)
+#: What a report may never import: whatever trains, runs a job, or drives runs.
+RUNS_JOBS = (*RUN, "polylora.training", *RECIPES)
 
 #: Known violations, each to be deleted when the move that fixes it lands.
 ALLOWED: set[tuple[str, str]] = set()
@@ -48,8 +56,10 @@ def is_cli(module: str) -> bool:
 
 
 def layer(module: str) -> int:
-    """1 library, 2 run, 3 orchestration, 4 cli."""
+    """1 library, 2 run, 3 orchestration, 4 recipes, 5 cli."""
     if is_cli(module):
+        return 5
+    if _is(module, RECIPES):
         return 4
     if _is(module, ORCHESTRATION):
         return 3
@@ -120,7 +130,7 @@ def violations() -> list[str]:
             mine, theirs = layer(module), layer(target)
             if theirs > mine:
                 out.append(f"{module} (layer {mine}) imports {target} (layer {theirs})")
-            elif theirs == mine == 4 and is_cli(target) and not is_cli(module):
+            elif theirs == mine == 5 and is_cli(target) and not is_cli(module):
                 out.append(f"{module} imports the CLI module {target}")
             elif mine == theirs == 3 and module.split(".")[1] != target.split(".")[1]:
                 out.append(f"{module} imports {target}: report and sweep are independent")
@@ -129,6 +139,24 @@ def violations() -> list[str]:
 
 def test_layers_only_import_downwards() -> None:
     assert violations() == []
+
+
+def test_reports_only_read_runs() -> None:
+    """No module of ``polylora.report`` imports what trains or runs a job, at module level or
+    inside a function: a report reads finished runs, a recipe (``polylora.recipes``) runs them."""
+    found = sorted(f"{module} imports {target}" for module, path in modules().items()
+                   if _is(module, ("polylora.report",))
+                   for target in set(imports(path, module)) if _is(target, RUNS_JOBS))
+    assert found == []
+
+
+def test_the_report_rule_sees_function_level_imports(tmp_path: Path) -> None:
+    """The rule reads imports inside functions too (a report that trained did so there)."""
+    source = tmp_path / "recipe_like.py"
+    source.write_text("def main():\n    from polylora.pipeline import execute\n"
+                      "    from polylora import training\n")
+    found = set(imports(source, "polylora.report.recipe_like"))
+    assert {t for t in found if _is(t, RUNS_JOBS)} == {"polylora.pipeline", "polylora.training"}
 
 
 def test_allowlist_entries_are_still_needed() -> None:
@@ -169,7 +197,8 @@ def test_the_sweeper_plugin_is_a_shim_into_polylora_sweep() -> None:
 
 
 def test_the_rules_classify_modules() -> None:
-    assert layer("polylora.judge.cli") == 4 and layer("polylora.cli.compare") == 4
+    assert layer("polylora.judge.cli") == 5 and layer("polylora.cli.compare") == 5
+    assert layer("polylora.recipes.headline_v2") == 4
     assert layer("polylora.report.compare") == 3 and layer("polylora.sweep.sweeper") == 3
     assert layer("polylora.pipeline") == 2 and layer("polylora.adapters.static") == 2
     assert layer("polylora.record.reader") == 1 and layer("polylora.stats") == 1

@@ -33,20 +33,20 @@ def test_cli_merge_infers_the_base_model_from_the_runs(tiny_adapters, tmp_path, 
 def test_merged_adapter_is_evaluated_into_the_same_table(
     tiny_adapters, tmp_path, mlflow_uri, capfd
 ) -> None:
-    """--evaluate runs the normal pipeline on the merged adapter (no training) and tags it."""
+    """--evaluate runs the pipeline on the merged adapter (no training, in a fresh process),
+    tags it, writes its files to <out>/evaluation and prints the run it made."""
     _, ad = tiny_adapters
     experiment = "merge-eval-test"
-    overrides = (
-        f"+experiment=smoke tracking.uri={mlflow_uri} tracking.experiment={experiment} "
-        f"hydra.run.dir={tmp_path / 'eval_run'} {CHEAP_EVAL}"
-    )
+    overrides = f"+experiment=smoke tracking.uri={mlflow_uri} tracking.experiment={experiment} "
     out = tmp_path / "merged"
     argv = ["merge", str(ad["a"]), str(ad["b"]), "--weights", "0.5,0.5", "--out", str(out)]
-    code = main([*argv, "--evaluate", overrides])
-    assert code == 0, capfd.readouterr().err[-3000:]
+    code = main([*argv, "--evaluate", overrides + CHEAP_EVAL])
+    printed = capfd.readouterr()
+    assert code == 0, printed.err[-3000:]
     client = mlflow.MlflowClient(mlflow_uri)
     exp = client.get_experiment_by_name(experiment)
     (run,) = client.search_runs([exp.experiment_id])
+    assert f"evaluated → run {run.info.run_id}" in printed.out
     assert run.info.status == "FINISHED"
     assert run.data.tags["polylora.merge"] == "linear"
     assert run.data.tags["polylora.merge.sources"] == f"{ad['a']},{ad['b']}"
@@ -56,6 +56,11 @@ def test_merged_adapter_is_evaluated_into_the_same_table(
     assert run.data.params["train.enabled"] == "False"
     assert "eval/accuracy" in run.data.metrics and "eval/loss" in run.data.metrics
     assert "train/final_loss" not in run.data.metrics
+    evaluation = out.resolve() / "evaluation"
+    assert run.data.tags["polylora.output_dir"] == str(evaluation)
+    assert (evaluation / "mlflow_run_id.txt").read_text() == run.info.run_id
+    rows = (evaluation / "generations.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 4  # the smoke experiment's eval.subset_size
 
 
 # --- bad input --------------------------------------------------------------------------------

@@ -9,12 +9,13 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
-from helpers import runs_of
+from helpers import CHEAP_EVAL, runs_of
 from omegaconf import OmegaConf
 from peft import PeftModel
 
+from polylora.errors import ConfigError
 from polylora.models import load_base_model
-from polylora.pipeline import execute, run
+from polylora.pipeline import GivenModel, execute, execute_in_fresh_process, run
 
 
 @pytest.fixture
@@ -245,3 +246,60 @@ def test_auto_precision_trains_and_records_what_this_machine_resolved(
     expected = "fp32+autocast-bf16" if cpu_has_native_bf16() else "fp32"
     assert r.data.params["hardware.resolved_precision"] == expected
     assert result.metrics["eval/loss"] > 0
+
+
+def test_a_given_model_is_evaluated_and_recorded_like_any_run(compose_cfg, tmp_path: Path) -> None:
+    """``execute(cfg, given=...)``: the caller's model (here the bare base model) is scored by
+    the run's evaluation loop exactly as the config's own would be, with the caller's row
+    fields, metrics and tags in the same run; nothing is trained or saved."""
+    base_cfg = compose_cfg(["+experiment=smoke", "lora=none", "train.enabled=false",
+                            *CHEAP_EVAL.split()], output_dir=tmp_path / "base")
+    bare = execute(base_cfg)
+    cfg = compose_cfg(["+experiment=smoke", "train.enabled=false", *CHEAP_EVAL.split()],
+                      output_dir=tmp_path / "given")
+    prepared_tests: list[int] = []
+
+    def build(cfg, prep) -> GivenModel:
+        prepared_tests.append(len(prep.splits.test))
+        model, tok = load_base_model(cfg.model, cfg.hardware)
+        return GivenModel(model, tok, row_fields=lambda pid: {"built_for": pid},
+                          metrics={"merge/route_share/0": 1.0})
+
+    res = execute(cfg, given=build, tags={"polylora.merge": "given"})
+    r = mlflow.MlflowClient(cfg.tracking.uri).get_run(res.run_id)
+    assert prepared_tests and prepared_tests[0] > 0
+    assert r.info.status == "FINISHED" and len(runs_of(cfg)) == 2
+    assert r.data.tags["polylora.merge"] == "given"
+    assert r.data.metrics["merge/route_share/0"] == 1.0
+    assert r.data.metrics["eval/test_loss"] == pytest.approx(bare.metrics["eval/test_loss"])
+    assert "train/final_loss" not in r.data.metrics
+    rows = [json.loads(x) for x in (res.output_dir / "generations.jsonl").read_text().splitlines()]
+    assert rows and all(row["built_for"] == row["id"] for row in rows)
+    assert (res.output_dir / "mlflow_run_id.txt").read_text() == res.run_id
+    assert not (res.output_dir / "adapter").exists()
+
+
+def test_a_given_model_is_never_trained(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg(["+experiment=smoke"], output_dir=tmp_path / "t")
+    with pytest.raises(ConfigError, match=r"set train\.enabled=false"):
+        execute(cfg, given=lambda cfg, prep: GivenModel(None, None))
+    assert runs_of(cfg) == []
+
+
+def test_a_fresh_process_runs_the_same_job_and_returns_its_run(compose_cfg,
+                                                              tmp_path: Path) -> None:
+    """``execute_in_fresh_process``: the run (and its id and metrics) as :func:`execute` makes
+    it, without the model; an error in the child is raised here, readable."""
+    cfg = compose_cfg(["+experiment=smoke", "lora=none", "train.enabled=false",
+                       *CHEAP_EVAL.split()], output_dir=tmp_path / "fresh")
+    res = execute_in_fresh_process(cfg)
+    (r,) = runs_of(cfg)
+    assert res.run_id == r.info.run_id and r.info.status == "FINISHED"
+    assert res.model is None and res.output_dir == tmp_path / "fresh"
+    assert res.metrics["eval/test_loss"] == pytest.approx(r.data.metrics["eval/test_loss"])
+    assert (res.output_dir / "generations.jsonl").is_file()
+    bad = compose_cfg(["+experiment=smoke", "lora=none", "train.enabled=false",
+                       *CHEAP_EVAL.split(), "optimized_metric=eval/pass@7"],
+                      output_dir=tmp_path / "bad")
+    with pytest.raises(ConfigError, match="pass@7"):
+        execute_in_fresh_process(bad)

@@ -1,16 +1,15 @@
 """Sparse top-k routing (a sparse mixture-of-experts merge): each prompt is answered by the
 ``k`` adapters whose cluster centroid is nearest to its MiniLM embedding, combined with
 similarity weights as ``Σ wᵢ·ΔWᵢ``. There is no single adapter: the mixture is evaluated by
-the run's one evaluation loop (:mod:`polylora.eval_loop`) with a hook that activates each
-prompt's combination, and recorded as a run with the pipeline's names."""
+a pipeline run (:func:`polylora.pipeline.execute`, given the mixture by :class:`SparseRouter`)
+whose evaluation loop activates each prompt's combination through a hook."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -18,6 +17,10 @@ from omegaconf import DictConfig
 from polylora.adapters.merging import check_compatible
 from polylora.adapters.sources import AdapterSource, load_sources, partition_cluster_id
 from polylora.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from polylora.pipeline import GivenModel
+    from polylora.preparation import Prepared
 
 WEIGHTINGS: tuple[str, ...] = ("similarity", "softmax")
 #: Routing weights are rounded to this many decimals so prompts with (almost) the same
@@ -207,6 +210,61 @@ class SparseResult:
     routes: dict[str, Route]
     output_dir: Path
 
+
+@dataclass
+class SparseRouter:
+    """Builds the routed mixture a sparse top-k run evaluates (the pipeline's
+    :class:`~polylora.pipeline.ModelBuilder`): the base model with every adapter attached, each
+    test (and validation) prompt routed to its top-k adapters, and each adapter's share of the
+    routing weight over the test subset as ``merge/route_share/<i>``."""
+
+    sources: Sequence[AdapterSource]
+    centroids: Any
+    k: int
+    weighting: str = "similarity"
+    temperature: float = 0.1
+    embedder: Any = None
+    routes: dict[str, Route] = field(default_factory=dict)
+
+    def __call__(self, cfg: DictConfig, prep: Prepared) -> GivenModel:
+        """The routed mixture, ``prep``'s test and validation prompts routed."""
+        from polylora.evaluation import eval_subset
+        from polylora.metrics.embeddings import encode_unique
+        from polylora.models import load_base_model
+        from polylora.pipeline import GivenModel
+        from polylora.record import names
+
+        model, tok = load_base_model(cfg.model, cfg.hardware)
+        peft_model, adapter_names = load_sources(model, self.sources)
+        routed = RoutedAdapters(peft_model, adapter_names)
+        subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
+        to_route = list({e.id: e for e in [*subset, *prep.splits.val]}.values())
+        vectors = encode_unique([prompt_text(e) for e in to_route], self.embedder)
+        chosen = route_prompts(vectors, self.centroids, self.k, self.weighting, self.temperature)
+        self.routes = dict(zip([e.id for e in to_route], chosen, strict=True))
+        share = np.zeros(len(self.sources))
+        for e in subset:
+            route = self.routes[e.id]
+            for i, w in zip(route.indices, route.weights, strict=True):
+                share[i] += w / len(subset)
+        return GivenModel(
+            routed.module, tok, adapter=RouteHook(routed, self.routes),
+            row_fields=self.route_fields,
+            metrics={f"{names.ROUTE_SHARE_PREFIX}{i}": float(v) for i, v in enumerate(share)},
+        )
+
+    def route_fields(self, prompt_id: str) -> dict[str, Any]:
+        """The ``route`` field of a prompt's ``generations.jsonl`` row."""
+        route = self.routes[prompt_id]
+        refs = [s.ref for s in self.sources]
+        return {"route": {
+            "adapters": [refs[j] for j in route.indices],
+            "indices": list(route.indices),
+            "weights": list(route.weights),
+            "similarities": list(route.similarities),
+        }}
+
+
 def evaluate_sparse(
     cfg: DictConfig,
     sources: Sequence[AdapterSource],
@@ -218,70 +276,25 @@ def evaluate_sparse(
     extra_tags: dict[str, str] | None = None,
 ) -> SparseResult:
     """Route each test (and validation) prompt to its top-k adapters and evaluate the mixture
-    through the run's evaluation loop, recorded as an MLflow run with the pipeline's names
-    (``eval/...``, ``data/...``) plus each adapter's share of the routing weight.
+    as a pipeline run (:func:`polylora.pipeline.execute` with a :class:`SparseRouter`),
+    recorded with the pipeline's names (``eval/...``, ``data/...``) plus each adapter's share
+    of the routing weight.
 
-    ``cfg`` is a composed polylora config (the data/eval/model the adapters are scored on);
-    ``embedder`` defaults to the shared MiniLM.
+    ``cfg`` is a composed polylora config (the data/eval/model the adapters are scored on,
+    ``train.enabled=false``); ``embedder`` defaults to the shared MiniLM.
     """
-    from transformers import set_seed
+    from polylora.pipeline import execute
+    from polylora.record import writer
 
-    from polylora.eval_loop import evaluate_adapter
-    from polylora.evaluation import eval_subset
-    from polylora.metrics.embeddings import encode_unique
-    from polylora.models import load_base_model
-    from polylora.preparation import prepare, prompt_format
-    from polylora.record import names, writer
-
-    started = time.time()
     check_compatible(sources, "sparse_topk", cfg.model)
     if not cfg.eval.enabled:
         raise ConfigError("sparse_topk is evaluated through eval.*; do not set eval.enabled=false")
-    prep = prepare(cfg)
-    model, tok = load_base_model(cfg.model, cfg.hardware)
-    peft_model, adapter_names = load_sources(model, sources)
-    routed = RoutedAdapters(peft_model, adapter_names)
-    fmt = prompt_format(cfg, prep.splits.train)
-    subset = eval_subset(prep.splits.test, cfg.eval.subset_size)
-    to_route = list({e.id: e for e in [*subset, *prep.splits.val]}.values())
-    vectors = encode_unique([prompt_text(e) for e in to_route], embedder)
-    routes = dict(
-        zip(
-            [e.id for e in to_route],
-            route_prompts(vectors, centroids, k, weighting, temperature),
-            strict=True,
-        )
-    )
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    refs = [s.ref for s in sources]
-    tags = writer.run_tags(
-        cfg, {**writer.merge_tags("sparse_topk", refs, k=k, weighting=weighting),
-              **(extra_tags or {})}
-    )
-
-    def route_fields(prompt_id: str) -> dict[str, Any]:
-        route = routes[prompt_id]
-        return {"route": {
-            "adapters": [refs[j] for j in route.indices],
-            "indices": list(route.indices),
-            "weights": list(route.weights),
-            "similarities": list(route.similarities),
-        }}
-
-    with writer.recorded_run(cfg, tags, prep.splits, prep.left_out, out_dir) as active:
-        set_seed(cfg.seed)
-        metrics = evaluate_adapter(cfg, prep, routed.module, tok, fmt, out_dir,
-                                   adapter=RouteHook(routed, routes), row_fields=route_fields)
-        share = np.zeros(len(sources))
-        for e in subset:
-            for i, w in zip(routes[e.id].indices, routes[e.id].weights, strict=True):
-                share[i] += w / len(subset)
-        for i, value in enumerate(share):
-            metrics[f"{names.ROUTE_SHARE_PREFIX}{i}"] = float(value)
-        writer.finish_run(metrics, out_dir, started)
-        run_id = active.info.run_id
-    return SparseResult(metrics=metrics, run_id=run_id, routes=routes, output_dir=out_dir)
+    router = SparseRouter(sources, centroids, k, weighting, temperature, embedder)
+    tags = {**writer.merge_tags("sparse_topk", [s.ref for s in sources], k=k,
+                                weighting=weighting), **(extra_tags or {})}
+    done = execute(cfg, given=router, tags=tags)
+    return SparseResult(metrics=done.metrics, run_id=done.run_id, routes=router.routes,
+                        output_dir=done.output_dir)
 
 
 def resolve_cluster_ids(sources: Sequence[AdapterSource], text: str | None) -> list[int] | None:

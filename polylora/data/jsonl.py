@@ -7,12 +7,16 @@ Rejected with one ``FILE:LINE: problem; fix`` message: invalid UTF-8, invalid JS
 is not an object, a missing / null / non-string ``prompt`` or ``response``, ``references`` that
 is not a list of strings, chat messages with unknown roles or non-string content, duplicate
 ids, and a path that is a directory or cannot be read.
+
+Every JSONL file the project writes (generations, judge verdicts, generated data) goes through
+:func:`write_rows`, so what is written is what :func:`read_lines` reads.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +128,17 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
         line = line.removesuffix("\r")
         if line.strip():
             yield lineno, line
+
+
+def write_rows(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write ``rows`` as JSONL: one JSON object a line, UTF-8, non-ASCII kept as is, each line
+    ending in "\\n"; creates the parent folder and returns the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return out
 
 
 def load_jsonl_examples(path: Path) -> list[Example]:

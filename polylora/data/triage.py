@@ -8,7 +8,6 @@ makes group-aware splits meaningful. Deterministic for a seed; needs no download
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from polylora.data.example import Example
 from polylora.data.fields import fields_instruction, format_fields
+from polylora.data.jsonl import write_rows
 from polylora.errors import ConfigError
 
 FIELD_NAMES: tuple[str, str, str] = ("severity", "component", "reproducibility")
@@ -212,12 +212,7 @@ def to_jsonl_record(example: Example) -> dict[str, Any]:
 
 def write_jsonl(examples: Sequence[Example], path: str | Path) -> Path:
     """Write examples as JSONL (one ``to_jsonl_record`` object per line); returns the path."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as handle:
-        for example in examples:
-            handle.write(json.dumps(to_jsonl_record(example), ensure_ascii=False) + "\n")
-    return out
+    return write_rows((to_jsonl_record(example) for example in examples), path)
 
 
 def _make_reporters(rng: random.Random, count: int) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ first-position win rate measures the judge's position bias (0.5: none).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from polylora.data.jsonl import write_rows
 from polylora.judge.rubric import Verdict, map_back, parse_verdict
 from polylora.judge.settings import JudgeConfig
 
@@ -131,12 +131,7 @@ class JudgeResult:
 
     def write_jsonl(self, path: str | os.PathLike[str]) -> Path:
         """Write ``rows`` one JSON object per line (UTF-8); returns the path."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with p.open("w", encoding="utf-8") as f:
-            for row in self.rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return p
+        return write_rows(self.rows, path)
 
 
 def aggregate(

@@ -77,6 +77,7 @@ __all__ = [
     "get_client",
     "get_run",
     "group_runs",
+    "has_experiment",
     "load_generations",
     "metric_history",
     "objective_kind",
@@ -162,6 +163,12 @@ def experiment_id(client: Any, name: str) -> str:
             f"experiments: {', '.join(names) or 'none'}"
         )
     return str(exp.experiment_id)
+
+
+def has_experiment(client: Any, name: str) -> bool:
+    """Whether the store holds an experiment called ``name`` (a launch that never started a
+    run has none)."""
+    return client.get_experiment_by_name(name) is not None
 
 
 def select_runs(

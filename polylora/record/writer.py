@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from polylora import redaction, tracking, tracking_store
+from polylora.data.jsonl import write_rows
 from polylora.data.splits import Splits
 from polylora.provenance import provenance_tags
 from polylora.record import names
@@ -128,15 +129,6 @@ def log_data_summary(
         source["path"] = str(data_path)
     by_split = {"train": splits.train, "validation": splits.val, "test": splits.test}
     tracking.log_datasets(by_split, str(cfg.data.name), source)
-
-
-def write_rows(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Per-prompt rows as JSONL (one JSON object a line, UTF-8)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
 
 
 def write_generations(
@@ -297,3 +289,10 @@ def log_run_artifact(client: Any, run_id: str, path: Path, artifact_path: str | 
         client.log_artifacts(run_id, str(path), artifact_path)
     else:
         client.log_artifact(run_id, str(path), artifact_path)
+
+
+def mark_killed(client: Any, run_ids: Sequence[str]) -> None:
+    """End the runs ``run_ids`` (left RUNNING by an interrupted process) as KILLED, so the
+    store shows no run as still going."""
+    for run_id in run_ids:
+        client.set_terminated(run_id, status="KILLED")

@@ -12,6 +12,7 @@ from polylora import markdown
 from polylora.markdown import pval, signed
 from polylora.record import names
 from polylora.record import reader as mlruns
+from polylora.record.names import LAUNCH_TAG
 from polylora.report.headline_format import ci_cell, duration, num
 from polylora.report.headline_inputs import (
     FEW_SHOT,
@@ -252,7 +253,7 @@ def mlflow_runs_section(inputs: ReportInputs, runs: Sequence[mlruns.RunInfo],
     """The runs behind every number: per-run values, comparison runs, the git commit."""
     head = ["group", "seed", "run id", "pass@1", "pass@10", "accuracy", "run wall time"]
     lines = [f"Experiment `{inputs.experiment}` in `{inputs.tracking_uri}`"
-             + (f", runs tagged `polylora.launch = {inputs.launch_id}`" if inputs.launch_id
+             + (f", runs tagged `{LAUNCH_TAG} = {inputs.launch_id}`" if inputs.launch_id
                 else "") + ". Every number above comes from these runs (per-run values below "
              "are their final `eval/*` metrics).", "", *_header(head)]
     order = {g: i for i, g in enumerate(groups)}

@@ -122,3 +122,7 @@ def test_sparse_topk_generates_with_the_routed_adapter_and_logs_a_run(
         assert key in run.data.metrics, key
     shares = [run.data.metrics[f"merge/route_share/{i}"] for i in range(2)]
     assert sum(shares) == pytest.approx(1.0)
+    # a pipeline run: its load phase, parameter counts and run id file
+    assert run.data.metrics["model/trainable_params"] == 0
+    assert "run/peak_rss_mb_after_load" in run.data.metrics
+    assert (result.output_dir / "mlflow_run_id.txt").read_text() == result.run_id

@@ -157,3 +157,16 @@ def test_generation_readers_split_on_newline_only(tmp_path: Path) -> None:
     from polylora.record.reader import load_generations
 
     assert load_generations(mlflow.MlflowClient(uri), run.info.run_id) == rows
+
+
+def test_write_rows_writes_the_bytes_every_jsonl_writer_wrote(tmp_path: Path) -> None:
+    """One object a line in key order, ``", "``/``": "`` separators, non-ASCII and U+2028 raw,
+    NaN as ``NaN``, a trailing newline; the parent folder is created, and the lines read back."""
+    from polylora.data.jsonl import read_lines, write_rows
+
+    rows = [{"id": "p1", "b": 1, "a": {"y": "é\u2028✓", "x": float("nan")}}, {"z": None}]
+    path = write_rows(iter(rows), tmp_path / "sub" / "rows.jsonl")
+    expected = ('{"id": "p1", "b": 1, "a": {"y": "é\u2028✓", "x": NaN}}\n'
+                '{"z": null}\n').encode()
+    assert path.read_bytes() == expected
+    assert [json.loads(line) for _, line in read_lines(path)][1] == rows[1]

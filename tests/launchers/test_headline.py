@@ -199,3 +199,15 @@ def test_smoke_recipe_with_lambda_sweep(tmp_path: Path) -> None:
               if r.data.tags.get("polylora.role") != "sweep"]
     assert len(trials) == 2 and all("polylora.launch" in r.data.tags for r in trials)
     assert all(r.info.run_id in section for r in trials)
+
+
+def test_v2_hands_over_to_the_recipe_with_the_one_launch_tag(tmp_path: Path) -> None:
+    """``--v2`` runs polylora.recipes.headline_v2 (here: a report-only call with no launch
+    to report, refused by the recipe), and the launcher tags runs with the record's name."""
+    from polylora.recipes import headline_v2
+    from polylora.record.names import LAUNCH_TAG
+
+    launcher = load_launcher()
+    assert launcher.LAUNCH_TAG == LAUNCH_TAG == "polylora.launch"
+    with pytest.raises(SystemExit, match=f"no launch to report at .*{headline_v2.LAUNCH_FILE}"):
+        launcher.main(["--v2", "--report-only", "--out", str(tmp_path)])

@@ -1,5 +1,8 @@
-"""Runs the headline's second design in one process: stage 0 (a CE run per seed), stage 1 (each
-arm continued from that seed's adapter), the evaluation-only temperature sweep, then the report.
+"""``python launchers/headline.py --v2 [--smoke] [--seeds 1,2,3] [-- overrides]``
+
+Runs the headline's second design in one process: stage 0 (a CE run per seed), stage 1 (each
+arm continued from that seed's adapter), the evaluation-only temperature sweep, then the report
+(:mod:`polylora.report.headline_v2_report`, which only reads the runs).
 
 Each job is the pipeline itself (:func:`polylora.pipeline.execute` on the config Hydra composes
 from the experiment files ``headline_v2_*``), so run ids come back as values, not from output.
@@ -13,11 +16,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from polylora.config.compose import compose_config
 from polylora.provenance import provenance
+from polylora.record.names import LAUNCH_TAG
 from polylora.report.headline_v2 import ARMS, Launch, RunRef
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-LAUNCH_TAG = "polylora.launch"
 STAGE_TAG = "polylora.stage"
 SMOKE_OVERLAY = "headline_v2_smoke"
 TEMPERATURE_OVERLAY = "headline_v2_temperature"
@@ -57,25 +60,11 @@ def overrides(launch: Launch, stage: str, seed: int, out_dir: Path, extra: Seque
     return [*out, *extra]
 
 
-def compose(job_overrides: Sequence[str]) -> Any:
-    """The job's config, composed from ``polylora/conf`` as ``python -m polylora`` would."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from polylora.config import register_configs
-
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR)):
-        return hydra_compose(config_name="config", overrides=list(job_overrides))
-
-
 def execute(job_overrides: Sequence[str]) -> tuple[str, float]:
     """Run one job; returns its MLflow run id and the temperature it was evaluated at."""
     from polylora.pipeline import execute as run_job
 
-    cfg = compose(job_overrides)
+    cfg = compose_config(job_overrides)
     result = run_job(cfg)
     return result.run_id, float(cfg.eval.temperature)
 
@@ -143,20 +132,16 @@ def run_design(launch: Launch, runs_dir: Path, extra: Sequence[str] = (),
 def close_interrupted(launch: Launch) -> list[str]:
     """Mark this launch's runs that an interruption left RUNNING (not in ``launch.runs``) as
     KILLED, so the store shows no run as still going; returns their ids."""
-    from polylora.record import reader
+    from polylora.record import reader, writer
 
     client = reader.get_client(launch.tracking_uri)
-    experiment = client.get_experiment_by_name(launch.experiment)
-    if experiment is None:
+    if not reader.has_experiment(client, launch.experiment):
         return []
     kept = {r.run_id for r in launch.runs}
-    found = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{LAUNCH_TAG}` = '{launch.launch_id}' and "
-                      "attributes.status = 'RUNNING'")
-    orphans = [r.info.run_id for r in found if r.info.run_id not in kept]
-    for run_id in orphans:
-        client.set_terminated(run_id, status="KILLED")
+    running = reader.select_runs(client, launch.experiment,
+                                 f"tags.`{LAUNCH_TAG}` = '{launch.launch_id}'", status="RUNNING")
+    orphans = [r.run_id for r in running if r.run_id not in kept]
+    writer.mark_killed(client, orphans)
     return orphans
 
 

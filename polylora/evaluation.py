@@ -29,6 +29,7 @@ from polylora.data.formatting import (
 from polylora.data.jsonl import write_rows
 from polylora.generation import SamplingParams, eval_mode, sample_many
 from polylora.metrics.suite import EvalScores, PromptGenerations, score_generations
+from polylora.record import names as record_names
 
 MODEL_METRICS = ("test_loss", "test_perplexity")
 
@@ -176,8 +177,8 @@ def evaluate(
                           autocast, adapter)
         mean_nll = sum(nll) / len(nll)
         # The validation curve owns eval/loss; the fixed test subset's reference loss is its own.
-        metrics["eval/test_loss"] = mean_nll
-        metrics["eval/test_perplexity"] = math.exp(min(mean_nll, 50.0))
+        metrics[record_names.TEST_LOSS] = mean_nll
+        metrics[record_names.TEST_PERPLEXITY] = math.exp(min(mean_nll, 50.0))
     prompt_ids = [prompt_token_ids(e, tok, fmt, max_length) for e in subset]
     params = SamplingParams(
         n=cfg.n_samples,
@@ -211,7 +212,7 @@ def evaluate(
         gens, text_metrics, checker=checker, ks=tuple(cfg.ks), show_progress=progress,
         normalize=normalize,
     )
-    metrics.update({f"eval/{k}": v for k, v in scores.aggregate.items()})
+    metrics.update({record_names.EVAL_PREFIX + k: v for k, v in scores.aggregate.items()})
     rows = [
         generation_row(gen, scores, i, None if nll is None else nll[i])
         for i, gen in enumerate(gens)

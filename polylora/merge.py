@@ -226,5 +226,5 @@ def _evaluate_merged(args: argparse.Namespace, merged: Path, weights: Sequence[f
 def _print_eval_metrics(metrics: dict[str, float]) -> None:
     """The run's ``eval/`` metrics, one a line (margins of error left out)."""
     for key, value in sorted(metrics.items()):
-        if key.startswith("eval/") and not key.endswith("_moe"):
+        if key.startswith(names.EVAL_PREFIX) and not key.endswith("_moe"):
             print(f"  {key} = {value:.4f}")

@@ -16,6 +16,7 @@ from typing import Any
 from polylora.data.jsonl import write_rows
 from polylora.judge.rubric import Verdict, map_back, parse_verdict
 from polylora.judge.settings import JudgeConfig
+from polylora.record import names
 
 
 @dataclass
@@ -105,26 +106,26 @@ class JudgeResult:
     def to_metrics(self) -> dict[str, float]:
         """Flat ``judge/...`` metrics for MLflow; rates are NaN when nothing valid was judged."""
         m: dict[str, float] = {
-            "judge/win_rate": self.overall.win_rate,
-            "judge/b_win_rate": self.overall.b_win_rate,
-            "judge/a_win_rate": self.overall.a_win_rate,
-            "judge/tie_rate": self.overall.tie_rate,
-            "judge/invalid_rate": self.overall.invalid_rate,
-            "judge/first_position_win_rate": self.first_position_win_rate,
+            names.JUDGE_WIN_RATE: self.overall.win_rate,
+            names.JUDGE_B_WIN_RATE: self.overall.b_win_rate,
+            names.JUDGE_A_WIN_RATE: self.overall.a_win_rate,
+            names.JUDGE_TIE_RATE: self.overall.tie_rate,
+            names.JUDGE_INVALID_RATE: self.overall.invalid_rate,
+            names.JUDGE_FIRST_POSITION_WIN_RATE: self.first_position_win_rate,
         }
         for c, s in self.per_criterion.items():
-            m[f"judge/{c}_win_rate"] = s.win_rate
-            m[f"judge/{c}_b_win_rate"] = s.b_win_rate
-            m[f"judge/{c}_a_win_rate"] = s.a_win_rate
-            m[f"judge/{c}_tie_rate"] = s.tie_rate
+            m[f"{names.JUDGE_PREFIX}{c}_win_rate"] = s.win_rate
+            m[f"{names.JUDGE_PREFIX}{c}_b_win_rate"] = s.b_win_rate
+            m[f"{names.JUDGE_PREFIX}{c}_a_win_rate"] = s.a_win_rate
+            m[f"{names.JUDGE_PREFIX}{c}_tie_rate"] = s.tie_rate
         m.update(
             {
-                "judge/n_compared": float(self.n_compared),
-                "judge/n_skipped": float(self.n_skipped),
-                "judge/calls_made": float(self.calls_made),
-                "judge/calls_cached": float(self.calls_cached),
-                "judge/estimated_cost_usd": self.estimated_cost_usd,
-                "judge/cost_usd": self.cost_usd,
+                names.JUDGE_N_COMPARED: float(self.n_compared),
+                names.JUDGE_N_SKIPPED: float(self.n_skipped),
+                names.JUDGE_CALLS_MADE: float(self.calls_made),
+                names.JUDGE_CALLS_CACHED: float(self.calls_cached),
+                names.JUDGE_ESTIMATED_COST: self.estimated_cost_usd,
+                names.JUDGE_COST: self.cost_usd,
             }
         )
         return m

@@ -18,10 +18,9 @@ from typing import Any
 
 from polylora.config.compose import compose_config
 from polylora.provenance import provenance
-from polylora.record.names import LAUNCH_TAG
+from polylora.record.names import LAUNCH_TAG, STAGE_TAG
 from polylora.report.headline_v2 import ARMS, Launch, RunRef
 
-STAGE_TAG = "polylora.stage"
 SMOKE_OVERLAY = "headline_v2_smoke"
 TEMPERATURE_OVERLAY = "headline_v2_temperature"
 

@@ -11,7 +11,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from polylora.checking import Checker
-from polylora.config import build, validate
+from polylora.config import build
+from polylora.config.validation import validate
 from polylora.data.example import Example
 from polylora.data.formatting import PromptFormat
 from polylora.data.splits import Splits, split_examples

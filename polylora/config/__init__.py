@@ -1,5 +1,6 @@
-"""The config: typed schemas per group (:mod:`.schemas`), their checks (:mod:`.validation`) and
-building ``_target_`` nodes under the trust rule (:mod:`.targets`)."""
+"""The config: typed schemas per group (:mod:`.schemas`) and building ``_target_`` nodes under
+the trust rule (:mod:`.targets`). Every group's checks (:mod:`polylora.config.validation`)
+read the stages they check (data, metrics, judge): import them from their module."""
 
 from polylora.config.schemas import (
     CodeExecutionSettings,
@@ -18,11 +19,10 @@ from polylora.config.schemas import (
     register_configs,
 )
 from polylora.config.targets import build, trusted_target_patterns
-from polylora.config.validation import validate
 
 __all__ = [
     "CodeExecutionSettings", "CompareConfig", "DataConfig", "EvalConfig", "HardwareConfig",
     "JudgeSettings", "LoraConfig", "ModelConfig", "PolyloraConfig", "SplitConfig",
     "TrackingConfig", "TrainConfig", "build", "example_data_path", "register_configs",
-    "trusted_target_patterns", "validate",
+    "trusted_target_patterns",
 ]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import CONF_DIR
 
-from polylora.config import validate
+from polylora.config.validation import validate
 from polylora.errors import ConfigError
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

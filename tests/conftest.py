@@ -26,6 +26,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 from helpers import CONF_DIR
 from servers import MlflowServer, Postgres, mlflow_server, postgres_server
 
+pytest_plugins = ["embedding_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:

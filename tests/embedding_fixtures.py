@@ -1,4 +1,5 @@
-"""Shared fixtures for the metrics tests: a counting fake embedder and a network tripwire."""
+"""Fixtures for the tests of embeddings and what uses them (metrics, data): a counting fake
+embedder and a network tripwire. A plugin of ``tests/conftest.py``, so every folder has them."""
 
 from __future__ import annotations
 

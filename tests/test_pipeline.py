@@ -17,9 +17,10 @@ from polylora.models import load_base_model
 from polylora.pipeline import execute, run
 
 
-@pytest.fixture
-def smoke_result(compose_cfg, tmp_path: Path):
-    cfg = compose_cfg(["+experiment=smoke"], output_dir=tmp_path / "smoke")
+@pytest.fixture(scope="module")
+def smoke_result(compose_module_cfg):
+    """One smoke run, read (never changed) by the tests of its model, adapter and record."""
+    cfg = compose_module_cfg(["+experiment=smoke"])
     return cfg, execute(cfg)
 
 

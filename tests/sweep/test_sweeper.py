@@ -117,11 +117,17 @@ def test_a_sweep_where_every_trial_fails_exits_1(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["optimized_metric=val/no_such_metric"], "optimized_metric=val/no_such_metric"),
+        (["optimized_metric=eval/nope"], "optimized_metric=eval/nope: unknown metric"),
+        (["optimized_metric=eval/pass@1"], "optimized_metric=eval/pass@1 is computed on the "
+                                           "test split"),
         (["lora.rnk=choice(4,8)"], "the search space does not fit the config"),
+        (["hydra/sweeper/sampler=grid"], "the grid sampler needs discrete parameters"),
+        (["hydra.sweeper.heartbeat_interval=10", "hydra.sweeper.grace_period=5"],
+         "hydra.sweeper.grace_period=5 must exceed hydra.sweeper.heartbeat_interval=10"),
         (["hydra.sweeper.n_jobs=0"], "hydra.sweeper.n_jobs must be >= 1"),
     ],
-    ids=["unknown-metric", "unknown-key", "no-jobs"],
+    ids=["unknown-metric", "test-metric", "unknown-key", "grid-on-interval", "grace-period",
+         "no-jobs"],
 )
 def test_bad_input_is_one_error_line_and_exit_2_before_any_trial(
     tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch,
@@ -140,3 +146,6 @@ def test_bad_input_is_one_error_line_and_exit_2_before_any_trial(
               if line.startswith("polylora: error:")]
     assert len(errors) == 1 and message in errors[0]
     assert ran == []
+    assert not (tmp_path / "optuna.db").exists()  # refused before the study was opened
+    if "rnk" in args[0]:
+        assert "rnk" in errors[0] and "Did you mean: 'rank'" in errors[0]

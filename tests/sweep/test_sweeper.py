@@ -43,7 +43,9 @@ def _sweep(tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch, *ar
         "polylora", "-m", "+experiment=smoke", "+hparams_search=lr",
         f"hydra.sweeper.storage=sqlite:///{tmp_path}/optuna.db",
         f"tracking.uri={mlflow_uri}", f"tracking.experiment=sweep-{tmp_path.name}",
-        "hydra.sweeper.heartbeat_interval=1", *args])
+        "hydra.sweeper.heartbeat_interval=1",
+        # the test process keeps its own logging (Hydra's would replace pytest's handlers)
+        "hydra/job_logging=none", "hydra/hydra_logging=none", *args])
     main = hydra.main(config_path=str(CONF_DIR), config_name="config")(task)
     main()
 

@@ -79,14 +79,14 @@ def main() -> None:
                 return out
 
             setattr(objective, name, wrapped)
-    if not a.single_pass:  # as the Trainer does: the objective backpropagates micro-batches
-        objective.backward_fn = lambda t: t.backward()
+    # as the Trainer does: the objective backpropagates micro-batches
+    backward = None if a.single_pass else (lambda t: t.backward())
     model.train()
     for step in range(a.steps):
         torch.manual_seed(step)
         t = time.perf_counter()
         with autocast(cfg.hardware):
-            out = objective.compute_loss(model, batch, None, 1)
+            out = objective.compute_loss(model, batch, None, 1, backward=backward)
         out.loss.backward()
         model.zero_grad(set_to_none=True)
         report(f"step {step}: after backward")

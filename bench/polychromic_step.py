@@ -111,10 +111,9 @@ def run_step(model: Any, objective: Any, batch: dict[str, torch.Tensor],
     """One optimizer step (loss, backward, AdamW step) timed into ``clock``; its metrics. The
     objective gets a backward as from the Trainer (it may backpropagate micro-batches itself);
     ``precision`` is the run's autocast context (the Trainer's, in a run)."""
-    objective.backward_fn = lambda t: t.backward()
     with clock:
         with precision:
-            out = objective.compute_loss(model, batch, None, 1)
+            out = objective.compute_loss(model, batch, None, 1, backward=lambda t: t.backward())
             out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -120,21 +120,20 @@ def write_outputs(
 
 
 def _log_to_mlflow(args: argparse.Namespace, info: dict[str, Any], files: Sequence[Path]) -> str:
-    import mlflow
-
     from polylora import tracking
+    from polylora.record import names, writer
 
     uri = args.tracking_uri or _default_uri()
     tracking.setup(uri, args.experiment or "polylora")
     # No polylora.group tag: `polylora compare` groups model runs by it, and this run has no
     # eval metrics; polylora.kind marks it as a clustering step.
     tags = {
-        "polylora.kind": "clustering",
-        "polylora.cluster.field": args.field,
-        "polylora.cluster.k": str(args.k),
+        names.KIND_TAG: names.CLUSTERING_KIND,
+        names.CLUSTER_FIELD_TAG: args.field,
+        names.CLUSTER_K_TAG: str(args.k),
     }
-    with mlflow.start_run(run_name=f"cluster k={args.k}", tags=tags) as run:
-        mlflow.log_params(
+    with tracking.standalone_run(run_name=f"cluster k={args.k}", tags=tags) as run_id:
+        writer.log_params(
             {
                 "k": args.k,
                 "seed": args.seed,
@@ -144,14 +143,14 @@ def _log_to_mlflow(args: argparse.Namespace, info: dict[str, Any], files: Sequen
                 "n_texts": info["n_texts"],
             }
         )
-        metrics = {f"cluster/size_{i}": float(n) for i, n in enumerate(info["sizes"])}
-        metrics["cluster/min_size"] = float(min(info["sizes"]))
+        metrics = {names.cluster_size_metric(i): float(n) for i, n in enumerate(info["sizes"])}
+        metrics[names.CLUSTER_MIN_SIZE] = float(min(info["sizes"]))
         if info["silhouette"] is not None:
-            metrics["cluster/silhouette"] = info["silhouette"]
-        tracking.log_metrics(metrics)
+            metrics[names.CLUSTER_SILHOUETTE] = info["silhouette"]
+        writer.log_metrics(metrics)
         for path in files:
-            tracking.log_artifact(path, "clusters")
-        return str(run.info.run_id)
+            writer.log_artifact(path, names.CLUSTERS_ARTIFACTS)
+        return run_id
 
 
 def _default_uri() -> str:

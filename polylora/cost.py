@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from polylora.record.names import COMPUTE_COST, JUDGE_COST, RUN_COST
+
 #: Indicative on-demand USD per GPU-hour (major clouds, 2025), matched against the CUDA
 #: device name, most specific first. Override with ``hardware.price_per_hour``.
 GPU_PRICE_PER_HOUR: dict[str, float] = {
@@ -26,9 +28,6 @@ GPU_PRICE_PER_HOUR: dict[str, float] = {
     "RTX 4090": 0.40,
 }
 
-COMPUTE_COST = "run/compute_cost_usd"
-JUDGE_COST = "judge/cost_usd"
-RUN_COST = "run/cost_usd"
 
 
 def default_price_per_hour(device_name: str | None, processes: int = 1) -> float:

@@ -16,7 +16,6 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import tracking
 from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.errors import ConfigError, DataError
@@ -67,7 +66,7 @@ def evaluate_adapter(
         model, tok, prep.splits.test, fmt, eval_cfg, prep.checker, cfg.data.max_length,
         autocast=models.autocast_dtype(cfg.hardware), adapter=adapter, normalize=prep.normalize,
     )
-    tracking.log_metrics(phase_metric("eval"), step=step)
+    writer.log_metrics(phase_metric("eval"), step=step)
     if row_fields is not None:
         for row in report.rows:
             row.update(row_fields(row["id"]))
@@ -85,7 +84,7 @@ def log_truncation(split: str, data: EncodedDataset, max_length: int) -> None:
     line = data.truncation.summary(split, max_length)
     if line:
         log.warning(line)
-    tracking.log_metrics(data.truncation.metrics(split))
+    writer.log_metrics(data.truncation.metrics(split))
 
 
 def validation_loss(
@@ -106,7 +105,7 @@ def validation_loss(
                       autocast=autocast_dtype(cfg.hardware), adapter=adapter)
     loss = sum(nll) / len(nll)
     out = {names.VAL_LOSS: loss, names.VAL_PERPLEXITY: math.exp(min(loss, 50.0))}
-    tracking.log_metrics(out, step=step)
+    writer.log_metrics(out, step=step)
     return out
 
 
@@ -158,7 +157,7 @@ def _judge_against_baseline(
     if result is None:
         return {}
     path = result.write_jsonl(out_dir / names.JUDGE_FILE)
-    tracking.log_artifact(path, names.EVAL_ARTIFACTS)
+    writer.log_artifact(path, names.EVAL_ARTIFACTS)
     return {k: float(v) for k, v in result.to_metrics().items() if isinstance(v, (int, float))}
 
 
@@ -167,14 +166,12 @@ def _log_passk_plot(metrics: dict[str, float], out_dir: Path) -> None:
     from polylora.plots import passk_plot
 
     with contextlib.suppress(DataError):  # no pass@k in this run's metrics
-        tracking.log_artifact(passk_plot(metrics, out_dir / names.PASSK_PLOT_FILE),
+        writer.log_artifact(passk_plot(metrics, out_dir / names.PASSK_PLOT_FILE),
                               names.EVAL_ARTIFACTS)
 
 
 def _log_sample_table(rows: list[dict[str, Any]]) -> None:
     """A few generations as an MLflow table (for 'review sample outputs')."""
-    import mlflow
-
     if not rows:
         return
     table = {
@@ -186,4 +183,4 @@ def _log_sample_table(rows: list[dict[str, Any]]) -> None:
         "samples": [" | ".join(r["samples"][:5]) for r in rows],
         "reference": [r["references"][0] for r in rows],
     }
-    mlflow.log_table(data=table, artifact_file=names.SAMPLES_TABLE_ARTIFACT)
+    writer.log_table(table, names.SAMPLES_TABLE_ARTIFACT)

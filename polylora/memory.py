@@ -23,7 +23,9 @@ def peak_rss_mb() -> float:
 
 def phase_metric(phase: str) -> dict[str, float]:
     """``{"run/peak_rss_mb_after_<phase>": peak so far}`` (the running peak, monotone)."""
-    return {f"run/peak_rss_mb_after_{phase}": peak_rss_mb()}
+    from polylora.record.names import peak_rss_after_metric
+
+    return {peak_rss_after_metric(phase): peak_rss_mb()}
 
 
 def return_freed_memory() -> bool:

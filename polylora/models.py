@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from polylora.errors import ConfigError, PolyloraError
+from polylora.precision import bf16_autocast_pays, store_frozen_weights
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +53,35 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (avx512_bf16 or AMX): there bf16 autocast
-    speeds matmuls up; elsewhere it is emulated and slower than fp32."""
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags (``/proc/cpuinfo``; none where it cannot be read)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text().split()
+        return frozenset(Path("/proc/cpuinfo").read_text().split())
     except OSError:  # not Linux: no autocast by "auto"
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether ``hardware.autocast=auto`` computes in bf16 on this CPU (avx512_bf16 or AMX)."""
+    return bf16_autocast_pays("cpu", cpu_flags(), None)
 
 
 def gpu_has_native_bf16() -> bool:
-    """Whether the visible GPU computes bf16 natively (compute capability >= 8: Ampere on)."""
-    return torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8
+    """Whether ``hardware.autocast=auto`` computes in bf16 on the visible GPU (compute
+    capability >= 8: Ampere on)."""
+    if not torch.cuda.is_available():
+        return False
+    return bf16_autocast_pays("cuda", frozenset(), torch.cuda.get_device_capability())
 
 
 def autocast_dtype(hw: DictConfig) -> torch.dtype | None:
     """The autocast dtype for ``hardware.autocast`` with fp32 weights (None: plain fp32).
 
-    ``auto`` is bf16 where the hardware computes it natively (a CPU with avx512_bf16 or AMX, a
-    GPU of compute capability >= 8) and fp32 elsewhere, where emulated bf16 would be slower;
-    ``bf16`` forces it; ``off`` is fp32. Weights loaded in bf16/fp16 (``hardware.precision``)
-    take their precision from the Trainer instead."""
+    ``auto`` is bf16 where :func:`polylora.precision.bf16_autocast_pays` (a CPU with
+    avx512_bf16 or AMX, a GPU of compute capability >= 8) and fp32 elsewhere; ``bf16`` forces
+    it; ``off`` is fp32. Under bf16 autocast the frozen base weights are stored in bf16
+    (:func:`wrap_lora`). Weights loaded in bf16/fp16 (``hardware.precision``) take their
+    precision from the Trainer instead."""
     mode = hw.get("autocast", "off") or "off"
     if mode == "off" or hw.precision != "fp32":
         return None
@@ -289,7 +297,8 @@ def lora_alpha(lora_cfg: DictConfig) -> float:
 
 
 def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig, hardware_cfg: DictConfig) -> Any:
-    """Add a fresh trainable LoRA adapter (base weights frozen)."""
+    """Add a fresh trainable LoRA adapter (base weights frozen; stored in bf16 under bf16
+    autocast, the adapter in fp32)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if hardware_cfg.load_in_4bit:
@@ -311,20 +320,24 @@ def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig, hardware_cfg: DictCo
         task_type="CAUSAL_LM",
     )
     try:
-        return get_peft_model(model, config)
+        wrapped = get_peft_model(model, config)
     except ValueError as exc:
         raise ConfigError(
             f"lora.target_modules={targets!r} does not fit this model: {exc}"
         ) from None
+    compute = autocast_dtype(hardware_cfg)
+    if compute is not None:  # autocast would re-cast each frozen weight at every matmul
+        store_frozen_weights(wrapped, compute)
+    return wrapped
 
 
 def resolve_adapter(ref: str) -> Path:
     """A local adapter folder for ``ref``: a path, or an MLflow ``runs:/<id>/adapter`` URI."""
     if ref.startswith(("runs:/", "models:/", "mlflow-artifacts:")):
-        import mlflow
+        from polylora.record.reader import download_artifact
 
         try:
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref))
+            return download_artifact(artifact_uri=ref)
         except Exception as exc:  # MLflow raises several types for a missing run/artifact
             raise PolyloraError(f"cannot fetch adapter {ref!r} from MLflow: {exc}") from None
     path = Path(ref).expanduser()

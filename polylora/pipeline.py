@@ -115,7 +115,7 @@ def execute(cfg: DictConfig) -> RunResult:
         try:
             metrics, model, tok = _train_and_evaluate(cfg, prep, out_dir)
         except optuna.TrialPruned:  # what it cost so far, then the sweeper records it PRUNED
-            tracking.log_metrics(cost.run_cost(price, time.time() - started, {}))
+            writer.log_metrics(cost.run_cost(price, time.time() - started, {}))
             raise
         metrics.update(throughput.generation_since(generated))
         writer.finish_run(metrics, out_dir, started, int(metrics.get(names.TRAIN_STEPS, 0)),
@@ -166,14 +166,14 @@ def _ensemble_value(name: str, metrics: dict[str, float]) -> float:
 
 
 def _optimized_value(name: str, metrics: dict[str, float]) -> float:
-    if name.startswith("train/"):
+    if name.startswith(names.TRAIN_PREFIX):
         wanted = name
     elif name in VALIDATION_LOSS:  # val/loss is the validation curve's last point, eval/loss
-        wanted = "eval/" + name.split("/", 1)[1]
-    elif name.startswith("val/"):
-        wanted = f"val/{canonical_metric(name)}"
+        wanted = names.EVAL_PREFIX + name.split("/", 1)[1]
+    elif name.startswith(names.VAL_PREFIX):
+        wanted = names.VAL_PREFIX + canonical_metric(name)
     else:
-        wanted = f"eval/{canonical_metric(name)}"
+        wanted = names.EVAL_PREFIX + canonical_metric(name)
     if wanted not in metrics:
         raise ConfigError(
             f"optimized_metric={name} was not computed by this run; computed: "
@@ -192,13 +192,13 @@ def _train_and_evaluate(
         model.requires_grad_(False)
     trainable, total = models.count_parameters(model)
     metrics: dict[str, float] = {names.TRAINABLE_PARAMS: trainable, names.TOTAL_PARAMS: total}
-    tracking.log_metrics({**metrics, **phase_metric("load")})
+    writer.log_metrics({**metrics, **phase_metric("load")})
     fmt = prompt_format(cfg, prep.splits.train)
     step = 0
     if cfg.train.enabled:
         metrics.update(_train(cfg, prep, model, tok, fmt, out_dir))
         step = int(metrics[names.TRAIN_STEPS])
-        tracking.log_metrics(phase_metric("train"), step=step)
+        writer.log_metrics(phase_metric("train"), step=step)
     metrics.update(evaluate_adapter(cfg, prep, model, tok, fmt, out_dir, step))
     return metrics, model, tok
 
@@ -233,7 +233,7 @@ def _train(
         train_dataset=train_set,
         eval_dataset=val_set,
         data_collator=training.IndexedCollator(tok.pad_token_id),
-        callbacks=training.build_callbacks(cfg, tracking.log_metrics, val_set is not None),
+        callbacks=training.build_callbacks(cfg, val_set is not None),
         objective=prep.objective,
         batch_sampler_factory=_batch_sampler_factory(cfg, prep.splits.train),
     )
@@ -266,13 +266,13 @@ def _train(
         # Trainer.model as nn.Module | None, None only for a Trainer built from model_init)
         cast(SavesPretrained, trainer.model).save_pretrained(adapter_dir)
     if cfg.tracking.log_adapter:
-        tracking.log_artifact(adapter_dir, names.ADAPTER_ARTIFACTS)
+        writer.log_artifact(adapter_dir, names.ADAPTER_ARTIFACTS)
     out = {
         names.TRAIN_FINAL_LOSS: float(result.training_loss),
         names.TRAIN_STEPS: float(trainer.state.global_step),
         names.TRAIN_EVALUATED_STEP: float(training.evaluated_step(trainer)),
         names.TRAIN_WALL_TIME: time.time() - started,
-        throughput.TRAIN_TOKENS: float(trainer.state.num_input_tokens_seen),
+        names.TRAIN_TOKENS: float(trainer.state.num_input_tokens_seen),
     }
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
     if evals:
@@ -286,9 +286,9 @@ def _stop_pruned(pruner: pruning.PruningCallback, steps: int, tokens: int,
     ``optuna.TrialPruned`` for the sweeper, skipping the adapter and the evaluation."""
     import optuna
 
-    tracking.log_metrics({names.TRAIN_STEPS: float(steps), names.TRAIN_WALL_TIME: train_s,
-                          throughput.TRAIN_TOKENS: float(tokens)}, step=steps)
-    tracking.set_tags({pruning.TRIAL_STATE_TAG: pruning.PRUNED_STATE,
+    writer.log_metrics({names.TRAIN_STEPS: float(steps), names.TRAIN_WALL_TIME: train_s,
+                          names.TRAIN_TOKENS: float(tokens)}, step=steps)
+    writer.set_tags({pruning.TRIAL_STATE_TAG: pruning.PRUNED_STATE,
                        pruning.PRUNED_STEP_TAG: str(pruner.pruned_step)})
     raise optuna.TrialPruned(pruner.message())
 

@@ -24,6 +24,7 @@ from polylora.metrics.selection import (
     metrics_named_on_command_line,
 )
 from polylora.objectives.base import Objective
+from polylora.record import names
 from polylora.record.names import VALIDATION_LOSS, canonical_metric, metric_split, optimized_metrics
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,9 @@ def prepare(cfg: DictConfig) -> Prepared:
     objective = build(cfg.objective, _convert_="all")
     _set_code_execution_policy(cfg)
     checker = checker_from_config(cfg.data.checker, cfg.eval.allow_code_execution)
-    objective.check_data(has_checker=checker is not None)
-    optimized = [n for n in optimized_metrics(cfg.optimized_metric) if not n.startswith("train/")]
+    objective.check_data(has_checker=checker is not None)  # the one data check of the run
+    optimized = [n for n in optimized_metrics(cfg.optimized_metric)
+                 if not n.startswith(names.TRAIN_PREFIX)]
     check_optimized_metrics(
         [canonical_metric(n) for n in optimized],
         has_checker=checker is not None,

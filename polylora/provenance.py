@@ -15,7 +15,6 @@ from typing import Any
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: Libraries whose versions change the numbers.
 PACKAGES = ("torch", "transformers", "peft", "polylora")
-TAG_PREFIX = "polylora."
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -112,4 +111,6 @@ def provenance(hardware: Any | None = None) -> dict[str, str]:
 def provenance_tags(hardware: Any | None = None) -> dict[str, str]:
     """:func:`provenance` as MLflow tags (``polylora.code.commit``, ``polylora.version.torch``,
     ``polylora.precision``, ``polylora.command``, ...)."""
-    return {TAG_PREFIX + k: v for k, v in provenance(hardware).items()}
+    from polylora.record.names import provenance_tag
+
+    return {provenance_tag(k): v for k, v in provenance(hardware).items()}

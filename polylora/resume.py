@@ -108,7 +108,7 @@ def finished_metrics(out_dir: Path, step: int) -> dict[str, float]:
 
     path = out_dir / names.METRICS_FILE
     recorded = json.loads(path.read_text()) if path.is_file() else {}
-    out = {k: float(v) for k, v in recorded.items() if k.startswith("train/")}
+    out = {k: float(v) for k, v in recorded.items() if k.startswith(names.TRAIN_PREFIX)}
     out[names.TRAIN_STEPS] = float(step)
     out.setdefault(names.TRAIN_EVALUATED_STEP, float(step))
     return out

@@ -8,10 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-TRAIN_TOKENS_PER_S = "train/tokens_per_s"
-TRAIN_TOKENS = "train/tokens"
-GENERATION_TOKENS_PER_S = "generation/tokens_per_s"
-GENERATION_TOKENS = "generation/tokens"
+from polylora.record.names import GENERATION_TOKENS, GENERATION_TOKENS_PER_S
 
 
 @dataclass

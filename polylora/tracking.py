@@ -1,4 +1,6 @@
-"""MLflow: one run per job with the flattened config as params, curves, tags and artifacts.
+"""MLflow's side of a run: the store and experiment, one run per job with the flattened
+config as params, its datasets, and the run's end. Curves, tags and artifacts are logged
+through :mod:`polylora.record.writer`.
 
 A run that raises ends FAILED (never left RUNNING). Secrets are never logged: params and
 tags go through ``polylora.redaction`` (credential keys dropped, secret values replaced).
@@ -11,13 +13,12 @@ import os
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from polylora.data.example import Example
-from polylora.record.names import mlflow_metric_name
+from polylora.record.names import EXPERIMENT_KIND_TAG, OVERRIDES_TAG, PARENT_TAG, mlflow_metric_name
 from polylora.tracking_store import TrackingError, call, check_artifact_location
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 PARENT_RUN_ENV = "POLYLORA_PARENT_RUN_ID"
 # MLflow 3 opens an untagged experiment in its GenAI view (traces, "No data"); this kind opens
 # the training view with runs, metrics and charts.
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 
 
@@ -102,6 +102,15 @@ def setup(uri: str, experiment: str) -> None:
                  exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
+def store_client(uri: str | None) -> Any:
+    """An :class:`mlflow.MlflowClient` on ``uri`` (None: MLflow's default) that writes runs
+    outside the active one (a sweep's parent run, a judge's verdicts); unlike the reader's,
+    it creates a store that does not exist yet."""
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
 def default_run_name(cfg: DictConfig) -> str:
     """``<experiment>-s<seed>``, plus ``-t<job>`` inside a Hydra multirun, so the MLflow
     runs table reads as what ran instead of random names."""
@@ -147,6 +156,16 @@ def log_datasets(
 
 
 @contextmanager
+def standalone_run(run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """A run of the current experiment for a step outside the pipeline (clustering); yields
+    its id. MLflow's context ends it FINISHED, or FAILED when the body raises."""
+    import mlflow
+
+    with mlflow.start_run(run_name=run_name, tags=dict(tags)) as run:
+        yield str(run.info.run_id)
+
+
+@contextmanager
 def mlflow_run(
     cfg: DictConfig,
     tags: Mapping[str, str],
@@ -159,7 +178,7 @@ def mlflow_run(
     all_tags = redact_tags(tags)
     parent = os.environ.get(PARENT_RUN_ENV)
     if parent:
-        all_tags["mlflow.parentRunId"] = parent
+        all_tags[PARENT_TAG] = parent
     uri = str(cfg.tracking.uri)
     system_metrics = bool(cfg.tracking.get("system_metrics", False))
     if system_metrics:
@@ -202,7 +221,7 @@ def redact_tags(tags: Mapping[str, Any]) -> dict[str, str]:
             continue
         if is_secret_key(key):
             out[key] = REDACTED
-        elif key == "polylora.overrides":
+        elif key == OVERRIDES_TAG:
             out[key] = " ".join(redact_override(o) for o in str(value).split(" "))
         else:
             out[key] = redact_text(str(value))
@@ -224,39 +243,3 @@ def is_main_process() -> bool:
     """False on DDP worker ranks (torchrun / accelerate launch set RANK > 0): only rank 0
     records to MLflow, saves the adapter and evaluates."""
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    """Log finite scalar metrics to the active run (MLflow rejects NaN names/values oddly)."""
-    import math
-
-    import mlflow
-
-    if not is_main_process():
-        return
-    clean = {
-        mlflow_metric_name(k): float(v)
-        for k, v in metrics.items()
-        if isinstance(v, (int, float)) and math.isfinite(float(v))
-    }
-    if clean:
-        call("log metrics", mlflow.get_tracking_uri(), mlflow.log_metrics, clean, step=step)
-
-
-def set_tags(tags: Mapping[str, str]) -> None:
-    """Set tags on the active run (redacted like every tag)."""
-    import mlflow
-
-    if not is_main_process():
-        return
-    call("set tags", mlflow.get_tracking_uri(), mlflow.set_tags, redact_tags(tags))
-
-
-def log_artifact(path: Path, artifact_path: str | None = None) -> None:
-    """Log a file or folder to the active run."""
-    import mlflow
-
-    if not is_main_process():
-        return
-    log_fn = mlflow.log_artifacts if path.is_dir() else mlflow.log_artifact
-    call(f"log {path.name}", mlflow.get_tracking_uri(), log_fn, str(path), artifact_path)

@@ -7,6 +7,7 @@ Trainer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import defaultdict
@@ -24,6 +25,7 @@ from polylora.data.formatting import PaddingCollator
 from polylora.models import autocast_dtype
 from polylora.objectives.base import Objective
 from polylora.objectives.ce import cross_entropy_loss
+from polylora.record import names, writer
 
 MetricSink = Callable[[dict[str, float], int], None]
 
@@ -77,6 +79,17 @@ class PolyloraTrainer(Trainer):
         self.batch_sampler_factory = batch_sampler_factory
         self._objective_metrics: dict[str, list[float]] = defaultdict(list)
 
+    def autocast_smart_context_manager(
+        self, cache_enabled: bool | None = True
+    ) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast around the whole loss (sampling, the objective's own decoder and
+        head calls, the reference pass), not only around ``model.forward`` as accelerate
+        applies it: frozen weights stored in bf16 (:func:`polylora.models.wrap_lora`) need it
+        everywhere, and without it the objective's passes ran in fp32."""
+        if not self.args.bf16:
+            return super().autocast_smart_context_manager(cache_enabled)
+        return torch.autocast(self.args.device.type, dtype=torch.bfloat16)
+
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -92,10 +105,10 @@ class PolyloraTrainer(Trainer):
         if not model.training:
             loss = cross_entropy_loss(model, inputs, num_items_in_batch, 1)
             return (loss, {}) if return_outputs else loss
-        self.objective.global_step = self.state.global_step  # survives train.resume
-        self.objective.backward_fn = self.accelerator.backward  # micro-batched parts
         out = self.objective.compute_loss(
-            model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps
+            model, inputs, num_items_in_batch, self.current_gradient_accumulation_steps,
+            step=self.state.global_step,  # restored by train.resume
+            backward=self.accelerator.backward,  # for parts backpropagated in micro-batches
         )
         for key, value in out.metrics.items():
             self._objective_metrics[key].append(float(value))
@@ -126,9 +139,10 @@ class PolyloraTrainer(Trainer):
 
 
 class MetricsCallback(TrainerCallback):
-    """Forwards Trainer logs to a sink under polylora's metric names (train/*, eval/*)."""
+    """Forwards Trainer logs under polylora's metric names (train/*, eval/*) to the run
+    record's writer (or to ``sink``, e.g. a list in a test)."""
 
-    def __init__(self, sink: MetricSink) -> None:
+    def __init__(self, sink: MetricSink = writer.log_metrics) -> None:
         self.sink = sink
         self.last_train_loss: float | None = None
         self.history: list[dict[str, float]] = []
@@ -152,19 +166,19 @@ class MetricsCallback(TrainerCallback):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 continue
             if key == "loss":
-                out["train/loss"] = value
+                out[names.TRAIN_LOSS] = value
                 self.last_train_loss = value
                 out.update(self._throughput.since_last_log(state.num_input_tokens_seen))
             elif key == "eval_runtime":
                 self._throughput.exclude(float(value))
             elif key == "eval_loss":
-                out["eval/loss"] = value
-                out["eval/perplexity"] = math.exp(min(value, 50.0))
+                out[names.VAL_LOSS] = value
+                out[names.VAL_PERPLEXITY] = math.exp(min(value, 50.0))
                 if self.last_train_loss is not None:
-                    out["train/eval_gap"] = value - self.last_train_loss
+                    out[names.TRAIN_EVAL_GAP] = value - self.last_train_loss
             elif key in ("learning_rate", "grad_norm", "epoch"):
-                out[f"train/{key}"] = value
-            elif key.startswith(("train/", "eval/")):
+                out[names.train_metric(key)] = value
+            elif key.startswith((names.TRAIN_PREFIX, names.EVAL_PREFIX)):
                 out[key] = value
         if out:
             self.history.append({"step": state.global_step, **out})
@@ -193,8 +207,8 @@ class _Throughput:
         speed = throughput.rate(tokens_seen - self.tokens,
                                 time.perf_counter() - self.time - self.excluded)
         if speed is not None and tokens_seen > self.tokens:
-            out[throughput.TRAIN_TOKENS_PER_S] = speed
-        out.pop(throughput.GENERATION_TOKENS, None)
+            out[names.TRAIN_TOKENS_PER_S] = speed
+        out.pop(names.GENERATION_TOKENS, None)
         self.start(tokens_seen)
         return out
 
@@ -243,9 +257,9 @@ def training_arguments(cfg: DictConfig, checkpoint_dir: Path, has_eval: bool) ->
     )
 
 
-def build_callbacks(cfg: DictConfig, sink: MetricSink, has_eval: bool) -> list[TrainerCallback]:
+def build_callbacks(cfg: DictConfig, has_eval: bool) -> list[TrainerCallback]:
     """polylora's metric forwarding plus early stopping on eval loss (when there is a val set)."""
-    callbacks: list[TrainerCallback] = [MetricsCallback(sink)]
+    callbacks: list[TrainerCallback] = [MetricsCallback()]
     if has_eval and cfg.train.early_stopping_patience > 0:
         callbacks.append(
             EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience)

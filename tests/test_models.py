@@ -164,3 +164,35 @@ def test_cpu_bf16_hardware_turns_on_trainer_mixed_precision(compose_cfg, tmp_pat
     assert training_arguments(cfg, tmp_path, has_eval=False).bf16
     cfg = compose_cfg(["model=tiny_random"])  # the test fixture pins fp32
     assert not training_arguments(cfg, tmp_path, has_eval=False).bf16
+
+
+def test_bf16_autocast_stores_frozen_weights_in_bf16_and_a_step_trains_lora() -> None:
+    """Under bf16 autocast wrap_lora stores the frozen base weights in bf16 (LoRA stays fp32),
+    and an optimizer step gives a finite loss and moves the LoRA weights."""
+    from polylora.objectives.ce import cross_entropy_loss
+
+    model_cfg, hw, lora = tiny_configs()
+    bf16 = OmegaConf.merge(hw, {"autocast": "bf16"})
+    model, tok = load_base_model(model_cfg, bf16)
+    model = wrap_lora(model, lora, bf16)
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert frozen == {torch.bfloat16, torch.float32}  # linears bf16; embeddings, norms fp32
+    assert trainable and {p.dtype for p in trainable} == {torch.float32}
+    with torch.no_grad():  # LoRA B starts at zero: let A get gradients too
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(name)))
+    before = [p.detach().clone() for p in trainable]
+    ids = torch.randint(5, len(tok), (4, 16), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = cross_entropy_loss(model, batch, None, 1)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trainable)
+    assert all(not torch.equal(b, p) for b, p in zip(before, trainable, strict=True))
+    assert {s["exp_avg"].dtype for s in optimizer.state.values()} == {torch.float32}
+

@@ -14,6 +14,7 @@ import pytest
 from helpers import REPO
 
 from polylora import tracking, tracking_store
+from polylora.record import writer
 from polylora.tracking_store import TrackingError
 
 OPEN_AND_RUN = """
@@ -59,11 +60,11 @@ def test_a_store_locked_too_long_is_one_clear_error(
         holder.execute("BEGIN EXCLUSIVE")
         try:
             with pytest.raises(TrackingError, match=r"stayed locked while trying to log metrics"):
-                tracking.log_metrics({"x": 1.0})
+                writer.log_metrics({"x": 1.0})
         finally:
             holder.execute("ROLLBACK")
             holder.close()
-        tracking.log_metrics({"x": 2.0})  # works again once the lock is gone
+        writer.log_metrics({"x": 2.0})  # works again once the lock is gone
 
 
 def test_store_failures_become_one_line() -> None:

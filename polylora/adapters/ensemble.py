@@ -22,7 +22,6 @@ from polylora.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ENSEMBLE = "ensemble"  # the polylora.merge tag value of an ensemble run
-MEMBER_RUNS_TAG = "polylora.ensemble.member_runs"
 #: Metrics that score the model, not its samples: a mixture's reference loss is not the mean
 #: of its members', so an ensemble run leaves them out.
 MODEL_METRICS = ("test_loss", "test_perplexity")
@@ -110,7 +109,7 @@ def evaluate_ensemble(cfg: DictConfig) -> EnsembleResult:
     it as an evaluation-only MLflow run (nothing is trained)."""
     from transformers import set_seed
 
-    from polylora import cost, models, tracking
+    from polylora import cost, models
     from polylora.adapters.merging import check_compatible
     from polylora.adapters.sources import load_sources, resolve_sources
     from polylora.data.formatting import EncodedDataset
@@ -141,7 +140,7 @@ def evaluate_ensemble(cfg: DictConfig) -> EnsembleResult:
     members = member_run_ids(refs)
     extra = {**writer.merge_tags(ENSEMBLE, refs), names.GROUP_TAG: ensemble_group(cfg)}
     if members:
-        extra[MEMBER_RUNS_TAG] = ",".join(members)
+        extra[names.ENSEMBLE_MEMBER_RUNS_TAG] = ",".join(members)
     left_out = [*prep.left_out, *(m for m in MODEL_METRICS if m in cfg.eval.metrics)]
     with writer.recorded_run(cfg, writer.run_tags(cfg, extra), prep.splits, left_out,
                              out_dir) as active:
@@ -156,7 +155,7 @@ def evaluate_ensemble(cfg: DictConfig) -> EnsembleResult:
         owners = [sample_owner(i, len(refs)) for i in range(int(cfg.eval.n_samples))]
         for row in report.rows:
             row["sample_adapters"] = owners
-        tracking.log_metrics(phase_metric("eval"))
+        writer.log_metrics(phase_metric("eval"))
         writer.write_generations(report.rows, out_dir)
         metrics = dict(report.metrics)
         writer.finish_run(metrics, out_dir, started,
@@ -164,5 +163,5 @@ def evaluate_ensemble(cfg: DictConfig) -> EnsembleResult:
         run_id = active.info.run_id
     log.info("ensemble of %d adapters: %s", len(refs),
              ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())
-                       if k.startswith("eval/pass")))
+                       if k.startswith(names.EVAL_PREFIX + "pass")))
     return EnsembleResult(metrics=metrics, run_id=run_id, output_dir=out_dir)

@@ -81,11 +81,9 @@ def _run_config(ref: str, path: Path) -> dict[str, Any] | None:
     if not candidate.is_file() and ref.startswith("runs:/"):
         run_id = ref[len("runs:/") :].split("/", 1)[0]
         try:
-            import mlflow
+            from polylora.record.reader import download_artifact
 
-            candidate = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{names.CONFIG_FILE}")
-            )
+            candidate = download_artifact(artifact_uri=f"runs:/{run_id}/{names.CONFIG_FILE}")
         except Exception:  # no config artifact: the base is then checked by loading only
             return None
     if not candidate.is_file():

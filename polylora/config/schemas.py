@@ -15,7 +15,7 @@ from omegaconf import MISSING
 
 from polylora.errors import ConfigError
 from polylora.judge.settings import DEFAULT_CRITERIA, DEFAULT_MODEL, JudgeConfig
-from polylora.record.names import DEFAULT_TRACKING_URI
+from polylora.record.names import DEFAULT_TRACKING_URI, VAL_LOSS
 
 
 @dataclass
@@ -157,7 +157,8 @@ class HardwareConfig:
     # CPU threads for torch (null: torch's default, one per core). On a machine other jobs
     # also load, 1 avoids OpenMP stalls that can slow each step down by an order.
     num_threads: int | None = None
-    # Mixed precision with fp32 weights: auto (bf16 autocast where the hardware computes bf16
+    # Mixed precision with fp32 weights (under bf16 autocast the frozen base weights are stored
+    # in bf16, LoRA stays fp32): auto (bf16 autocast where the hardware computes bf16
     # natively: a CPU with avx512_bf16 or AMX, a GPU of compute capability >= 8; fp32
     # elsewhere) | bf16 | off (fp32: exact reproduction). bf16/fp16 weights use ``precision``.
     autocast: str = "auto"
@@ -239,7 +240,7 @@ class PolyloraConfig:
     compare: CompareConfig = field(default_factory=CompareConfig)
     seed: int = 42
     output_dir: str = MISSING
-    optimized_metric: Any = "eval/loss"  # a name, or a list of names (multi-objective)
+    optimized_metric: Any = VAL_LOSS  # a name, or a list of names (multi-objective)
     experiment: str = "default"
 
 

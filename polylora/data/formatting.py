@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerBase
 
 from polylora.data.example import Example
 from polylora.errors import DataError
+from polylora.record import names
 
 IGNORE_INDEX = -100
 
@@ -128,9 +129,9 @@ class Truncation:
     def metrics(self, split: str) -> dict[str, float]:
         """``data/truncated_<split>`` and the tokens lost, for MLflow."""
         return {
-            f"data/truncated_{split}": float(self.examples),
-            f"data/prompt_tokens_lost_{split}": float(self.prompt_tokens_lost),
-            f"data/response_tokens_lost_{split}": float(self.response_tokens_lost),
+            names.truncated_metric(split): float(self.examples),
+            names.prompt_tokens_lost_metric(split): float(self.prompt_tokens_lost),
+            names.response_tokens_lost_metric(split): float(self.response_tokens_lost),
         }
 
 

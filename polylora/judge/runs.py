@@ -29,10 +29,10 @@ def judge_config(settings: Mapping[str, Any]) -> JudgeConfig:
 
 def load_run_rows(run_id: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """A run's per-prompt generations, downloaded from its MLflow artifacts."""
-    import mlflow
+    from polylora.record.reader import download_artifact
 
     try:
-        path = mlflow.artifacts.download_artifacts(
+        path = download_artifact(
             run_id=run_id, artifact_path=GENERATIONS_ARTIFACT, tracking_uri=tracking_uri
         )
     except Exception as exc:  # MLflow raises several types for missing runs/artifacts
@@ -108,11 +108,13 @@ def log_result(result: JudgeResult, run_id: str, out_dir: Path, tracking_uri: st
     """judge/* metrics and the verdict rows onto ``run_id``."""
     import math
 
-    import mlflow
+    from polylora.record import names, writer
+    from polylora.tracking import store_client
 
-    client = mlflow.MlflowClient(tracking_uri)
-    for key, value in result.to_metrics().items():
-        if isinstance(value, (int, float)) and math.isfinite(float(value)):
-            client.log_metric(run_id, key, float(value))
-    path = result.write_jsonl(out_dir / "judge.jsonl")
-    client.log_artifact(run_id, str(path), artifact_path="eval")
+    client = store_client(tracking_uri)
+    writer.log_batch(client, run_id, metrics={
+        key: float(value) for key, value in result.to_metrics().items()
+        if isinstance(value, (int, float)) and math.isfinite(float(value))
+    })
+    path = result.write_jsonl(out_dir / names.JUDGE_FILE)
+    writer.log_run_artifact(client, run_id, path, names.EVAL_ARTIFACTS)

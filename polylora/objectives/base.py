@@ -35,22 +35,22 @@ class ObjectiveContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+#: The Trainer's backward (``accelerator.backward``): an objective may backpropagate parts of
+#: its loss itself (micro-batches, to bound memory) and return the rest.
+Backward = Callable[[torch.Tensor], Any]
+
+
 class Objective(ABC):
     """A training loss. ``compute_loss`` receives a right-padded batch with ``input_ids``,
-    ``attention_mask``, ``labels`` (-100 on prompt tokens) and ``example_index``."""
+    ``attention_mask``, ``labels`` (-100 on prompt tokens) and ``example_index``, and from the
+    Trainer the optimizer step it is on and its backward (both None outside a Trainer)."""
 
     name: str = "objective"
     needs_checker: bool = False
-    #: The optimizer step the Trainer is on, set before each ``compute_loss`` (restored by
-    #: ``train.resume``); None outside a Trainer.
-    global_step: int | None = None
-    #: The Trainer's backward (``accelerator.backward``), set before each ``compute_loss``: an
-    #: objective may backpropagate parts of its loss itself (micro-batches, to bound memory)
-    #: and return the rest. None outside a Trainer: return the whole loss.
-    backward_fn: Callable[[torch.Tensor], Any] | None = None
 
     def check_data(self, has_checker: bool) -> None:  # noqa: B027 (optional hook)
-        """Raise ConfigError if this objective cannot work with the configured data."""
+        """Raise ConfigError if this objective cannot work with the configured data (called
+        once per run, by :func:`polylora.preparation.prepare`, before any model loads)."""
 
     def bind(self, context: ObjectiveContext) -> None:
         """Receive the training context once, before the first step."""
@@ -67,6 +67,12 @@ class Objective(ABC):
         batch: dict[str, torch.Tensor],
         num_items_in_batch: int | torch.Tensor | None,
         grad_accum_steps: int,
+        *,
+        step: int | None = None,
+        backward: Backward | None = None,
     ) -> LossOutput:
         """The loss of one micro-batch, scaled so that summing over the accumulation window
-        gives the window's loss."""
+        gives the window's loss. ``step``: the Trainer's optimizer step (``global_step``,
+        restored by ``train.resume``); None: the objective counts its own calls.
+        ``backward``: the Trainer's backward for parts backpropagated here; None: return the
+        whole loss."""

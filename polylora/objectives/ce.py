@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from polylora.data.formatting import IGNORE_INDEX
-from polylora.objectives.base import LossOutput, Objective
+from polylora.objectives.base import Backward, LossOutput, Objective
 from polylora.objectives.logprobs import chunked_token_logprobs
 from polylora.objectives.single_pass import decoder_and_head, projects_hidden_states
 
@@ -82,6 +82,17 @@ class CrossEntropyObjective(Objective):
 
     name = "ce"
 
-    def compute_loss(self, model, batch, num_items_in_batch, grad_accum_steps) -> LossOutput:
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        batch: dict[str, torch.Tensor],
+        num_items_in_batch: int | torch.Tensor | None,
+        grad_accum_steps: int,
+        *,
+        step: int | None = None,
+        backward: Backward | None = None,
+    ) -> LossOutput:
+        """The token-mean CE of the micro-batch (every step alike: ``step`` and ``backward``
+        are not needed)."""
         loss = cross_entropy_loss(model, batch, num_items_in_batch, grad_accum_steps)
         return LossOutput(loss=loss)

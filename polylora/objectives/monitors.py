@@ -94,10 +94,9 @@ def emit_warning(warning: MonitorWarning) -> None:
     """Log the warning and tag the active MLflow run (``polylora.warning.<kind>=step N``)."""
     log.warning(warning.message)
     try:
-        import mlflow
+        from polylora.record import names, writer
 
-        if mlflow.active_run() is not None:
-            mlflow.set_tag(f"polylora.warning.{warning.kind}", f"step {warning.step}")
+        writer.set_active_run_tag(names.warning_tag(warning.kind), f"step {warning.step}")
     except Exception as exc:  # tracking must never stop training
         log.debug("could not tag the MLflow run: %s", exc)
 

@@ -1,4 +1,5 @@
-"""Pass@k RL: the unbiased PKPO advantage (Walder & Karkhanis 2025) for binary rewards.
+"""Pass@k RL: the unbiased PKPO advantage (Walder & Karkhanis 2025) for binary rewards (the
+sampled sets' pass@k it logs is the evaluation's estimator, :mod:`polylora.metrics.passk`).
 
 pass@k of one prompt is E[max of k samples' rewards]. From n ≥ k samples, the unbiased
 estimate averages max r over all k-subsets; its score-function gradient credits sample i
@@ -25,13 +26,10 @@ from typing import Any
 
 from polylora.data.example import Example
 from polylora.errors import Problems
+from polylora.metrics.passk import pass_at_k
 from polylora.objectives.checker_rewards import checker_rewards, require_checker
 from polylora.objectives.sampled import SampledSetObjective, SetScores
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """The unbiased pass@k estimate 1 − C(n − c, k) / C(n, k) of one prompt's n samples."""
-    return 1.0 - comb(n - c, k) / comb(n, k)
+from polylora.record.names import TRAIN_SAMPLE_PASS_AT_K
 
 
 def pkpo_advantages(rewards: Sequence[float], k: int) -> list[float]:
@@ -82,4 +80,4 @@ class PassKObjective(SampledSetObjective):
         passk = [pass_at_k(n, sum(r >= 0.5 for r in rs), self.k) for rs in rewards]
         return SetScores(advantages=[pkpo_advantages(r, self.k) for r in rewards],
                          qualities=rewards,
-                         metrics={"train/sample_pass_at_k": sum(passk) / len(passk)})
+                         metrics={TRAIN_SAMPLE_PASS_AT_K: sum(passk) / len(passk)})

@@ -38,6 +38,7 @@ from polylora.objectives.advantages import (
 from polylora.objectives.checker_rewards import checker_rewards
 from polylora.objectives.monitors import MonitorWarning, TrainingMonitor, emit_warning
 from polylora.objectives.sampled import SampledSetObjective, SetScores
+from polylora.record.names import TRAIN_SET_SCORE
 
 __all__ = ["MonitorWarning", "PolychromicObjective", "TrainingMonitor", "emit_warning"]
 
@@ -207,7 +208,7 @@ class PolychromicObjective(SampledSetObjective):
             advantages = add_set_advantages(advantages, set_scores)
         return SetScores(advantages=advantages, qualities=qualities, diversities=diversities,
                          set_scores=set_scores,
-                         metrics={"train/set_score": float(np.mean(set_scores))})
+                         metrics={TRAIN_SET_SCORE: float(np.mean(set_scores))})
 
     def score(self, examples: Sequence[Example], texts: list[list[str]]) -> SetScores:
         """Alias of :meth:`score_sets` (the raw, unscaled advantages)."""

@@ -1,5 +1,5 @@
-"""The sampled-set policy-gradient core shared by the RL objectives (polychromic, grpo, passk).
-(Over 400 lines: one estimator, from sampling to the loss; split, its invariants would scatter.)
+"""The sampled-set policy-gradient core shared by the RL objectives (polychromic, grpo, passk):
+the objective class that runs one step, from sampling to the loss, out of the modules below.
 
 On a generation step it samples N completions per training prompt (no grad, eval mode),
 asks the subclass for per-sample advantages (the only thing a subclass does), scales them
@@ -18,51 +18,47 @@ disabled), see :func:`polylora.objectives.logprobs.kl_surrogate`. The CE rows (L
 and the sample rows (off) go through ONE teacher-forced pass (:mod:`.single_pass`); the Trainer
 does the accumulation, checkpointing and the backward. A step runs whole unless its estimated
 autograd memory exceeds ``memory_budget_mb`` (or ``micro_batch`` is set): then it runs a few
-prompts at a time through the Trainer's backward (:attr:`Objective.backward_fn`), with the
-loss value and gradients of the single pass (CE's dropout masks are drawn per micro-batch:
-other draws, same distribution). Models without a decoder/head split, under gradient
-checkpointing or DDP use the separate passes (:meth:`SampledSetObjective.pg_terms`, then CE).
+prompts at a time through the Trainer's backward (the ``backward`` argument of
+:meth:`SampledSetObjective.compute_loss`), with the loss value and gradients of the single
+pass (CE's dropout masks are drawn per micro-batch: other draws, same distribution). Models
+without a decoder/head split, under gradient checkpointing or DDP use the separate passes
+(:meth:`SampledSetObjective.pg_terms`, then CE).
+
+The parts: settings checks (:mod:`.core_settings`), prompts and sampling (:mod:`.sampling`),
+the estimator (:mod:`.estimator`), the passes within a memory budget (:mod:`.micro_batching`),
+step positions, metrics and monitors (:mod:`.step_metrics`).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeGuard
+from typing import Any
 
 import numpy as np
 import torch
 
 from polylora.data.example import Example
-from polylora.data.formatting import IGNORE_INDEX, render_prompt
-from polylora.errors import ConfigError, Problems
-from polylora.generation import SamplingParams, eval_mode, sample
-from polylora.lora_dropout import dropout_active
-from polylora.objectives.advantages import ADVANTAGE_NORMS, AdvantageNorm, normalize_advantages
-from polylora.objectives.base import LossOutput, Objective, ObjectiveContext
-from polylora.objectives.ce import cross_entropy_loss, response_token_nll_sum
-from polylora.objectives.logprobs import kl_surrogate, pack, prefix_token_logprobs
-from polylora.objectives.monitors import (
-    MonitorWarning,
-    NoSignalMonitor,
-    TrainingMonitor,
-    emit_warning,
+from polylora.generation import SamplingParams
+from polylora.objectives.advantages import AdvantageNorm, normalize_advantages
+from polylora.objectives.base import Backward, LossOutput, Objective, ObjectiveContext
+from polylora.objectives.ce import cross_entropy_loss
+from polylora.objectives.core_settings import check_core_settings
+from polylora.objectives.estimator import Estimator, PGTerms
+from polylora.objectives.micro_batching import MemoryPlan, micro_batched_ce, single_pass_terms
+from polylora.objectives.monitors import MonitorWarning, NoSignalMonitor, TrainingMonitor
+from polylora.objectives.sampling import PromptCache, distinct_fraction, sample_sets
+from polylora.objectives.single_pass import supports_single_pass
+from polylora.objectives.step_metrics import (
+    StepCounter,
+    StepMonitors,
+    StepTimes,
+    ce_only_metrics,
+    generation_metrics,
 )
-from polylora.objectives.single_pass import (
-    ScoredRows,
-    activation_bytes_per_position,
-    ce_rows,
-    row_logprobs,
-    supports_single_pass,
-)
-
-MIN_GENERATIONS, MAX_GENERATIONS = 2, 8
-PG_NORMALIZERS: tuple[str, ...] = ("constant", "sample_mean")
-KL_ESTIMATORS: tuple[str, ...] = ("k1", "k2")
+from polylora.record import names
 
 
 @dataclass
@@ -76,39 +72,6 @@ class SetScores:
     diversities: list[float] | None = None
     set_scores: list[float] | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class PGTerms:
-    """The score-function loss (unscaled micro-batch value), optional KL, diagnostics. Parts
-    already backpropagated by :meth:`SampledSetObjective.pg_terms` enter detached (value only)."""
-
-    pg_loss: torch.Tensor
-    kl_loss: torch.Tensor | None = None
-    kl: float | None = None  # the KL estimate (nats per sample), for logging
-    mean_logprob: float = 0.0
-    skipped: bool = False
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-class _AdapterModel(Protocol):
-    """A PEFT model: the base model computes inside ``disable_adapter()``."""
-
-    def disable_adapter(self) -> AbstractContextManager[Any]: ...
-
-
-def _has_adapter(model: object) -> TypeGuard[_AdapterModel]:
-    return hasattr(model, "disable_adapter")
-
-
-def distinct_fraction(texts: Sequence[str]) -> float:
-    """(#distinct answers − 1) / (N − 1): 0 when all alike, 1 when all differ."""
-    if len(texts) < 2:
-        return 0.0
-    return (len({t.strip().lower() for t in texts}) - 1) / (len(texts) - 1)
 
 
 class SampledSetObjective(Objective):
@@ -141,53 +104,16 @@ class SampledSetObjective(Objective):
         micro_batch: int | None = None,
         memory_budget_mb: float | None = 1200.0,
     ) -> None:
-        p = "objective."
-        w = self.weight_name
-        found = Problems()
-        need = found.check  # records the message when the condition fails
-        need(is_number(pg_weight) and pg_weight >= 0,
-             f"{p}{w} must be a number >= 0, got {pg_weight!r}")
-        need(is_number(ce_weight) and ce_weight >= 0,
-             f"{p}ce_weight must be a number >= 0, got {ce_weight!r}")
-        need(isinstance(n_generations, int) and not isinstance(n_generations, bool)
-             and MIN_GENERATIONS <= n_generations <= MAX_GENERATIONS,
-             f"{p}n_generations must be between {MIN_GENERATIONS} and {MAX_GENERATIONS}, "
-             f"got {n_generations!r}")
-        need(is_number(temperature) and temperature > 0,
-             f"{p}temperature must be > 0, got {temperature!r}")
-        need(is_number(top_p) and 0 < top_p <= 1, f"{p}top_p must be in (0, 1], got {top_p!r}")
-        need(top_p == 1 or (pg_weight == 0 and kl_weight == 0),
-             f"{p}top_p={top_p} is not supported by the policy-gradient term (its log-probs "
-             "must be those of the distribution sampled from, and polylora does not "
-             f"renormalize over the nucleus); use {p}top_p=1.0 (lower {p}temperature instead)")
-        need(advantage_norm in ADVANTAGE_NORMS, f"{p}advantage_norm={advantage_norm!r} is "
-             f"unknown; use one of {', '.join(ADVANTAGE_NORMS)}")
-        need(pg_normalizer in PG_NORMALIZERS, f"{p}pg_normalizer={pg_normalizer!r} is "
-             f"unknown; use one of {', '.join(PG_NORMALIZERS)}")
-        need(is_number(kl_weight) and kl_weight >= 0,
-             f"{p}kl_weight must be a number >= 0, got {kl_weight!r}")
-        need(kl_estimator in KL_ESTIMATORS, f"{p}kl_estimator={kl_estimator!r} is unknown; "
-             f"use one of {', '.join(KL_ESTIMATORS)} (k3 as a loss has the reverse KL's "
-             "gradient)")
-        for key, value in (("max_new_tokens", max_new_tokens), ("generate_every", generate_every),
-                           ("no_signal_patience", no_signal_patience),
-                           ("collapse_patience", collapse_patience),
-                           ("hacking_window", hacking_window),
-                           ("micro_batch", 1 if micro_batch is None else micro_batch)):
-            need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                 f"{p}{key} must be an integer >= 1, got {value!r}")
-        need(memory_budget_mb is None or (is_number(memory_budget_mb) and memory_budget_mb > 0),
-             f"{p}memory_budget_mb must be a number > 0 or null (no budget), got "
-             f"{memory_budget_mb!r}")
-        need(is_number(collapse_floor) and 0 <= collapse_floor <= 1,
-             f"{p}collapse_floor must be in [0, 1], got {collapse_floor!r}")
-        if all(is_number(x) for x in (ce_weight, pg_weight, kl_weight)):  # else listed above
-            need(ce_weight > 0 or pg_weight > 0 or kl_weight > 0,
-                 f"{p}ce_weight and {p}{w} are both 0: nothing to train; set one > 0")
-            need(ce_weight > 0 or generate_every == 1,
-                 f"{p}ce_weight=0 (pure RL) needs {p}generate_every=1: the steps in between "
-                 "would have no loss")
-        found.raise_any()
+        check_core_settings(
+            weight_name=self.weight_name, pg_weight=pg_weight, ce_weight=ce_weight,
+            n_generations=n_generations, temperature=temperature, top_p=top_p,
+            max_new_tokens=max_new_tokens, generate_every=generate_every,
+            advantage_norm=advantage_norm, pg_normalizer=pg_normalizer, kl_weight=kl_weight,
+            kl_estimator=kl_estimator, no_signal_patience=no_signal_patience,
+            collapse_floor=collapse_floor, collapse_patience=collapse_patience,
+            hacking_window=hacking_window, micro_batch=micro_batch,
+            memory_budget_mb=memory_budget_mb,
+        )
         self.pg_weight = float(pg_weight)
         self.ce_weight = float(ce_weight)
         self.n_generations = n_generations
@@ -203,36 +129,33 @@ class SampledSetObjective(Objective):
         self.collapse_floor = float(collapse_floor)
         self.collapse_patience = collapse_patience
         self.hacking_window = hacking_window
-        # Prompts per forward and backward (None: the whole batch, one pass); set it only when
-        # a step does not fit in memory (memory, not the estimator: not a logged param).
+        # Prompts per pass (None: by memory_budget_mb, MB, None: never split): memory, not the
+        # estimator, so not logged params.
         self.micro_batch = micro_batch
-        # Without micro_batch, the step splits only when its estimated autograd memory would
-        # exceed this budget (MB; None: never).
         self.memory_budget_mb = None if memory_budget_mb is None else float(memory_budget_mb)
-        self.monitor = TrainingMonitor(collapse_floor, collapse_patience, hacking_window,
-                                       weight_name=w)
-        self.no_signal = NoSignalMonitor(no_signal_patience)
-        self.warnings: list[MonitorWarning] = []
+        self.monitors = StepMonitors(
+            TrainingMonitor(collapse_floor, collapse_patience, hacking_window,
+                            weight_name=self.weight_name),
+            NoSignalMonitor(no_signal_patience), watch_signal=self.pg_weight > 0)
         self.last_scored: SetScores | None = None
         self.last_advantages: list[list[float]] = []
-        self._prompt_cache: dict[int, list[int]] = {}
-        self._micro_batches = 0  # the fallback step counter (no Trainer telling the step)
-        self._seen_step: int | None = None
-        self._micro_in_step = 0
-        self._step_obs: list[tuple[float, float, bool]] = []
-
-    # ---------------------------------------------------------------- plumbing
+        self.prompt_cache = PromptCache()
+        self.steps = StepCounter()
 
     @property
     def generates(self) -> bool:
         """Whether any step samples: λ = 0 and β = 0 is CE (no generation at all)."""
         return self.pg_weight > 0 or self.kl_weight > 0
 
+    @property
+    def warnings(self) -> list[MonitorWarning]:
+        """The training-health warnings fired so far, in order."""
+        return self.monitors.warnings
+
     def bind(self, context: ObjectiveContext) -> None:
         """Keep the context; the prompt-id cache belongs to one training set."""
         super().bind(context)
-        self.check_data(context.checker is not None)
-        self._prompt_cache.clear()
+        self.prompt_cache.clear()
 
     def params(self) -> dict[str, Any]:
         """The core's knobs, for MLflow params (subclasses add theirs)."""
@@ -248,18 +171,8 @@ class SampledSetObjective(Objective):
         }
 
     def prompt_ids(self, example_indices: Sequence[int]) -> list[list[int]]:
-        """Token ids of each example's rendered prompt (as the evaluation renders it for
-        sampling, no truncation), cached per training-set index."""
-        ctx = self.context
-        out = []
-        for index in example_indices:
-            if index not in self._prompt_cache:
-                text = render_prompt(ctx.examples[index], ctx.tokenizer, ctx.prompt_format)
-                self._prompt_cache[index] = list(
-                    ctx.tokenizer(text, add_special_tokens=False)["input_ids"]
-                )
-            out.append(self._prompt_cache[index])
-        return out
+        """Token ids of each example's rendered prompt, cached per training-set index."""
+        return self.prompt_cache.lookup(self.context, example_indices)
 
     def generate(
         self, model: torch.nn.Module, prompt_ids: list[list[int]]
@@ -267,9 +180,7 @@ class SampledSetObjective(Objective):
         """N samples per prompt in one batched ``generation.sample`` call (no grad, eval mode)."""
         params = SamplingParams(n=self.n_generations, temperature=self.temperature,
                                 top_p=self.top_p, max_new_tokens=self.max_new_tokens)
-        out = sample(model, self.context.tokenizer, prompt_ids, params,
-                     batch_size=max(len(prompt_ids), 1))
-        return out.token_ids, out.texts
+        return sample_sets(model, self.context.tokenizer, prompt_ids, params)
 
     def scale_advantages(self, advantages: Sequence[Sequence[float]]) -> list[list[float]]:
         """The raw advantages as the policy gradient weighs them (``advantage_norm``)."""
@@ -279,7 +190,14 @@ class SampledSetObjective(Objective):
     def score_sets(self, examples: Sequence[Example], texts: list[list[str]]) -> SetScores:
         """Raw per-sample advantages (and qualities) of each prompt's sample set."""
 
-    # ---------------------------------------------------------------- the PG term
+    def estimator(self) -> Estimator:
+        """The estimator under this objective's settings and the bound tokenizer's padding."""
+        pad = self.context.tokenizer.pad_token_id
+        return Estimator(
+            temperature=self.temperature, max_new_tokens=self.max_new_tokens,
+            pg_normalizer=self.pg_normalizer, ce_weight=self.ce_weight,
+            pg_weight=self.pg_weight, kl_weight=self.kl_weight,
+            kl_estimator=self.kl_estimator, pad_id=pad if pad is not None else 0)
 
     def pg_terms(
         self,
@@ -287,112 +205,14 @@ class SampledSetObjective(Objective):
         prompt_ids: Sequence[Sequence[int]],
         sample_ids: Sequence[Sequence[Sequence[int]]],
         advantages: Sequence[Sequence[float]],
-        backward: Callable[[torch.Tensor], Any] | None = None,
+        backward: Backward | None = None,
         loss_scale: float = 1.0,
         keep_last: bool = False,
     ) -> PGTerms:
-        """The PG loss (and KL) of the samples WITH grad, dropout off (as when sampling).
-
-        Skipped (exactly 0, no forward) when every advantage is 0 and β = 0. With
-        ``backward``, the pass runs ``micro_batch`` prompts at a time and backpropagates
-        ``loss_scale · (λ·PG + β·KL)`` of each micro-batch at once (all but the last when
-        ``keep_last``), so only one micro-batch's graph is alive; those parts come back
-        detached. Without it, one pass over all prompts (one graph, as before).
-        """
-        device = next(model.parameters()).device
-        flat = [float(a) for aa in advantages for a in aa]
-        if not flat or (self.kl_weight == 0 and all(a == 0.0 for a in flat)):
-            zero = torch.zeros((), device=device)
-            return PGTerms(pg_loss=zero, skipped=True)
-        size = max(len(prompt_ids), 1)
-        if backward is not None and self.micro_batch is not None:
-            size = self.micro_batch
-        starts = list(range(0, len(prompt_ids), size))
-        pg_parts: list[torch.Tensor] = []
-        kl_parts: list[torch.Tensor] = []
-        logprob_sum = kl_sum = 0.0
-        row = 0
-        for k, b0 in enumerate(starts):
-            prompts, samples = prompt_ids[b0 : b0 + size], sample_ids[b0 : b0 + size]
-            logp, mask = self.sample_logprobs(model, prompts, samples)
-            adv = torch.tensor(flat[row : row + len(logp)], device=device, dtype=logp.dtype)
-            row += len(logp)
-            logprob_sum += float((logp.detach().sum(1) / mask.sum(1).clamp(min=1)).sum())
-            pg = self._reduce(-adv * logp.sum(1), mask, len(flat))
-            kl = None
-            if self.kl_weight > 0:
-                with torch.no_grad(), self._base_model(model):
-                    ref, _ = self.sample_logprobs(model, prompts, samples)
-                surrogate, estimate = kl_surrogate(logp, ref, mask, self.kl_estimator)
-                kl = self._reduce(surrogate, mask, len(flat))
-                kl_sum += float(estimate.sum())
-            if backward is not None and not (keep_last and k == len(starts) - 1):
-                part = self.pg_weight * pg + (self.kl_weight * kl if kl is not None else 0.0)
-                backward(part * loss_scale)
-                pg, kl = pg.detach(), (kl.detach() if kl is not None else None)
-            pg_parts.append(pg)
-            if kl is not None:
-                kl_parts.append(kl)
-        terms = PGTerms(pg_loss=torch.stack(pg_parts).sum(),
-                        mean_logprob=logprob_sum / len(flat))
-        if kl_parts:
-            terms.kl_loss = torch.stack(kl_parts).sum()
-            terms.kl = kl_sum / len(flat)
-        return terms
-
-    def sample_logprobs(
-        self,
-        model: torch.nn.Module,
-        prompt_ids: Sequence[Sequence[int]],
-        sample_ids: Sequence[Sequence[Sequence[int]]],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B·N, L) token log-probs under softmax(logits / T) and their mask, eval mode.
-
-        Each prompt runs once with its KV cache shared by its N samples
-        (:func:`prefix_token_logprobs`) unless the model gives no cache or is a DDP wrapper
-        (two forwards before one backward); then one [prompt | sample] row per sample."""
-        tok = self.context.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        with eval_mode(model):
-            if getattr(model, "module", model) is model:
-                shared = prefix_token_logprobs(model, prompt_ids, sample_ids, pad,
-                                               self.temperature)
-                if shared is not None:
-                    return shared
-            packed = pack(prompt_ids, sample_ids, pad, next(model.parameters()).device)
-            return packed.token_logprobs(model, self.temperature), packed.target_mask
-
-    def _reduce(self, per_sample_sums: torch.Tensor, mask: torch.Tensor,
-                total: int) -> torch.Tensor:
-        """Σ over a sample's tokens → one number: / (R · max_new_tokens) or per-sample mean,
-        R = ``total`` samples of the step (these rows may be one micro-batch of them)."""
-        if self.pg_normalizer == "constant":
-            return per_sample_sums.sum() / (total * self.max_new_tokens)
-        return (per_sample_sums / mask.sum(1).clamp(min=1)).sum() / total
-
-    @staticmethod
-    def _base_model(model: torch.nn.Module) -> AbstractContextManager[Any]:
-        """Context in which ``model`` computes the frozen base model (adapter disabled)."""
-        base = getattr(model, "module", model)
-        if not _has_adapter(base):
-            raise ConfigError("objective.kl_weight > 0 needs a LoRA adapter (lora.enabled)")
-        return base.disable_adapter()
-
-    # ---------------------------------------------------------------- the loss
-
-    def _position(self, ga: int) -> tuple[int, int]:
-        """(optimizer step, micro-batch within it): the Trainer's ``global_step`` when it set
-        one (so ``generate_every`` and the monitors continue after ``train.resume``), else
-        this object's own count of calls."""
-        if self.global_step is None:
-            step, micro = divmod(self._micro_batches, ga)
-            self._micro_batches += 1
-            return step, micro
-        if self.global_step != self._seen_step:
-            self._seen_step, self._micro_in_step = self.global_step, 0
-        micro = self._micro_in_step
-        self._micro_in_step += 1
-        return self.global_step, micro
+        """The PG loss (and KL) of the samples in their own pass: :meth:`Estimator.pg_terms`
+        with this objective's ``micro_batch``."""
+        return self.estimator().pg_terms(model, prompt_ids, sample_ids, advantages,
+                                         self.micro_batch, backward, loss_scale, keep_last)
 
     def compute_loss(
         self,
@@ -400,12 +220,15 @@ class SampledSetObjective(Objective):
         batch: dict[str, torch.Tensor],
         num_items_in_batch: int | torch.Tensor | None,
         grad_accum_steps: int,
+        *,
+        step: int | None = None,
+        backward: Backward | None = None,
     ) -> LossOutput:
         """``ce_weight·CE`` every step; on generation steps add ``(λ·PG + β·KL) / ga``."""
         ga = max(int(grad_accum_steps), 1)
         if not self.generates:
             return self._ce_only(model, batch, num_items_in_batch, ga)
-        step, micro = self._position(ga)
+        step, micro = self.steps.position(step, ga)
         if step % self.generate_every != 0:
             return self._ce_only(model, batch, num_items_in_batch, ga)
 
@@ -424,31 +247,34 @@ class SampledSetObjective(Objective):
         # backward. Without CE it must be the DDP forward itself (gradients are all-reduced).
         net = unwrapped if with_ce else model
         # Micro-batched backward (the Trainer's) only without a DDP wrapper, which expects one
-        # backward per forward (its gradient all-reduce); there, one graph as before.
-        backward = self.backward_fn if model is unwrapped else None
+        # backward per forward (its gradient all-reduce); there, one graph.
+        inner_backward = backward if model is unwrapped else None
+        estimator = self.estimator()
         no_signal = all(a == 0 for aa in advantages for a in aa) and self.kl_weight == 0
         ce: torch.Tensor | None
         if not with_ce and no_signal:
-            terms, ce = self._zero_graph_terms(net, prompts, sample_ids), None
+            terms, ce = estimator.zero_graph_terms(net, prompts, sample_ids), None
         elif supports_single_pass(model):
-            terms, ce = self._single_pass(model, batch, prompts, sample_ids, advantages,
-                                          num_items_in_batch, ga, backward)
+            plan = MemoryPlan(self.micro_batch, self.memory_budget_mb, self.n_generations)
+            terms, ce = single_pass_terms(estimator, plan, model, batch, prompts, sample_ids,
+                                          advantages, num_items_in_batch, ga, inner_backward)
         else:
-            terms = self.pg_terms(net, prompts, sample_ids, advantages, backward=backward,
-                                  loss_scale=1.0 / ga, keep_last=not with_ce)
-            ce = (self._micro_batched_ce(model, batch, num_items_in_batch, ga, backward)
-                  if with_ce else None)
+            terms = estimator.pg_terms(net, prompts, sample_ids, advantages, self.micro_batch,
+                                       inner_backward, loss_scale=1.0 / ga,
+                                       keep_last=not with_ce)
+            ce = (micro_batched_ce(model, batch, num_items_in_batch, ga, inner_backward,
+                                   self.micro_batch) if with_ce else None)
         t3 = time.perf_counter()
 
         extra = self.pg_weight * terms.pg_loss
         quality_loss = float(ce.detach()) * ga if ce is not None else 0.0
         combined = self.ce_weight * quality_loss + self.pg_weight * float(terms.pg_loss.detach())
-        metrics: dict[str, float] = {"train/quality_loss": quality_loss}
+        metrics: dict[str, float] = {names.TRAIN_QUALITY_LOSS: quality_loss}
         if terms.kl_loss is not None and terms.kl is not None:
             extra = extra + self.kl_weight * terms.kl_loss
             combined += self.kl_weight * float(terms.kl_loss.detach())
-            metrics["train/kl"] = terms.kl
-            metrics["train/kl_loss"] = float(terms.kl_loss.detach())
+            metrics[names.TRAIN_KL] = terms.kl
+            metrics[names.TRAIN_KL_LOSS] = float(terms.kl_loss.detach())
         loss = extra / ga if ce is None else (
             (ce if self.ce_weight == 1 else self.ce_weight * ce) + extra / ga)
         flat_q = [q for qs in scored.qualities for q in qs]
@@ -456,161 +282,12 @@ class SampledSetObjective(Objective):
                        else [distinct_fraction(t) for t in texts])
         has_signal = any(a != 0 for aa in scored.advantages for a in aa)
         mean_d, mean_q = float(np.mean(diversities)), float(np.mean(flat_q))
-        metrics.update({
-            "train/pg_loss": float(terms.pg_loss.detach()),
-            "train/combined_loss": combined,
-            "train/diversity_score": mean_d,
-            "train/sample_quality": mean_q,
-            "train/advantage_abs": float(np.mean([abs(a) for aa in advantages for a in aa])),
-            "train/no_signal": float(not has_signal),
-            "train/sample_tokens": float(np.mean([len(s) for ss in sample_ids for s in ss])),
-            "train/generation_time_s": t1 - t0,
-            "train/scoring_time_s": t2 - t1,
-            # CE's forward and the PG pass (its backward too when micro-batched); the
-            # remaining backward runs in the Trainer after this returns
-            "train/learning_time_s": t3 - t2,
-            **scored.metrics,
-        })
-        self._observe(step, micro, ga, mean_d, mean_q, has_signal)
+        metrics.update({**generation_metrics(
+            pg_loss=float(terms.pg_loss.detach()), combined_loss=combined, diversity=mean_d,
+            quality=mean_q, advantages=advantages, has_signal=has_signal,
+            sample_ids=sample_ids, times=StepTimes(t1 - t0, t2 - t1, t3 - t2)), **scored.metrics})
+        self.monitors.observe(step, micro, ga, mean_d, mean_q, has_signal)
         return LossOutput(loss=loss, metrics=metrics)
-
-    def _single_pass(
-        self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
-        prompts: list[list[int]], sample_ids: list[list[list[int]]],
-        advantages: Sequence[Sequence[float]], num_items_in_batch: int | torch.Tensor | None,
-        ga: int, backward: Callable[[torch.Tensor], Any] | None,
-    ) -> tuple[PGTerms, torch.Tensor | None]:
-        """The CE rows (with LoRA dropout) and the sample rows (without) in ONE forward
-        (:mod:`polylora.objectives.single_pass`): (PG/KL terms, CE) with the values and
-        gradients of the separate passes. With ``micro_batch`` and the Trainer's backward,
-        ``micro_batch`` prompts per pass, each but the last backpropagated here."""
-        tok = self.context.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        device = next(model.parameters()).device
-        flat = [float(a) for aa in advantages for a in aa]
-        with_pg = bool(flat) and not (self.kl_weight == 0 and all(a == 0 for a in flat))
-        with_ce = self.ce_weight > 0
-        denominator: int | torch.Tensor = 1
-        if with_ce:
-            denominator = (num_items_in_batch if num_items_in_batch is not None else
-                           (batch["labels"][:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
-        ce_drop = dropout_active(model)
-        size = len(prompts)
-        if backward is not None:
-            size = self.micro_batch or self._prompts_within_budget(
-                model, batch, prompts, sample_ids, with_ce, ce_drop)
-        starts = list(range(0, len(prompts), max(size, 1)))
-        pg_parts: list[torch.Tensor] = []
-        kl_parts: list[torch.Tensor] = []
-        ce_parts: list[torch.Tensor] = []
-        logprob_sum = kl_sum = 0.0
-        row = 0
-        for k, b0 in enumerate(starts):
-            rows = ScoredRows()
-            part_ce = ([] if not with_ce else ce_rows(
-                rows, {key: batch[key][b0 : b0 + size]
-                       for key in ("input_ids", "attention_mask", "labels")}, ce_drop))
-            part_samples: list[int] = []
-            for prompt, samples in zip(prompts[b0 : b0 + size], sample_ids[b0 : b0 + size],
-                                       strict=True):
-                owner = rows.prefix(prompt, False)
-                for s in samples if with_pg else ():
-                    part_samples.append(rows.add(owner, s[:-1], s, self.temperature))
-            logp, mask = row_logprobs(model, rows, pad)
-            loss = torch.zeros((), device=device)
-            if part_ce:
-                ce = -(logp[part_ce] * mask[part_ce]).sum() / denominator
-                loss = loss + self.ce_weight * ce
-                ce_parts.append(ce)
-            if part_samples:
-                lp, m = logp[part_samples], mask[part_samples]
-                adv = torch.tensor(flat[row : row + len(lp)], device=device, dtype=lp.dtype)
-                row += len(lp)
-                logprob_sum += float((lp.detach().sum(1) / m.sum(1).clamp(min=1)).sum())
-                pg = self._reduce(-adv * lp.sum(1), m, len(flat))
-                loss = loss + self.pg_weight * pg / ga
-                pg_parts.append(pg)
-                if self.kl_weight > 0:
-                    ref_rows = ScoredRows()
-                    for index in part_samples:
-                        ref_rows.add(ref_rows.prefix(rows.prefixes[rows.owner[index]], False),
-                                     rows.fed[index], rows.targets[index], self.temperature)
-                    with torch.no_grad(), self._base_model(model):
-                        ref, _ = row_logprobs(model, ref_rows, pad)
-                    surrogate, estimate = kl_surrogate(lp, ref, m, self.kl_estimator)
-                    kl = self._reduce(surrogate, m, len(flat))
-                    kl_sum += float(estimate.sum())
-                    loss = loss + self.kl_weight * kl / ga
-                    kl_parts.append(kl)
-            if backward is not None and k < len(starts) - 1 and loss.requires_grad:
-                backward(loss)
-                for parts in (pg_parts, kl_parts, ce_parts):
-                    if parts:
-                        parts[-1] = parts[-1].detach()
-        zero = torch.zeros((), device=device)
-        terms = PGTerms(pg_loss=torch.stack(pg_parts).sum() if pg_parts else zero,
-                        mean_logprob=logprob_sum / max(len(flat), 1), skipped=not with_pg)
-        if kl_parts:
-            terms.kl_loss = torch.stack(kl_parts).sum()
-            terms.kl = kl_sum / len(flat)
-        return terms, (torch.stack(ce_parts).sum() if ce_parts else None)
-
-    def _prompts_within_budget(
-        self, model: torch.nn.Module, batch: dict[str, torch.Tensor], prompts: list[list[int]],
-        sample_ids: list[list[list[int]]], with_ce: bool, ce_drop: bool,
-    ) -> int:
-        """Prompts per pass: all of them unless the estimated autograd memory of the pass
-        (token positions × :func:`activation_bytes_per_position`) exceeds
-        ``memory_budget_mb``; then as many as fit (at least one)."""
-        if self.memory_budget_mb is None or not prompts:
-            return len(prompts)
-        prompt_width = max(len(p) for p in prompts)
-        sample_width = max((len(s) for ss in sample_ids for s in ss), default=0)
-        ce_width = int(batch["attention_mask"].sum(1).max()) if with_ce else 0
-        prefixes = 2 if with_ce and ce_drop else 1  # CE prompts apart when dropout is on
-        rows = self.n_generations + (1 if with_ce else 0)
-        per_prompt = prefixes * prompt_width + rows * max(sample_width, ce_width - prompt_width)
-        need = per_prompt * activation_bytes_per_position(model) / 2**20
-        return max(1, min(len(prompts), int(self.memory_budget_mb // max(need, 1e-9))))
-
-    def _micro_batched_ce(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                          num_items_in_batch: int | torch.Tensor | None, ga: int,
-                          backward: Callable[[torch.Tensor], Any] | None) -> torch.Tensor:
-        """:func:`cross_entropy_loss` of the batch; with ``backward``, ``micro_batch`` rows at a
-        time (each cut to its longest row), all but the last backpropagated here. The value
-        is the same token mean: each part is divided by the whole batch's token count."""
-        rows = batch["input_ids"].shape[0]
-        if backward is None or self.micro_batch is None or rows <= self.micro_batch:
-            return cross_entropy_loss(model, batch, num_items_in_batch, ga)
-        labels = batch["labels"]
-        denominator = (num_items_in_batch if num_items_in_batch is not None
-                       else (labels[:, 1:] != IGNORE_INDEX).sum().clamp(min=1) * ga)
-        parts = []
-        for r0 in range(0, rows, self.micro_batch):
-            mask = batch["attention_mask"][r0 : r0 + self.micro_batch]
-            width = int(mask.sum(1).max())  # right-padded: later columns are all padding
-            if bool(mask[:, width:].any()):
-                width = mask.shape[1]
-            sub = {key: batch[key][r0 : r0 + self.micro_batch, :width]
-                   for key in ("input_ids", "attention_mask", "labels")}
-            nll, _ = response_token_nll_sum(model, sub)
-            part = nll / denominator
-            if r0 + self.micro_batch < rows:
-                backward(part)
-                part = part.detach()
-            parts.append(part)
-        return torch.stack(parts).sum()
-
-    def _zero_graph_terms(self, model: torch.nn.Module, prompts: list[list[int]],
-                          sample_ids: list[list[list[int]]]) -> PGTerms:
-        """Pure RL with no signal: a 0-valued loss that still has a graph (zero gradient)."""
-        tok = self.context.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        device = next(model.parameters()).device
-        packed = pack(prompts[:1], sample_ids[:1], pad, device)
-        with eval_mode(model):
-            logp = packed.token_logprobs(model, self.temperature)
-        return PGTerms(pg_loss=logp.sum() * 0.0, skipped=True)
 
     def _ce_only(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
                  num_items_in_batch: int | torch.Tensor | None, ga: int) -> LossOutput:
@@ -619,22 +296,4 @@ class SampledSetObjective(Objective):
         ce = cross_entropy_loss(model, batch, num_items_in_batch, ga)
         value = float(ce.detach()) * ga
         loss = ce if self.ce_weight == 1 else self.ce_weight * ce
-        return LossOutput(loss=loss, metrics={"train/quality_loss": value,
-                                              "train/combined_loss": self.ce_weight * value})
-
-    def _observe(self, step: int, micro: int, ga: int, diversity: float, quality: float,
-                 has_signal: bool) -> None:
-        """Feed the monitors once per optimizer step (mean over its micro-batches)."""
-        self._step_obs.append((diversity, quality, has_signal))
-        if micro < ga - 1:
-            return
-        d = float(np.mean([o[0] for o in self._step_obs]))
-        q = float(np.mean([o[1] for o in self._step_obs]))
-        signal = any(o[2] for o in self._step_obs)
-        self._step_obs.clear()
-        fired = self.monitor.observe(step, d, q)
-        if self.pg_weight > 0:
-            fired += self.no_signal.observe(step, signal)
-        for warning in fired:
-            self.warnings.append(warning)
-            emit_warning(warning)
+        return LossOutput(loss=loss, metrics=ce_only_metrics(value, self.ce_weight))

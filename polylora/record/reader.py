@@ -1,9 +1,10 @@
 """Reading finished runs back from MLflow as typed objects: selection, final metrics, curves,
 per-prompt scores, by the names :mod:`polylora.record.names` says a run writes.
 
-Shared by ``polylora compare``, ``polylora diagnose`` and the headline report. Everything here
-goes through :class:`mlflow.MlflowClient` (never the fluent API), so reading runs never
-touches an active run of the calling process.
+The one reader: ``polylora compare``, ``polylora diagnose``, the headline report, sweeps, the
+judge and adapter sources read runs and artifacts here. Everything goes through
+:class:`mlflow.MlflowClient` or ``mlflow.artifacts`` (never the fluent run API), so reading
+runs never touches an active run of the calling process.
 
 Conventions:
 
@@ -35,12 +36,17 @@ from polylora.errors import PolyloraError
 from polylora.record.names import (
     COMPARISON_KIND,
     DEFAULT_TRACKING_URI,
+    EVAL_PREFIX,
     EXPERIMENT_TAG,
     GENERATIONS_ARTIFACT,
     GROUP_TAG,
     KIND_TAG,
+    MOE_SUFFIX,
     OBJECTIVE_TAG,
+    OBJECTIVE_TARGET_PARAM,
+    PARENT_TAG,
     ROLE_TAG,
+    SEED_PARAM,
     SEED_TAG,
     SWEEP_ROLE,
     TRACKING_URI_ENV,
@@ -62,7 +68,9 @@ __all__ = [
     "SWEEP_ROLE",
     "RunInfo",
     "canonical_metric",
+    "child_runs",
     "comparison_runs",
+    "download_artifact",
     "eval_metrics",
     "experiment_id",
     "final_value",
@@ -97,7 +105,7 @@ class RunInfo:
     @property
     def seed(self) -> str | None:
         """The training seed (tag ``polylora.seed``, else param ``seed``)."""
-        return self.tags.get(SEED_TAG) or self.params.get("seed")
+        return self.tags.get(SEED_TAG) or self.params.get(SEED_PARAM)
 
     @classmethod
     def from_mlflow(cls, run: Any) -> RunInfo:
@@ -257,7 +265,7 @@ def eval_metrics(run: RunInfo) -> dict[str, float]:
     """The run's final ``eval/*`` metrics under registry names (margins of error excluded)."""
     out: dict[str, float] = {}
     for key, value in run.metrics.items():
-        if key.startswith("eval/") and not key.endswith("_moe") and math.isfinite(value):
+        if key.startswith(EVAL_PREFIX) and not key.endswith(MOE_SUFFIX) and math.isfinite(value):
             out[canonical_metric(key)] = float(value)
     return out
 
@@ -268,7 +276,7 @@ def objective_kind(run: RunInfo) -> str | None:
     Runs recorded before the tag held the config name carry a class name (or only the param
     ``objective._target_``); those two spellings are mapped back. None when the run has none.
     """
-    raw = run.tags.get(OBJECTIVE_TAG) or run.params.get("objective._target_")
+    raw = run.tags.get(OBJECTIVE_TAG) or run.params.get(OBJECTIVE_TARGET_PARAM)
     if not raw:
         return None
     low = raw.rsplit(".", 1)[-1].lower()
@@ -337,6 +345,35 @@ def load_generations(
                 "re-run the evaluation to regenerate it"
             ) from None
     return rows
+
+
+def download_artifact(
+    artifact_uri: str | None = None,
+    run_id: str | None = None,
+    artifact_path: str | None = None,
+    tracking_uri: str | None = None,
+) -> Path:
+    """A local copy of an artifact: ``artifact_uri`` (``runs:/<id>/<path>``, ``models:/...``)
+    or ``artifact_path`` of run ``run_id``. MLflow's own error passes through (its types vary
+    with what is missing), for the caller to explain."""
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=artifact_uri, run_id=run_id, artifact_path=artifact_path,
+        tracking_uri=tracking_uri,
+    ))
+
+
+def child_runs(
+    client: Any, experiment_ids: Sequence[str], parent_run_id: str, running_only: bool = False
+) -> list[Any]:
+    """The MLflow runs tagged as children of ``parent_run_id`` (a sweep's trials), as MLflow
+    returns them; with ``running_only`` only those still RUNNING."""
+    query = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    if running_only:
+        return list(client.search_runs(
+            list(experiment_ids), filter_string=f"{query} and attributes.status = 'RUNNING'"))
+    return list(client.search_runs(list(experiment_ids), filter_string=query, max_results=5000))
 
 
 @contextmanager

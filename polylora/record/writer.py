@@ -1,6 +1,8 @@
-"""Writing the run record: tags, the config, data sizes, generations and final metrics, each
-under the name :mod:`polylora.record.names` gives it, into the active MLflow run and the run's
-output folder. The pipeline, merged and routed evaluations all write through here."""
+"""Writing the run record: tags, the config, data sizes, curves, generations and final
+metrics, each under the name :mod:`polylora.record.names` gives it, into the active MLflow run
+(or, through a client, a run other than the active one) and the run's output folder. The one
+writer: the pipeline, the Trainer's callbacks, monitors, merged and routed evaluations, sweeps,
+comparisons and the judge all log through here."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import redaction, tracking
+from polylora import redaction, tracking, tracking_store
 from polylora.data.splits import Splits
 from polylora.provenance import provenance_tags
 from polylora.record import names
@@ -95,7 +97,7 @@ def write_config(cfg: DictConfig, out_dir: Path) -> Path:
     """``config.yaml`` (resolved, secrets redacted) in ``out_dir`` and as an artifact."""
     path = out_dir / names.CONFIG_FILE
     path.write_text(redaction.config_yaml(cfg))
-    tracking.log_artifact(path)
+    log_artifact(path)
     return path
 
 
@@ -113,13 +115,13 @@ def log_data_summary(
     metrics[names.DATA_TOTAL] = float(report["total"])
     for name, n in (report.get("groups") or {}).items():
         metrics[names.data_groups_metric(name)] = float(n)
-    tracking.log_metrics(metrics)
+    log_metrics(metrics)
     mlflow.set_tag(names.DATASET_SIZE_BUCKET_TAG, dataset_size_bucket(len(splits.train)))
     if left_out:
         mlflow.set_tag(names.METRICS_LEFT_OUT_TAG, ",".join(left_out))
     path = out_dir / names.SPLIT_REPORT_FILE
     path.write_text(json.dumps(report, indent=2, default=str))
-    tracking.log_artifact(path)
+    log_artifact(path)
     data_path = OmegaConf.select(cfg, "data.path", default=None)
     source = {"polylora.data": str(cfg.data.name)}
     if data_path:
@@ -144,7 +146,7 @@ def write_generations(
     artifact under ``eval/`` (``val/``)."""
     file = names.VAL_GENERATIONS_FILE if validation else names.GENERATIONS_FILE
     path = write_rows(rows, out_dir / file)
-    tracking.log_artifact(path, names.VAL_ARTIFACTS if validation else names.EVAL_ARTIFACTS)
+    log_artifact(path, names.VAL_ARTIFACTS if validation else names.EVAL_ARTIFACTS)
     return path
 
 
@@ -190,5 +192,108 @@ def finish_run(metrics: dict[str, float], out_dir: Path, started: float, step: i
     metrics[names.RUN_PEAK_RSS] = peak_rss_mb()
     metrics.update(run_cost(price_per_hour, metrics[names.RUN_WALL_TIME], metrics))
     curve = (names.VAL_LOSS, names.VAL_PERPLEXITY)
-    tracking.log_metrics({k: v for k, v in metrics.items() if k not in curve}, step=step)
+    log_metrics({k: v for k, v in metrics.items() if k not in curve}, step=step)
     write_metrics(metrics, out_dir)
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    """Log finite scalar metrics to the active run (MLflow rejects NaN names/values oddly)."""
+    import math
+
+    import mlflow
+
+    if not tracking.is_main_process():
+        return
+    clean = {
+        names.mlflow_metric_name(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and math.isfinite(float(v))
+    }
+    if clean:
+        tracking_store.call("log metrics", mlflow.get_tracking_uri(), mlflow.log_metrics, clean,
+                            step=step)
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    """Log params to the active run as they are (a step's settings, not the job's config)."""
+    import mlflow
+
+    mlflow.log_params(dict(params))
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Set tags on the active run (redacted like every tag)."""
+    import mlflow
+
+    if not tracking.is_main_process():
+        return
+    tracking_store.call("set tags", mlflow.get_tracking_uri(), mlflow.set_tags,
+                        tracking.redact_tags(tags))
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    """Log a file or folder to the active run."""
+    import mlflow
+
+    if not tracking.is_main_process():
+        return
+    log_fn = mlflow.log_artifacts if path.is_dir() else mlflow.log_artifact
+    tracking_store.call(f"log {path.name}", mlflow.get_tracking_uri(), log_fn, str(path),
+                        artifact_path)
+
+
+def set_active_run_tag(key: str, value: str) -> None:
+    """Set one tag on the active run of this process; nothing when no run is active."""
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.set_tag(key, value)
+
+
+def log_table(table: Mapping[str, Sequence[Any]], artifact_file: str) -> None:
+    """Log columns of equal length as an MLflow table artifact of the active run."""
+    import mlflow
+
+    mlflow.log_table(data=dict(table), artifact_file=artifact_file)
+
+
+def log_batch(
+    client: Any,
+    run_id: str,
+    params: Mapping[str, str] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+    step: int = 0,
+) -> None:
+    """Params, metrics (timestamped now, at ``step``) and tags onto run ``run_id`` through
+    ``client`` (not the active run), in batches MLflow accepts (at most 100 params and 100
+    tags, 1000 entries in all)."""
+    import itertools
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    param_items = [Param(k, v) for k, v in (params or {}).items()]
+    metric_items = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()]
+    tag_items = [RunTag(k, v) for k, v in (tags or {}).items()]
+    empty: list[Any] = []
+    chunks = itertools.zip_longest(
+        _chunks(param_items, 90), _chunks(metric_items, 800), _chunks(tag_items, 90),
+        fillvalue=empty,
+    )
+    for param_batch, metric_batch, tag_batch in chunks:
+        client.log_batch(run_id, params=param_batch, metrics=metric_batch, tags=tag_batch)
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[list[Any]]:
+    """``items`` in consecutive lists of at most ``size``."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def log_run_artifact(client: Any, run_id: str, path: Path, artifact_path: str | None = None
+                     ) -> None:
+    """A file or folder as an artifact of run ``run_id`` through ``client``."""
+    if path.is_dir():
+        client.log_artifacts(run_id, str(path), artifact_path)
+    else:
+        client.log_artifact(run_id, str(path), artifact_path)

@@ -31,6 +31,7 @@ from typing import Any
 
 from polylora import markdown
 from polylora.errors import ConfigError, PolyloraError
+from polylora.record import names
 from polylora.record import reader as mlruns
 from polylora.record.names import TRAIN_SIZE
 from polylora.report.diagnose import Columns, Diagnosis, RunCurves, diagnose, load_columns
@@ -52,9 +53,7 @@ class DiagnosisInputs:
 
 def _metric(info: mlruns.RunInfo, name: str) -> tuple[float, str] | None:
     """Final ``eval/<name>`` (MLflow spelling) of the run, with its key."""
-    from polylora.tracking import mlflow_metric_name
-
-    key = mlflow_metric_name(f"eval/{name}")
+    key = names.eval_metric(name)
     value = info.metrics.get(key)
     if value is None or not math.isfinite(value):
         return None
@@ -74,12 +73,13 @@ def _float_param(info: mlruns.RunInfo, key: str) -> float | None:
 def _steps_per_epoch(
     client: Any, info: mlruns.RunInfo, n_train: int | None
 ) -> tuple[int | None, str]:
-    if "train/epoch" in info.metrics:
-        epochs = [(s, v) for s, v in mlruns.metric_history(client, info.run_id, "train/epoch")
+    if names.TRAIN_EPOCH in info.metrics:
+        epochs = [(s, v) for s, v in mlruns.metric_history(client, info.run_id, names.TRAIN_EPOCH)
                   if s > 0 and v > 0]
         if epochs:
             step, epoch = epochs[-1]
-            return max(1, round(step / epoch)), f"train/epoch: step {step} at epoch {epoch:g}"
+            source = f"{names.TRAIN_EPOCH}: step {step} at epoch {epoch:g}"
+            return max(1, round(step / epoch)), source
     batch = _float_param(info, "train.batch_size")
     accum = _float_param(info, "train.grad_accum") or 1.0
     if n_train and batch:
@@ -116,14 +116,14 @@ def fetch_curves(
     """Read ``run_id`` from MLflow into :class:`RunCurves` (see the module doc for sources)."""
     info = mlruns.get_run(client, run_id)
     src: dict[str, str] = {"run": f"{info.run_id} ({info.name or 'unnamed'}, {info.status})"}
-    train = mlruns.metric_history(client, run_id, "train/loss")
-    evals = mlruns.metric_history(client, run_id, "eval/loss")
-    src["train/loss"] = f"{len(train)} points" + (
+    train = mlruns.metric_history(client, run_id, names.TRAIN_LOSS)
+    evals = mlruns.metric_history(client, run_id, names.VAL_LOSS)
+    src[names.TRAIN_LOSS] = f"{len(train)} points" + (
         f", steps {train[0][0]}–{train[-1][0]}" if train else "")
-    src["eval/loss"] = f"{len(evals)} points" + (
+    src[names.VAL_LOSS] = f"{len(evals)} points" + (
         f", steps {evals[0][0]}–{evals[-1][0]}" if evals else "")
 
-    ppl = mlruns.final_value(client, run_id, "eval/perplexity")
+    ppl = mlruns.final_value(client, run_id, names.VAL_PERPLEXITY)
     src["eval perplexity"] = f"{ppl:.3f} (last logged eval/perplexity)" if ppl is not None \
         else "not logged"
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polylora.record import names
 from polylora.record import reader as mlruns
 
 __all__ = [
@@ -181,7 +182,7 @@ def primary_tests(tests: Sequence[TestCell], group: str) -> dict[str, TestCell]:
 def runs_of_launch(inputs: ReportInputs) -> list[mlruns.RunInfo]:
     """The FINISHED runs of the experiment, only the launch's when a launch id is given."""
     client = mlruns.get_client(inputs.tracking_uri)
-    where = f"tags.`polylora.launch` = '{inputs.launch_id}'" if inputs.launch_id else None
+    where = f"tags.`{names.LAUNCH_TAG}` = '{inputs.launch_id}'" if inputs.launch_id else None
     return mlruns.select_runs(client, inputs.experiment, where)
 
 
@@ -198,9 +199,9 @@ def group_costs(runs: Sequence[mlruns.RunInfo]) -> dict[str, GroupCost]:
     return {
         g: GroupCost(
             group=g, n_runs=len(rs),
-            run_wall_s=mean([r.metrics.get("run/wall_time_s", math.nan) for r in rs]),
-            train_wall_s=mean([r.metrics.get("train/wall_time_s", math.nan) for r in rs]),
-            steps=mean([r.metrics.get("train/steps", math.nan) for r in rs]),
+            run_wall_s=mean([r.metrics.get(names.RUN_WALL_TIME, math.nan) for r in rs]),
+            train_wall_s=mean([r.metrics.get(names.TRAIN_WALL_TIME, math.nan) for r in rs]),
+            steps=mean([r.metrics.get(names.TRAIN_STEPS, math.nan) for r in rs]),
         )
         for g, rs in sorted(by_group.items())
     }

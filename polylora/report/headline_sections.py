@@ -10,6 +10,7 @@ from pathlib import Path
 
 from polylora import markdown
 from polylora.markdown import pval, signed
+from polylora.record import names
 from polylora.record import reader as mlruns
 from polylora.report.headline_format import ci_cell, duration, num
 from polylora.report.headline_inputs import (
@@ -86,14 +87,14 @@ def setup_table(inputs: ReportInputs, runs: Sequence[mlruns.RunInfo]) -> list[st
     p = lambda key, g=b: _param(runs, g, key, configs)  # noqa: E731
     seeds = sorted({r.seed or "" for r in runs if r.tags.get(mlruns.GROUP_TAG) in (b, c)} - {""},
                    key=lambda v: (len(v), v))
-    steps = _metric_values(runs, b, "train/steps") + _metric_values(runs, c, "train/steps")
-    hosts = sorted({r.tags.get("polylora.host", "") for r in runs} - {""})
+    steps = _metric_values(runs, b, names.TRAIN_STEPS) + _metric_values(runs, c, names.TRAIN_STEPS)
+    hosts = sorted({r.tags.get(names.HOST_TAG, "") for r in runs} - {""})
     data_sizes = ", ".join(
         f"{name} {int(vals[0])}" for name in ("train", "val", "test")
-        if (vals := _metric_values(runs, b, f"data/{name}"))
+        if (vals := _metric_values(runs, b, names.data_size_metric(name)))
     )
-    trainable = _metric_values(runs, b, "model/trainable_params")
-    total = _metric_values(runs, b, "model/total_params")
+    trainable = _metric_values(runs, b, names.TRAINABLE_PARAMS)
+    total = _metric_values(runs, b, names.TOTAL_PARAMS)
     launch = inputs.launch or {}
     lam = p('objective.pg_weight', c)
     lam = lam if lam != "–" else p('objective.diversity_weight', c)  # runs before one name
@@ -263,13 +264,13 @@ def mlflow_runs_section(inputs: ReportInputs, runs: Sequence[mlruns.RunInfo],
         lines.append(markdown.row([r.tags.get(mlruns.GROUP_TAG, "?"), r.seed or "", f"`{r.run_id}`",
                            num(m.get("pass@1", math.nan)), num(m.get("pass@10", math.nan)),
                            num(m.get("accuracy", math.nan)),
-                           duration(r.metrics.get("run/wall_time_s", math.nan))]))
+                           duration(r.metrics.get(names.RUN_WALL_TIME, math.nan))]))
     comparisons = (inputs.launch or {}).get("comparison_runs") or {}
     if comparisons:
         lines += ["", "Comparison runs (`polylora.kind=comparison`, the folders' files as "
                       "artifacts): " + "; ".join(f"`{folder}`: `{rid}`"
                                                  for folder, rid in comparisons.items())]
-    commit = sorted({r.tags.get("mlflow.source.git.commit", "") for r in runs} - {""})
+    commit = sorted({r.tags.get(names.GIT_COMMIT_TAG, "") for r in runs} - {""})
     if commit:
         lines += ["", f"Code: git commit {', '.join(f'`{c}`' for c in commit)}."]
     return lines

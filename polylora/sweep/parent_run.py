@@ -10,8 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polylora.sweep.tags import PARENT_TAG, ROLE_TAG, STUDY_TAG, TRIAL_TAG
-from polylora.tracking import mlflow_metric_name
+from polylora.errors import PolyloraError
+from polylora.record import names, reader, writer
+from polylora.record.names import ROLE_TAG, RUN_NAME_TAG, STUDY_TAG, SWEEP_ROLE, TRIAL_TAG
+from polylora.tracking import store_client
 from polylora.tracking_store import check_artifact_location, first_use_lock
 
 log = logging.getLogger(__name__)
@@ -37,12 +39,9 @@ class ParentRun:
         tags: Mapping[str, str],
     ) -> ParentRun:
         """Reopen ``existing_run_id`` (a resumed sweep) or create the parent run."""
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         with first_use_lock(tracking_uri):  # the store's migration and the experiment, once
-            client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+            client = store_client(tracking_uri)
             exp = client.get_experiment_by_name(experiment)
             exp_id = (exp.experiment_id if exp is not None
                       else client.create_experiment(experiment))
@@ -51,37 +50,30 @@ class ParentRun:
         from polylora.redaction import redact
         from polylora.tracking import redact_tags
 
-        all_tags = redact_tags({ROLE_TAG: "sweep", STUDY_TAG: study, "mlflow.runName": study,
+        all_tags = redact_tags({ROLE_TAG: SWEEP_ROLE, STUDY_TAG: study, RUN_NAME_TAG: study,
                                 **tags})
         params = redact(dict(params))
         if existing_run_id:
             try:
-                run = client.get_run(existing_run_id)
-            except MlflowException:
+                run = reader.get_run(client, existing_run_id)
+            except PolyloraError:
                 log.warning("parent run %s not found in %s: starting a new one",
                             existing_run_id, tracking_uri)
             else:
                 client.update_run(existing_run_id, status="RUNNING")
-                for key, value in all_tags.items():
-                    client.set_tag(existing_run_id, key, str(value))
-                ids = sorted({exp_id, run.info.experiment_id})
+                writer.log_batch(client, existing_run_id,
+                                 tags={k: str(v) for k, v in all_tags.items()})
+                ids = sorted({exp_id, run.experiment_id})
                 return cls(client, existing_run_id, ids)
         run = client.create_run(exp_id, run_name=study, tags=all_tags)
-        items = [(k, str(v)[:6000]) for k, v in params.items()]
-        from mlflow.entities import Param
-
-        for start in range(0, len(items), 90):
-            client.log_batch(run.info.run_id,
-                             params=[Param(k, v) for k, v in items[start:start + 90]])
+        if params:
+            writer.log_batch(client, run.info.run_id,
+                             params={k: str(v)[:6000] for k, v in params.items()})
         return cls(client, run.info.run_id, [exp_id])
 
     def children(self) -> dict[int, Any]:
         """Trial number → the trial's MLflow run (the newest, preferring FINISHED ones)."""
-        runs = self.client.search_runs(
-            self.experiment_ids,
-            filter_string=f"tags.`{PARENT_TAG}` = '{self.run_id}'",
-            max_results=5000,
-        )
+        runs = reader.child_runs(self.client, self.experiment_ids, self.run_id)
         chosen: dict[int, Any] = {}
         for run in runs:
             number = run.data.tags.get(TRIAL_TAG)
@@ -99,8 +91,9 @@ class ParentRun:
         wanted = {str(t) for t in trials}
         if not wanted:
             return
-        running = f"tags.`{PARENT_TAG}` = '{self.run_id}' and attributes.status = 'RUNNING'"
-        for run in self.client.search_runs(self.experiment_ids, filter_string=running):
+        running = reader.child_runs(self.client, self.experiment_ids, self.run_id,
+                                    running_only=True)
+        for run in running:
             if run.data.tags.get(TRIAL_TAG) in wanted:
                 self.client.set_terminated(run.info.run_id, status="KILLED")
 
@@ -108,33 +101,27 @@ class ParentRun:
                     totals: Mapping[str, float] | None = None) -> None:
         """Best value(s)/params, trial counts and the study's totals (``study/*``: cost, steps,
         tokens/s): metrics and tags (both can change on resume, unlike params)."""
-        import time
-
-        from mlflow.entities import Metric, RunTag
-
-        now = int(time.time() * 1000)
-        step = counts.get("COMPLETE", 0)
-        metrics = [Metric(f"trials/{k.lower()}", float(v), now, step) for k, v in counts.items()]
-        metrics += [Metric(k, float(v), now, step) for k, v in (totals or {}).items()]
-        tags: list[RunTag] = []
+        metrics = {names.trials_metric(k): float(v) for k, v in counts.items()}
+        metrics.update({k: float(v) for k, v in (totals or {}).items()})
+        tags: dict[str, str] = {}
         if "value" in best:
-            metrics.append(Metric("best_value", float(best["value"]), now, step))
+            metrics[names.BEST_VALUE] = float(best["value"])
         for name, value in best.get("values", {}).items():
-            metrics.append(Metric(f"best/{mlflow_metric_name(name)}", float(value), now, step))
+            metrics[names.best_metric(name)] = float(value)
         if "trial" in best:
-            tags.append(RunTag("polylora.best_trial", str(best["trial"])))
+            tags[names.BEST_TRIAL_TAG] = str(best["trial"])
         for name, value in best.get("params", {}).items():
-            tags.append(RunTag(f"best_param.{name}", str(value)))
+            tags[names.best_param_tag(name)] = str(value)
         if "pareto_trials" in best:
-            tags.append(RunTag("polylora.pareto_trials",
-                               ",".join(str(t) for t in best["pareto_trials"])))
-        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+            tags[names.PARETO_TRIALS_TAG] = ",".join(str(t) for t in best["pareto_trials"])
+        writer.log_batch(self.client, self.run_id, metrics=metrics, tags=tags,
+                         step=counts.get("COMPLETE", 0))
 
     def log_files(self, paths: Sequence[Path]) -> None:
         """Attach files (summary table, results) to the parent run."""
         for path in paths:
             if path.exists():
-                self.client.log_artifact(self.run_id, str(path))
+                writer.log_run_artifact(self.client, self.run_id, path)
 
     def end(self, status: str = "FINISHED") -> None:
         """End the parent run (FINISHED, FAILED or KILLED)."""

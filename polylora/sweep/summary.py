@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from polylora import markdown
-from polylora.cost import RUN_COST
 from polylora.optimized_metric import metric_split
-from polylora.record.names import TRAIN_STEPS, TRAIN_WALL_TIME
-from polylora.sweep.tags import ERROR_ATTR, SUMMARY_CSV, SUMMARY_MD
-from polylora.throughput import TRAIN_TOKENS
+from polylora.record import names
+from polylora.record.names import ERROR_ATTR, RUN_COST, TRAIN_STEPS, TRAIN_TOKENS, TRAIN_WALL_TIME
+from polylora.sweep.tags import SUMMARY_CSV, SUMMARY_MD
 
 
 @dataclass
@@ -38,10 +37,10 @@ class TrialRow:
 
 def train_eval_gap(metrics: Mapping[str, float]) -> float | None:
     """``train/eval_gap`` as logged, else ``eval/loss − train/final_loss``, else None."""
-    if "train/eval_gap" in metrics:
-        return float(metrics["train/eval_gap"])
-    if "eval/loss" in metrics and "train/final_loss" in metrics:
-        return float(metrics["eval/loss"]) - float(metrics["train/final_loss"])
+    if names.TRAIN_EVAL_GAP in metrics:
+        return float(metrics[names.TRAIN_EVAL_GAP])
+    if names.VAL_LOSS in metrics and names.TRAIN_FINAL_LOSS in metrics:
+        return float(metrics[names.VAL_LOSS]) - float(metrics[names.TRAIN_FINAL_LOSS])
     return None
 
 
@@ -105,12 +104,12 @@ class StudyTotals:
 
     def metrics(self) -> dict[str, float]:
         """The totals as the parent run's ``study/*`` metrics."""
-        out = {f"study/trials_{k.lower()}": float(v) for k, v in self.states.items()}
-        out |= {"study/steps": self.steps, "study/cost_usd": self.cost_usd}
+        out = {names.study_trials_metric(k): float(v) for k, v in self.states.items()}
+        out |= {names.STUDY_STEPS: self.steps, names.STUDY_COST: self.cost_usd}
         if self.cost_per_finished_trial_usd is not None:
-            out["study/cost_per_finished_trial_usd"] = self.cost_per_finished_trial_usd
+            out[names.STUDY_COST_PER_FINISHED_TRIAL] = self.cost_per_finished_trial_usd
         if self.tokens_per_s is not None:
-            out["study/train_tokens_per_s"] = self.tokens_per_s
+            out[names.STUDY_TRAIN_TOKENS_PER_S] = self.tokens_per_s
         return out
 
     def lines(self) -> list[str]:

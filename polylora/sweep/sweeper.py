@@ -34,6 +34,7 @@ from polylora.errors import ConfigError, PolyloraError, Problems
 from polylora.metrics.custom import register_custom_metrics
 from polylora.metrics.registry import metric_direction
 from polylora.optimized_metric import check_search_metrics, optimized_metrics
+from polylora.record import names
 from polylora.record.names import canonical_metric
 from polylora.sweep import trials
 from polylora.sweep.parent_run import ParentRun
@@ -293,14 +294,14 @@ class PolyloraOptunaSweeperImpl(OptunaSweeperImpl):
         if not self.use_parent_run:
             return None
         cfg = self.cfg
-        params = {**plan.search, "sweep.optimized_metric": ",".join(plan.metrics),
-                  "sweep.direction": ",".join(plan.directions),
-                  "sweep.storage": str(self.storage),
-                  "sweep.sampler": type(self.sampler).__name__,
-                  "sweep.study_name": plan.study_name}
-        tags = {"polylora.experiment": str(cfg.experiment),
-                "polylora.n_trials": str(self.n_trials),
-                "polylora.sweep_dir": str(cfg.hydra.sweep.dir)}
+        params = {**plan.search, names.SWEEP_METRIC_PARAM: ",".join(plan.metrics),
+                  names.SWEEP_DIRECTION_PARAM: ",".join(plan.directions),
+                  names.SWEEP_STORAGE_PARAM: str(self.storage),
+                  names.SWEEP_SAMPLER_PARAM: type(self.sampler).__name__,
+                  names.SWEEP_STUDY_PARAM: plan.study_name}
+        tags = {names.EXPERIMENT_TAG: str(cfg.experiment),
+                names.N_TRIALS_TAG: str(self.n_trials),
+                names.SWEEP_DIR_TAG: str(cfg.hydra.sweep.dir)}
         try:
             parent = ParentRun.open(
                 str(cfg.tracking.uri), str(cfg.tracking.experiment), plan.study_name,

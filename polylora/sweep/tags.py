@@ -10,22 +10,21 @@ import os
 from collections.abc import Iterator
 
 from polylora.overrides import hydra_quote
-from polylora.record.names import STUDY_TAG, TRIAL_TAG, study_name
+from polylora.record.names import (
+    ERROR_ATTR,
+    PARENT_ATTR,
+    PARENT_TAG,
+    ROLE_TAG,
+    STUDY_TAG,
+    SWEEPER_ATTR,
+    TRIAL_TAG,
+    study_name,
+)
 from polylora.tracking import PARENT_RUN_ENV
 
 __all__ = ["ERROR_ATTR", "PARENT_ATTR", "PARENT_RUN_ENV", "PARENT_TAG", "ROLE_TAG",
            "STUDY_TAG", "SUMMARY_CSV", "SUMMARY_MD", "SWEEPER_ATTR", "TRIAL_TAG",
            "parent_env", "study_name", "trial_overrides"]
-
-#: Tags every trial's MLflow run carries (set by the sweeper through ``tracking.tags``).
-ROLE_TAG = "polylora.role"
-PARENT_TAG = "mlflow.parentRunId"
-#: Optuna study user attribute holding the parent run id (so a resumed sweep reuses it).
-PARENT_ATTR = "polylora.parent_run_id"
-#: Optuna study user attribute: the study is driven by polylora sweepers.
-SWEEPER_ATTR = "polylora.sweeper"
-#: Optuna trial user attribute: the one-line error of a failed trial.
-ERROR_ATTR = "polylora.error"
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"

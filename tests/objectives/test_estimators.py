@@ -87,7 +87,7 @@ def bind(obj: Any) -> Any:
     examples = [Example(id=str(i), prompt="p", response="w1") for i in range(B)]
     obj.bind(ObjectiveContext(tokenizer=OneTokenTokenizer(), examples=examples,  # type: ignore[arg-type]
                               prompt_format=PromptFormat(), checker=checker))
-    obj._prompt_cache.update({i: PROMPT for i in range(B)})
+    obj.prompt_cache.ids.update({i: PROMPT for i in range(B)})
     return obj
 
 

@@ -8,7 +8,8 @@ from math import comb
 import pytest
 
 from polylora.errors import ConfigError
-from polylora.objectives.passk import PassKObjective, pass_at_k, pkpo_advantages
+from polylora.metrics.passk import pass_at_k
+from polylora.objectives.passk import PassKObjective, pkpo_advantages
 
 
 def direct_pkpo(rewards: list[float], k: int) -> list[float]:
@@ -94,3 +95,11 @@ def test_per_group_std_scaling_is_refused_for_passk() -> None:
         configured_passk(advantage_norm="group_std")
     for norm in ("none", "batch_std"):
         assert configured_passk(advantage_norm=norm).advantage_norm == norm
+
+
+def test_the_objective_logs_the_evaluations_pass_at_k() -> None:
+    """One unbiased estimator in the package: the objective's is the evaluation's."""
+    import polylora.metrics.passk
+    import polylora.objectives.passk
+
+    assert polylora.objectives.passk.pass_at_k is polylora.metrics.passk.pass_at_k

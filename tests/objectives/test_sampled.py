@@ -83,22 +83,23 @@ def test_no_signal_warning_after_k_silent_generation_steps(caplog) -> None:
 
 
 def test_trainer_step_drives_generate_every() -> None:
-    """With the Trainer's global_step set (as after train.resume at step 3), generation
-    follows that step, not the object's own call count."""
+    """With the Trainer's step given (as after train.resume at step 3), generation follows
+    that step, not the object's own call count."""
     model, tok = lora_model()
     obj = PolychromicObjective(diversity_metric="distinct", quality="none", generate_every=2)
     obj.bind(context(tok))
     calls: list[int] = []
+    current: list[int] = []
 
     def fake(m, p):
-        calls.append(obj.global_step)
+        calls.append(current[-1])
         return fixed_samples(tok, len(p))
 
     obj.generate = fake  # type: ignore[method-assign]
     batch = make_batch(obj.context)
     for step in (3, 3, 4, 4, 5, 6):  # grad_accum 2 on steps 3, 4; then 1 micro-batch each
-        obj.global_step = step
-        obj.compute_loss(model, batch, None, 2 if step < 5 else 1)
+        current.append(step)
+        obj.compute_loss(model, batch, None, 2 if step < 5 else 1, step=step)
     assert calls == [4, 4, 6]
 
 
@@ -175,11 +176,12 @@ def test_micro_batched_pg_backward_equals_one_pass(settings: dict[str, Any]) -> 
         obj.generate = lambda m, p: fixed_samples(  # type: ignore[method-assign]
             tok, len(p), ["the cat", "a dog", "the dog sat on the mat"])
         calls: list[float] = []
-        if micro:
-            obj.backward_fn = lambda t, c=calls: (c.append(float(t.detach())), t.backward())
+        backward = ((lambda t, c=calls: (c.append(float(t.detach())), t.backward()))
+                    if micro else None)
         model.zero_grad(set_to_none=True)
         torch.manual_seed(3)
-        out = obj.compute_loss(model, make_batch(obj.context, (0, 1, 2)), None, 2)
+        out = obj.compute_loss(model, make_batch(obj.context, (0, 1, 2)), None, 2,
+                               backward=backward)
         out.loss.backward()
         grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
                  if p.requires_grad}

@@ -91,8 +91,8 @@ def test_single_pass_equals_separate_ce_and_sample_passes(
     obj.generate = lambda m, p: fixed_samples(tok, len(p), SAMPLES)  # type: ignore[method-assign]
     batch = make_batch(obj.context, (0, 1, 2))
     calls: list[torch.Tensor] = []
-    obj.backward_fn = calls.append  # a whole-batch step backpropagates nothing itself
-    out = obj.compute_loss(model, batch, None, ga)
+    # a whole-batch step backpropagates nothing itself
+    out = obj.compute_loss(model, batch, None, ga, backward=calls.append)
     assert not calls
     single = _grads(model, out.loss)
     reference_loss = _two_passes(obj, model, batch, ga)
@@ -186,9 +186,10 @@ def test_a_step_splits_only_when_its_memory_estimate_exceeds_the_budget() -> Non
         obj.bind(context(tok))
         obj.generate = lambda m, p: fixed_samples(tok, len(p), SAMPLES)  # type: ignore[method-assign]
         calls: list[float] = []
-        obj.backward_fn = lambda t, c=calls: (c.append(float(t.detach())), t.backward())
         model.zero_grad(set_to_none=True)
-        out = obj.compute_loss(model, make_batch(obj.context, (0, 1, 2)), None, 1)
+        out = obj.compute_loss(model, make_batch(obj.context, (0, 1, 2)), None, 1,
+                               backward=lambda t, c=calls: (c.append(float(t.detach())),
+                                                            t.backward()))
         out.loss.backward()
         grads = {n: p.grad.detach().clone() for n, p in model.named_parameters()
                  if p.requires_grad}

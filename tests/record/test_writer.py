@@ -1,22 +1,94 @@
-"""Writing the run record into a real sqlite MLflow store and an output folder, piece by
-piece: tags name what ran, the config is written redacted, the data summary and generations
-land under the record's names, and the final metrics are logged and written together."""
+"""polylora.record.writer against a real MLflow sqlite store and an output folder: logging
+through a client (runs other than the active one) and onto the active run (metrics cleaned,
+tags redacted, nothing from DDP worker ranks), the run's tags, config, data summary,
+generations and final metrics under the record's names; the reader reads back what it wrote."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
+import uuid
 from pathlib import Path
 
 import mlflow
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from polylora import tracking
 from polylora.data.example import Example
 from polylora.data.size_buckets import dataset_size_bucket
 from polylora.data.splits import Splits
-from polylora.record import names, writer
+from polylora.record import names, reader, writer
 from polylora.redaction import REDACTED
+from polylora.tracking import store_client
+
+
+def _cfg(mlflow_uri: str) -> DictConfig:
+    """The part of a run's config that ``tracking.mlflow_run`` reads, in a fresh experiment."""
+    return OmegaConf.create({
+        "experiment": "unit", "seed": 3,
+        "tracking": {"uri": mlflow_uri, "experiment": f"writer-{uuid.uuid4().hex[:8]}",
+                     "run_name": None, "system_metrics": False}})
+
+
+def _client(cfg: DictConfig) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)
+
+
+def _experiment(uri: str, tmp_path: Path) -> tuple[object, str]:
+    client = store_client(uri)
+    exp_id = client.create_experiment(f"writer-{uuid.uuid4().hex[:8]}",
+                                      artifact_location=(tmp_path / "art").as_uri())
+    return client, exp_id
+
+
+def test_log_batch_writes_every_param_metric_and_tag(mlflow_uri: str, tmp_path: Path) -> None:
+    client, exp_id = _experiment(mlflow_uri, tmp_path)
+    run_id = client.create_run(exp_id).info.run_id  # type: ignore[attr-defined]
+    params = {f"p{i}": str(i) for i in range(150)}  # more than one MLflow batch holds
+    writer.log_batch(client, run_id, params=params,
+                     metrics={names.COMPARE_N_RUNS: 3.0}, tags={names.BASELINE_TAG: "ce"},
+                     step=7)
+    run = reader.get_run(client, run_id)
+    assert run.params == params
+    assert run.metrics == {names.COMPARE_N_RUNS: 3.0}
+    assert run.tags[names.BASELINE_TAG] == "ce"
+    assert reader.metric_history(client, run_id, names.COMPARE_N_RUNS) == [(7, 3.0)]
+
+
+def test_children_and_artifacts_read_back_what_was_written(mlflow_uri: str,
+                                                           tmp_path: Path) -> None:
+    client, exp_id = _experiment(mlflow_uri, tmp_path)
+    parent = client.create_run(exp_id).info.run_id  # type: ignore[attr-defined]
+    child = {names.PARENT_TAG: parent}
+    done = client.create_run(exp_id, tags=child).info.run_id  # type: ignore[attr-defined]
+    client.set_terminated(done, "FINISHED")  # type: ignore[attr-defined]
+    running = client.create_run(exp_id, tags=child).info.run_id  # type: ignore[attr-defined]
+    client.create_run(exp_id)  # type: ignore[attr-defined]  # not a child
+    children = reader.child_runs(client, [exp_id], parent)
+    assert sorted(r.info.run_id for r in children) == sorted([done, running])
+    assert [r.info.run_id for r in reader.child_runs(client, [exp_id], parent,
+                                                     running_only=True)] == [running]
+
+    note = tmp_path / "note.txt"
+    note.write_text("hello", encoding="utf-8")
+    writer.log_run_artifact(client, parent, note, names.EVAL_ARTIFACTS)
+    local = reader.download_artifact(
+        run_id=parent, artifact_path=f"{names.EVAL_ARTIFACTS}/note.txt", tracking_uri=mlflow_uri)
+    assert local.read_text(encoding="utf-8") == "hello"
+
+
+def test_active_run_tags_and_metrics(mlflow_uri: str, tmp_path: Path) -> None:
+    client, exp_id = _experiment(mlflow_uri, tmp_path)
+    writer.set_active_run_tag(names.warning_tag("x"), "step 1")  # no active run: nothing
+    mlflow.set_tracking_uri(mlflow_uri)
+    with mlflow.start_run(experiment_id=exp_id) as active:
+        writer.set_active_run_tag(names.warning_tag("diversity_collapse"), "step 7")
+        writer.log_metrics({"eval/pass@2": 0.5, names.TRAIN_LOSS: float("nan")}, step=3)
+    run = reader.get_run(client, active.info.run_id)
+    assert run.tags["polylora.warning.diversity_collapse"] == "step 7"
+    assert run.metrics == {"eval/pass_at_2": 0.5}  # MLflow's spelling; NaN left out
 
 
 def _splits() -> Splits:
@@ -135,3 +207,54 @@ def test_finish_run_adds_time_memory_and_cost_and_skips_the_curve(
     assert names.VAL_LOSS not in logged  # the validation curve is logged at its own steps
     (point,) = client.get_metric_history(active.info.run_id, "eval/pass_at_1")
     assert point.step == 7
+
+
+def test_metrics_drop_non_finite_and_non_numbers_and_rename_at(mlflow_uri: str) -> None:
+    cfg = _cfg(mlflow_uri)
+    with tracking.mlflow_run(cfg, {}) as run:
+        writer.log_metrics({"eval/pass@2": 0.5, "nan": math.nan, "inf": math.inf,
+                              "text": "x", "count": 3}, step=4)  # type: ignore[dict-item]
+        writer.log_metrics({"nan": math.nan})  # nothing left to log: no call, no error
+    metrics = _client(cfg).get_run(run.info.run_id).data.metrics
+    assert metrics == {"eval/pass_at_2": 0.5, "count": 3.0}
+
+
+def test_tags_are_redacted_by_key_by_value_and_inside_overrides(mlflow_uri: str) -> None:
+    secret = "sk-" + "b" * 24
+    cfg = _cfg(mlflow_uri)
+    with tracking.mlflow_run(cfg, {"judge.api_key": "plain"}) as run:
+        writer.set_tags({"note": f"key {secret}",
+                           "polylora.overrides": f"seed=1 +judge.api_key={secret}"})
+    tags = _client(cfg).get_run(run.info.run_id).data.tags
+    assert tags["judge.api_key"] == REDACTED
+    assert tags["note"] == f"key {REDACTED}"
+    assert tags["polylora.overrides"] == f"seed=1 +judge.api_key={REDACTED}"
+
+
+def test_artifacts_log_a_file_and_a_folder(mlflow_uri: str, tmp_path: Path) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "inner.txt").write_text("in")
+    (tmp_path / "single.txt").write_text("one")
+    cfg = _cfg(mlflow_uri)
+    with tracking.mlflow_run(cfg, {}) as run:
+        writer.log_artifact(tmp_path / "single.txt", "files")
+        writer.log_artifact(tmp_path / "folder", "tree")
+    client = _client(cfg)
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "files")] == ["files/single.txt"]
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "tree")] == ["tree/inner.txt"]
+
+
+def test_worker_ranks_record_nothing(mlflow_uri: str, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "f.txt").write_text("x")
+    cfg = _cfg(mlflow_uri)
+    with tracking.mlflow_run(cfg, {}) as run:
+        monkeypatch.setenv("RANK", "1")
+        assert not tracking.is_main_process()
+        writer.log_metrics({"m": 1.0})
+        writer.set_tags({"t": "v"})
+        writer.log_artifact(tmp_path / "f.txt")
+        monkeypatch.setenv("RANK", "0")
+    got = _client(cfg).get_run(run.info.run_id)
+    assert got.data.metrics == {} and "t" not in got.data.tags
+    assert _client(cfg).list_artifacts(run.info.run_id) == []

@@ -33,7 +33,7 @@ def log_synthetic_runs(uri: str, root: Path) -> str:
     import mlflow
     from mlflow.entities import Metric
 
-    from polylora.tracking import mlflow_metric_name
+    from polylora.record.names import mlflow_metric_name
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     name = f"compare-{uuid.uuid4().hex[:8]}"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from polylora import intervals
+from polylora.record import names
 from polylora.report.comparison.compute import available_metrics
 from polylora.report.comparison.model import ComparisonResult, RunData
 
@@ -80,7 +81,7 @@ def make_plots(
             notes.append(f"no run has both {q} and {d}: quality-diversity plot skipped")
     else:
         notes.append("no quality or diversity metric logged: quality-diversity plot skipped")
-    loss = {g: [(r.curves.get("train/loss", []), r.curves.get("eval/loss", []))
+    loss = {g: [(r.curves.get(names.TRAIN_LOSS, []), r.curves.get(names.VAL_LOSS, []))
                 for r in result.runs[g]] for g in result.groups}
     try:
         plots.loss_curves(loss, out / "loss_curves.png")

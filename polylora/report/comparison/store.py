@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from polylora.errors import PolyloraError
+from polylora.record import names, writer
 from polylora.record import reader as mlruns
 from polylora.report.analysis import Plan
 from polylora.report.comparison.model import ComparisonResult, RunData
@@ -21,36 +22,36 @@ __all__ = ["FINAL_EVAL_CURVES", "choose_baseline", "collect_runs", "log_comparis
 
 #: Metrics logged both as a training curve (by step) and once more by the final evaluation
 #: (step 0, logged last): the final evaluation's value is the one compared.
-FINAL_EVAL_CURVES = ("eval/loss", "eval/perplexity")
+FINAL_EVAL_CURVES = (names.VAL_LOSS, names.VAL_PERPLEXITY)
 
 
 def choose_baseline(groups: Mapping[str, Sequence[mlruns.RunInfo]], requested: str | None) -> str:
     """``requested`` if it is a group; else the group named ``baseline``, else the only group
     named ``baseline*``, else the only group whose runs use the CE objective."""
-    names = sorted(groups)
+    group_names = sorted(groups)
     if requested:
         if requested not in groups:
             raise PolyloraError(
-                f"--baseline {requested!r} is not a group; groups: {', '.join(names)}"
+                f"--baseline {requested!r} is not a group; groups: {', '.join(group_names)}"
             )
         return requested
     if "baseline" in groups:
         return "baseline"
-    prefixed = [g for g in names if g.lower().startswith("baseline")]
+    prefixed = [g for g in group_names if g.lower().startswith("baseline")]
     if len(prefixed) == 1:
         return prefixed[0]
-    ce = [g for g in names if all(mlruns.objective_kind(r) == "ce" for r in groups[g])]
+    ce = [g for g in group_names if all(mlruns.objective_kind(r) == "ce" for r in groups[g])]
     if len(prefixed) > 1:
         raise PolyloraError(
             f"several baseline groups ({', '.join(prefixed)}); pick one with --baseline"
         )
     if len(ce) == 1:
         return ce[0]
-    if len(names) == 1:
-        return names[0]
+    if len(group_names) == 1:
+        return group_names[0]
     raise PolyloraError(
         "cannot tell which group is the baseline (none is named baseline*, "
-        f"{len(ce)} use the CE objective); pass --baseline, one of: {', '.join(names)}"
+        f"{len(ce)} use the CE objective); pass --baseline, one of: {', '.join(group_names)}"
     )
 
 
@@ -77,13 +78,13 @@ def collect_runs(
                     if value is not None and math.isfinite(value):
                         final[mlruns.canonical_metric(key)] = value
             data = RunData(info.run_id, group, final, per_prompt, seed=info.seed, name=info.name,
-                           checkpoint=info.tags.get("polylora.checkpoint"),
-                           evaluated_step=info.metrics.get("train/evaluated_step",
-                                                           info.metrics.get("train/steps")),
-                           steps=info.metrics.get("train/steps"),
-                           cost_usd=info.metrics.get("run/cost_usd"))
+                           checkpoint=info.tags.get(names.CHECKPOINT_TAG),
+                           evaluated_step=info.metrics.get(names.TRAIN_EVALUATED_STEP,
+                                                           info.metrics.get(names.TRAIN_STEPS)),
+                           steps=info.metrics.get(names.TRAIN_STEPS),
+                           cost_usd=info.metrics.get(names.RUN_COST))
             if curves:
-                for key in ("train/loss", "eval/loss"):
+                for key in (names.TRAIN_LOSS, names.VAL_LOSS):
                     if key in info.metrics:
                         data.curves[key] = mlruns.metric_history(client, info.run_id, key)
             out.append(data)
@@ -95,29 +96,25 @@ def log_comparison(
     params: Mapping[str, str], report: str,
 ) -> str:
     """Log ``out`` as a FINISHED run named ``comparison`` tagged ``polylora.kind=comparison``."""
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.utils.time import get_current_time_millis
-
     n_runs = sum(len(v) for v in result.runs.values())
     tags = {
-        mlruns.KIND_TAG: mlruns.COMPARISON_KIND,
-        "polylora.baseline": result.baseline,
-        "polylora.compared_groups": ",".join(result.groups)[:4000],
-        "mlflow.note.content": report[:4000],
+        names.KIND_TAG: names.COMPARISON_KIND,
+        names.BASELINE_TAG: result.baseline,
+        names.COMPARED_GROUPS_TAG: ",".join(result.groups)[:4000],
+        names.NOTE_TAG: report[:4000],
     }
     created = client.create_run(experiment_id, run_name="comparison", tags=tags)
     run_id = created.info.run_id
     try:
-        now = get_current_time_millis()
-        client.log_batch(
-            run_id,
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
-            metrics=[Metric("compare/n_runs", float(n_runs), now, 0),
-                     Metric("compare/n_groups", float(len(result.groups)), now, 0)],
-            tags=[RunTag("polylora.compared_runs",
-                         ",".join(r.run_id for g in result.groups for r in result.runs[g])[:4000])],
+        compared = ",".join(r.run_id for g in result.groups for r in result.runs[g])
+        writer.log_batch(
+            client, run_id,
+            params={k: str(v)[:6000] for k, v in params.items()},
+            metrics={names.COMPARE_N_RUNS: float(n_runs),
+                     names.COMPARE_N_GROUPS: float(len(result.groups))},
+            tags={names.COMPARED_RUNS_TAG: compared[:4000]},
         )
-        client.log_artifacts(run_id, str(out))
+        writer.log_run_artifact(client, run_id, out)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise

@@ -35,10 +35,9 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-@pytest.fixture
-def compose_cfg(tmp_path: Path, mlflow_uri: str) -> Callable[..., object]:
-    """Compose ``polylora/conf/config.yaml`` with overrides, output and MLflow experiment
-    per test."""
+def _composer(mlflow_uri: str, default_output: Path) -> Callable[..., object]:
+    """A function composing ``polylora/conf/config.yaml`` with overrides into
+    ``default_output`` (or the given folder), tracked in one fresh MLflow experiment."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -56,7 +55,7 @@ def compose_cfg(tmp_path: Path, mlflow_uri: str) -> Callable[..., object]:
             return compose(
                 config_name="config",
                 overrides=[
-                    f"output_dir={output_dir or tmp_path / 'run'}",
+                    f"output_dir={output_dir or default_output}",
                     f"tracking.uri={mlflow_uri}",
                     f"tracking.experiment={experiment}",
                     *pinned,
@@ -65,6 +64,21 @@ def compose_cfg(tmp_path: Path, mlflow_uri: str) -> Callable[..., object]:
             )
 
     return _compose
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path, mlflow_uri: str) -> Callable[..., object]:
+    """Compose ``polylora/conf/config.yaml`` with overrides, output and MLflow experiment
+    per test."""
+    return _composer(mlflow_uri, tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def compose_module_cfg(tmp_path_factory: pytest.TempPathFactory,
+                       mlflow_uri: str) -> Callable[..., object]:
+    """``compose_cfg`` for a module's shared fixtures: one output folder and MLflow experiment
+    for the whole module (a run made once and read by several tests)."""
+    return _composer(mlflow_uri, tmp_path_factory.mktemp("module") / "run")
 
 
 @pytest.fixture(scope="session")

@@ -49,14 +49,20 @@ def no_running_runs(tmp_path: Path) -> bool:
     return all(r.info.status != "RUNNING" for r in client.search_runs(exps))
 
 
+# Each message is checked in process (tests/config, tests/data/test_jsonl.py); through the
+# entry point, one case per kind of failure (a config value, a config group, the data) runs
+# by default and the others under -m slow.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     ("overrides", "needles"),
     [
-        (["data.split.train=0.5"], ["polylora: error:", "sum to 1"]),
+        pytest.param(["data.split.train=0.5"], ["polylora: error:", "sum to 1"], marks=SLOW),
         (["lora.rank=0"], ["polylora: error:", "lora.rank must be a positive integer"]),
-        (["optimized_metric=eval/bogus"], ["polylora: error:", "bogus"]),
+        pytest.param(["optimized_metric=eval/bogus"], ["polylora: error:", "bogus"], marks=SLOW),
         (["lora=r7"], ["Could not find 'lora/r7'", "r16"]),
-        (["lora.rank=abc"], ["lora.rank"]),
+        pytest.param(["lora.rank=abc"], ["lora.rank"], marks=SLOW),
     ],
 )
 def test_config_errors(tmp_path: Path, overrides: list[str], needles: list[str]) -> None:
@@ -70,8 +76,9 @@ def test_config_errors(tmp_path: Path, overrides: list[str], needles: list[str])
     ("content", "needles"),
     [
         ('{"prompt": "a", "response": "b"}\n{broken\n', ["data.jsonl:2", "not valid JSON"]),
-        ('{"response": "b"}\n', ["data.jsonl:1", "missing field 'prompt'"]),
-        ("", ["empty"]),
+        pytest.param('{"response": "b"}\n', ["data.jsonl:1", "missing field 'prompt'"],
+                     marks=SLOW),
+        pytest.param("", ["empty"], marks=SLOW),
     ],
 )
 def test_data_errors(tmp_path: Path, content: str, needles: list[str]) -> None:

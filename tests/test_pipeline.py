@@ -18,9 +18,10 @@ from polylora.models import load_base_model
 from polylora.pipeline import GivenModel, execute, execute_in_fresh_process, run
 
 
-@pytest.fixture
-def smoke_result(compose_cfg, tmp_path: Path):
-    cfg = compose_cfg(["+experiment=smoke"], output_dir=tmp_path / "smoke")
+@pytest.fixture(scope="module")
+def smoke_result(compose_module_cfg):
+    """One smoke run, read (never changed) by the tests of its model, adapter and record."""
+    cfg = compose_module_cfg(["+experiment=smoke"])
     return cfg, execute(cfg)
 
 
@@ -163,7 +164,9 @@ def test_failed_run_ends_failed_not_running(compose_cfg, tmp_path: Path, monkeyp
     assert OmegaConf.to_container(cfg.tracking)  # config untouched
 
 
-@pytest.mark.parametrize("shots", [0, 2])
+# The few-shot prompt itself is checked in tests/data/test_formatting.py; its run repeats the
+# zero-shot path and runs under -m slow.
+@pytest.mark.parametrize("shots", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_zero_and_few_shot_baselines_are_evaluated_runs(compose_cfg, tmp_path: Path,
                                                         shots: int) -> None:
     cfg = compose_cfg(["+experiment=smoke", "lora=none", "train.enabled=false",

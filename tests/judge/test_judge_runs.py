@@ -15,9 +15,10 @@ from polylora.pipeline import execute
 SECRET = "sk-ant-api03-PIPELINE-SECRET-42"
 
 
-@pytest.fixture
-def baseline(compose_cfg, tmp_path: Path):
-    cfg = compose_cfg(["+experiment=smoke"], output_dir=tmp_path / "base")
+@pytest.fixture(scope="module")
+def baseline(compose_module_cfg):
+    """One baseline run whose saved answers every candidate of this module is judged against."""
+    cfg = compose_module_cfg(["+experiment=smoke"])
     return cfg, execute(cfg)
 
 

@@ -323,16 +323,22 @@ def test_a_custom_metric_is_the_sweeps_objective(tmp_path: Path) -> None:
             "the trusted targets") in untrusted.stderr, untrusted.stderr[-2000:]
 
 
+# Each case also runs in process (tests/sweep/test_sweeper.py); through the command line, one
+# case by default and the others under -m slow.
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["optimized_metric=eval/nope"], "optimized_metric=eval/nope: unknown metric"),
-        (["optimized_metric=eval/pass@1"], "optimized_metric=eval/pass@1 is computed on the "
-                                           "test split"),
+        pytest.param(["optimized_metric=eval/nope"],
+                     "optimized_metric=eval/nope: unknown metric", marks=pytest.mark.slow),
+        pytest.param(["optimized_metric=eval/pass@1"],
+                     "optimized_metric=eval/pass@1 is computed on the test split",
+                     marks=pytest.mark.slow),
         (["lora.rnk=choice(4,8)"], "the search space does not fit the config"),
-        (["hydra/sweeper/sampler=grid"], "the grid sampler needs discrete parameters"),
-        (["hydra.sweeper.heartbeat_interval=10", "hydra.sweeper.grace_period=5"],
-         "hydra.sweeper.grace_period=5 must exceed hydra.sweeper.heartbeat_interval=10"),
+        pytest.param(["hydra/sweeper/sampler=grid"],
+                     "the grid sampler needs discrete parameters", marks=pytest.mark.slow),
+        pytest.param(["hydra.sweeper.heartbeat_interval=10", "hydra.sweeper.grace_period=5"],
+                     "hydra.sweeper.grace_period=5 must exceed "
+                     "hydra.sweeper.heartbeat_interval=10", marks=pytest.mark.slow),
     ],
     ids=["unknown-metric", "test-metric", "unknown-key", "grid-on-interval", "grace-period"],
 )

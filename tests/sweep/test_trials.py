@@ -13,19 +13,20 @@ from optuna.trial import TrialState
 from polylora.sweep import trials
 
 
-def _study(tmp_path: Path, retry: trials.RetryStaleTrial) -> optuna.Study:
+def _study(tmp_path: Path, retry: trials.RetryStaleTrial, grace_period: int = 2) -> optuna.Study:
     url = f"sqlite:///{tmp_path}/optuna.db"
-    storage = trials.open_storage(url, heartbeat_interval=1, grace_period=2, retry=retry)
+    storage = trials.open_storage(url, heartbeat_interval=1, grace_period=grace_period,
+                                  retry=retry)
     return optuna.create_study(study_name="s", storage=storage)
 
 
 def test_a_silent_trial_is_failed_and_retried_with_its_parameters(tmp_path: Path) -> None:
     retry = trials.RetryStaleTrial(max_retry=3)
-    study = _study(tmp_path, retry)
+    study = _study(tmp_path, retry, grace_period=1)
     (first,) = trials.ask(study, 1)
     lr = first.suggest_float("lr", 1e-5, 1e-3, log=True)
     assert trials.taken(study) == 1
-    time.sleep(3.5)  # no heartbeat for longer than grace_period (2 s)
+    time.sleep(2.0)  # no heartbeat for twice the grace_period (1 s)
     trials.fail_stale(study)
     assert retry.take_stale() == [0]
     assert retry.take_stale() == []
@@ -51,9 +52,9 @@ def test_a_beating_trial_is_left_running(tmp_path: Path) -> None:
 
 def test_retries_stop_after_max_retry(tmp_path: Path) -> None:
     retry = trials.RetryStaleTrial(max_retry=0)
-    study = _study(tmp_path, retry)
+    study = _study(tmp_path, retry, grace_period=1)
     trials.ask(study, 1)
-    time.sleep(3.5)
+    time.sleep(2.0)
     trials.fail_stale(study)
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL]
     assert trials.taken(study) == 1  # not retried: it counts

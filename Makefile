@@ -34,7 +34,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP) jail
 
-# The jail for model-written code (polylora.sandbox) is bubblewrap: installed here when
+# The jail for model-written code (polylora.metrics.sandbox) is bubblewrap: installed here when
 # running as root with apt-get, else a note says what to install (code execution refuses
 # without it).
 jail:

@@ -1,11 +1,11 @@
 """python bench/eval_throughput.py [--model smollm2|tiny] [--prompts 16] [--n 10] [--threads 1]
 
-Evaluation throughput: polylora's evaluation sampling (``polylora.generation.sample`` as
+Evaluation throughput: polylora's evaluation sampling (``polylora.model.generation.sample`` as
 ``evaluate`` calls it: length-sorted batches of prompts, each prompt prefilled once and its KV
 cache repeated n ways) against a plain ``model.generate`` loop over prompts (one call per
 prompt, ``num_return_sequences=n``), same model, prompts and decoding, interleaved in one
 process; prints generated tokens/s of each and the ratio (target >= 3x). Then the share of a
-whole ``polylora.evaluation.evaluate`` call spent in the metrics suite. Run by hand.
+whole ``polylora.evaluate.evaluation.evaluate`` call spent in the metrics suite. Run by hand.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from omegaconf import OmegaConf
 
 from polylora.data.formatting import PromptFormat, render_prompt
 from polylora.data.words import WordChecker, WordTask
-from polylora.generation import SamplingParams, sample
-from polylora.models import load_base_model
+from polylora.model.generation import SamplingParams, sample
+from polylora.model.loading import load_base_model
 
 MODELS = {
     "smollm2": {"source": "smollm2_gguf", "cache_dir": "~/.cache/polylora"},
@@ -90,7 +90,7 @@ def main() -> None:
         return
 
     # Share of a whole evaluation spent in metrics (suite time vs total).
-    import polylora.evaluation as ev
+    import polylora.evaluate.evaluation as ev
 
     timings: dict[str, float] = {"suite": 0.0}
     real = ev.score_generations
@@ -107,7 +107,7 @@ def main() -> None:
     cfg = OmegaConf.merge(cfg, {"subset_size": a.prompts, "n_samples": a.n, "ks": [1, 3, 5, 10],
                                 "max_new_tokens": a.max_new_tokens, "batch_size": a.batch})
     cfg.pop("defaults", None)
-    from polylora.metrics.embeddings import get_embedder
+    from polylora.data.embeddings import get_embedder
 
     get_embedder()  # load MiniLM outside the timed evaluation (a once-per-process cost)
     t = time.perf_counter()

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from polylora.intervals import crossed_difference, t_interval  # noqa: E402
+from polylora.stats.intervals import crossed_difference, t_interval  # noqa: E402
 
 SEED_SDS = (0.0, 0.02, 0.04)
 PROMPT_SDS = (0.0, 0.1, 0.25)

@@ -105,10 +105,10 @@ def training_floor(overrides: list[str]) -> tuple[int, float, int]:
 
     from polylora.config import build, register_configs
     from polylora.data.formatting import EncodedDataset
-    from polylora.models import autocast, autocast_dtype, load_base_model, wrap_lora
+    from polylora.model.loading import autocast, autocast_dtype, load_base_model, wrap_lora
     from polylora.objectives.base import ObjectiveContext
-    from polylora.preparation import prompt_format
-    from polylora.training import IndexedCollator, IndexedDataset
+    from polylora.train.preparation import prompt_format
+    from polylora.train.trainer import IndexedCollator, IndexedDataset
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO / "polylora" / "conf"), version_base=None):

@@ -26,10 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from polylora.config import build, register_configs  # noqa: E402
 from polylora.data.formatting import encode_example  # noqa: E402
-from polylora.models import autocast, load_base_model, wrap_lora  # noqa: E402
+from polylora.model.loading import autocast, load_base_model, wrap_lora  # noqa: E402
 from polylora.objectives.base import ObjectiveContext  # noqa: E402
-from polylora.pipeline import prompt_format  # noqa: E402
-from polylora.training import IndexedCollator  # noqa: E402
+from polylora.run.pipeline import prompt_format  # noqa: E402
+from polylora.train.trainer import IndexedCollator  # noqa: E402
 
 PHASES = ("generate", "score_sets", "pg_terms")
 

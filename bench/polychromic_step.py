@@ -44,11 +44,11 @@ from compute_floor import counted_flops, floor_line, matmul_rate  # noqa: E402
 
 from polylora.config import build, register_configs  # noqa: E402
 from polylora.data.formatting import PaddingCollator, encode_example  # noqa: E402
-from polylora.models import autocast, autocast_dtype, load_base_model, wrap_lora  # noqa: E402
+from polylora.model.loading import autocast, autocast_dtype, load_base_model, wrap_lora  # noqa: E402
 from polylora.objectives.base import ObjectiveContext  # noqa: E402
 from polylora.objectives.ce import CrossEntropyObjective  # noqa: E402
 from polylora.objectives.polychromic import PolychromicObjective  # noqa: E402
-from polylora.pipeline import prompt_format  # noqa: E402
+from polylora.run.pipeline import prompt_format  # noqa: E402
 
 
 def compose(args: argparse.Namespace) -> Any:

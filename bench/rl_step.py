@@ -35,10 +35,10 @@ from polychromic_step import Clock, run_step, timed  # noqa: E402
 
 from polylora.config import build, register_configs  # noqa: E402
 from polylora.data.formatting import PaddingCollator, encode_example  # noqa: E402
-from polylora.models import load_base_model, wrap_lora  # noqa: E402
+from polylora.model.loading import load_base_model, wrap_lora  # noqa: E402
 from polylora.objectives.base import ObjectiveContext  # noqa: E402
 from polylora.objectives.ce import CrossEntropyObjective  # noqa: E402
-from polylora.pipeline import prompt_format  # noqa: E402
+from polylora.run.pipeline import prompt_format  # noqa: E402
 
 EXPERIMENTS = {"grpo": "grpo", "passk": "passk_4", "polychromic": "polychromic_0.3"}
 

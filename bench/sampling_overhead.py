@@ -1,6 +1,6 @@
 """python bench/sampling_overhead.py [--model smollm2|tiny] [--prompts 8] [--n 3] [--threads 1]
 
-polylora's sampler (``polylora.generation.sample``) against a bare ``transformers``
+polylora's sampler (``polylora.model.generation.sample``) against a bare ``transformers``
 ``model.generate`` on the same left-padded batch of prompts (``num_return_sequences=n``, no
 polylora code), same decoding, interleaved in one process: prints the wall time of each and
 the ratio bare/polylora (target >= 1.0: polylora adds no overhead). With the same seed both
@@ -24,8 +24,8 @@ from omegaconf import OmegaConf
 
 from polylora.data.formatting import PromptFormat, left_pad, render_prompt
 from polylora.data.words import WordTask
-from polylora.generation import SamplingParams, sample
-from polylora.models import load_base_model
+from polylora.model.generation import SamplingParams, sample
+from polylora.model.loading import load_base_model
 
 MODELS = {
     "smollm2": {"source": "smollm2_gguf", "cache_dir": "~/.cache/polylora"},

@@ -1,6 +1,6 @@
 """python bench/sandbox_overhead.py [--programs 20] [--rounds 3]
 
-Wall time per HumanEval check in the bubblewrap jail (``polylora.sandbox.run_tests``)
+Wall time per HumanEval check in the bubblewrap jail (``polylora.metrics.sandbox.run_tests``)
 against the same harness in a plain subprocess (the ``unsafe_ok`` path, no namespaces),
 interleaved in one process on the same canonical solutions, and the ratio of medians. Run by
 hand, not in CI (machines are noisy: compare the ratio, not absolute times).
@@ -12,7 +12,7 @@ import argparse
 import statistics
 import time
 
-from polylora import sandbox
+from polylora.metrics import sandbox
 from polylora.metrics.code_exec import build_candidate, load_humaneval_examples
 
 
@@ -46,7 +46,7 @@ def main() -> None:
         raise SystemExit(f"no jail here: {problem}")
     import logging
 
-    logging.getLogger("polylora.sandbox").setLevel(logging.ERROR)
+    logging.getLogger("polylora.metrics.sandbox").setLevel(logging.ERROR)
     examples = load_humaneval_examples(limit=args.programs)
     jail, plain = [], []
     for _ in range(args.rounds):

@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 from transformers import TrainerCallback
 
 from polylora.data.formatting import PaddingCollator
-from polylora.models import load_base_model, wrap_lora
+from polylora.model.loading import load_base_model, wrap_lora
 from polylora.objectives.ce import CrossEntropyObjective, cross_entropy_loss
-from polylora.training import IndexedCollator, PolyloraTrainer, training_arguments
+from polylora.train.trainer import IndexedCollator, PolyloraTrainer, training_arguments
 
 MODELS = {
     "smollm2": {"source": "smollm2_gguf", "cache_dir": "~/.cache/polylora"},

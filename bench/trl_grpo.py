@@ -37,10 +37,10 @@ from transformers import TrainerCallback, TrainingArguments  # noqa: E402
 
 from polylora.config import build, register_configs  # noqa: E402
 from polylora.data.formatting import EncodedDataset, render_prompt  # noqa: E402
-from polylora.models import load_base_model, wrap_lora  # noqa: E402
+from polylora.model.loading import load_base_model, wrap_lora  # noqa: E402
 from polylora.objectives.base import ObjectiveContext  # noqa: E402
-from polylora.pipeline import prompt_format  # noqa: E402
-from polylora.training import IndexedCollator, IndexedDataset, PolyloraTrainer  # noqa: E402
+from polylora.run.pipeline import prompt_format  # noqa: E402
+from polylora.train.trainer import IndexedCollator, IndexedDataset, PolyloraTrainer  # noqa: E402
 
 PROMPTS, SAMPLES, NEW_TOKENS, LR = 8, 4, 32, 2e-4
 

@@ -111,7 +111,7 @@ class Launch:
     lambda_summary: str | None = None
     started: str = ""
     finished: str = ""
-    #: code revision, library versions, command line (polylora.provenance.provenance)
+    #: code revision, library versions, command line (polylora.record.provenance.provenance)
     provenance: dict[str, str] = field(default_factory=dict)
 
 
@@ -139,7 +139,7 @@ def host_description() -> str:
 
 def tag_override(launch_id: str, host: str) -> str:
     """Tags every run of the launch carries (merged into ``tracking.tags``)."""
-    from polylora.overrides import hydra_quote
+    from polylora.config.overrides import hydra_quote
 
     # Hydra's grammar has no use for some characters of a CPU name; keep it plain.
     clean_host = re.sub(r"[^\w .,()@+-]", " ", host)
@@ -241,7 +241,7 @@ def run_compare(argv: list[str], phase: str, launch: Launch, log_dir: Path) -> s
     import contextlib
     import io
 
-    from polylora.cli import main as cli_main
+    from polylora.cli.main import main as cli_main
 
     launch.commands[phase] = shell_join(["polylora", *argv])
     print(f"\n[headline] {phase}: {launch.commands[phase]}", flush=True)
@@ -321,7 +321,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the recipe; returns 0 (a failing step exits with its status)."""
-    from polylora.provenance import provenance
+    from polylora.record.provenance import provenance
     from polylora.report import headline
 
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from polylora.config import register_configs
 from polylora.errors import PolyloraError
-from polylora.redaction import install_log_redaction
+from polylora.record.redaction import install_log_redaction
 
 register_configs()
 install_log_redaction()
@@ -34,8 +34,8 @@ def _in_multirun() -> bool:
 @hydra.main(config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | tuple[float, ...]:
     """Hydra task function: run the job and return the optimized metric."""
-    from polylora.pipeline import run
-    from polylora.preemption import Preempted
+    from polylora.run.pipeline import run
+    from polylora.train.preemption import Preempted
 
     try:
         return run(cfg)

@@ -28,7 +28,7 @@ class ConfigError(PolyloraError):
 
 class Problems(list[str]):
     """The readable problems a ``check_<group>`` function finds (the one validation style,
-    see :mod:`polylora.config.validation`): ``check`` records a message when a condition
+    see :mod:`polylora.train.config_checks`): ``check`` records a message when a condition
     fails; ``raise_any`` raises one :class:`ConfigError` listing them all."""
 
     def check(self, condition: bool, message: str) -> bool:

@@ -61,7 +61,7 @@ def jail_or_skip() -> None:
 
     import pytest
 
-    from polylora.sandbox import jail_problem
+    from polylora.metrics.sandbox import jail_problem
 
     problem = jail_problem()
     if problem is None:
@@ -85,7 +85,7 @@ def make_adapter(
     import torch
     from omegaconf import OmegaConf
 
-    from polylora import models
+    from polylora.model import loading as models
 
     run_cfg = OmegaConf.merge(cfg, {"model": model_overrides or {}, "lora": {"rank": rank}})
     base, _ = models.load_base_model(run_cfg.model, run_cfg.hardware)

@@ -93,7 +93,7 @@ def test_data_errors(tmp_path: Path, content: str, needles: list[str]) -> None:
 def test_mismatched_adapter_is_a_clear_error(tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from polylora.models import load_base_model, wrap_lora
+    from polylora.model.loading import load_base_model, wrap_lora
 
     tiny, hw, lora = tiny_configs()
     wide = OmegaConf.merge(tiny, {"hidden_size": 64, "intermediate_size": 96})

@@ -23,7 +23,7 @@ ELSEWHERE = {
     "make install": "the Makefile (CI runs it)",
     "pip install": "tests/test_install.py (the dev extra holds the cluster extra)",
     "export": "sets a variable for the lines after it",
-    "polylora compare": "tests/test_tracking_server.py (compare over HTTP)",
+    "polylora compare": "tests/record/test_tracking_server.py (compare over HTTP)",
     "srun": "needs Slurm; the two-node torchrun run is tests/test_ddp.py",
 }
 

@@ -51,7 +51,7 @@ def test_torchrun_two_processes_trains_the_same_kind_of_adapter(tmp_path: Path) 
     from peft import PeftModel
     from safetensors.torch import load_file
 
-    from polylora import models
+    from polylora.model import loading as models
 
     single = _run([sys.executable, "-m", "polylora", *FAST,
                    f"tracking.uri=sqlite:///{tmp_path}/single.db",

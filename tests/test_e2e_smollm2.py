@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import runs_of
 
-from polylora.models import smollm2_folder
-from polylora.pipeline import execute
+from polylora.model.loading import smollm2_folder
+from polylora.run.pipeline import execute
 
 pytestmark = pytest.mark.slow
 

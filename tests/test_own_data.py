@@ -116,7 +116,7 @@ def test_bad_jsonl_stops_before_any_run(
     compose_cfg, tmp_path: Path, content: str | bytes | None, needle: str
 ) -> None:
     from polylora.errors import DataError
-    from polylora.pipeline import execute
+    from polylora.run.pipeline import execute
 
     cfg = compose_cfg(["+experiment=smoke", "data=jsonl",
                        f"data.path={write_bad(tmp_path, content)}"])
@@ -213,7 +213,7 @@ def test_replies_example_runs_passk_diversity_and_the_judge(
     from judge.stub_anthropic import StubAnthropic
 
     from polylora.data.jsonl import JsonlSource
-    from polylora.pipeline import execute
+    from polylora.run.pipeline import execute
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-key")
     with StubAnthropic() as stub:
@@ -233,7 +233,7 @@ def test_replies_example_runs_passk_diversity_and_the_judge(
 
 
 def test_humaneval_experiment_runs_with_the_opt_in(compose_cfg) -> None:
-    from polylora.pipeline import execute
+    from polylora.run.pipeline import execute
 
     cfg = compose_cfg(["+experiment=humaneval_ce", *TINY, "data.source.limit=20",
                        "eval.allow_code_execution=true", "eval.subset_size=2", "eval.n_samples=2",

@@ -19,8 +19,8 @@ from polylora.data.splits import split_examples
 from polylora.data.triage import FIELD_NAMES
 from polylora.data.triage_source import TriageSource
 from polylora.errors import ConfigError, DataError
-from polylora.pipeline import execute, prepare
 from polylora.report.diagnose import dataset_size_bucket
+from polylora.run.pipeline import execute, prepare
 
 TINY_TRIAGE = [
     "+experiment=triage",

@@ -55,7 +55,7 @@ def check_ensemble(refs: Sequence[str], n_samples: int) -> None:
 
 @dataclass
 class RoundRobin:
-    """The evaluation's sampler (:class:`~polylora.evaluation.SampleSpread`) over several
+    """The evaluation's sampler (:class:`~polylora.evaluate.evaluation.SampleSpread`) over several
     adapters: each member draws its share of every prompt's samples, interleaved round robin;
     the greedy answer is the first member's."""
 
@@ -67,7 +67,7 @@ class RoundRobin:
         """(the n samples of each prompt, in round-robin order; each prompt's greedy answer)."""
         import dataclasses
 
-        from polylora.generation import sample_many
+        from polylora.model.generation import sample_many
 
         members = len(self.adapters.names)
         drawn: list[list[list[str]]] = []
@@ -109,15 +109,15 @@ def evaluate_ensemble(cfg: DictConfig) -> EnsembleResult:
     it as an evaluation-only MLflow run (nothing is trained)."""
     from transformers import set_seed
 
-    from polylora import cost, models
     from polylora.adapters.merging import check_compatible
     from polylora.adapters.sources import load_sources, resolve_sources
     from polylora.data.formatting import EncodedDataset
-    from polylora.eval_loop import log_truncation
-    from polylora.evaluation import eval_subset, evaluate
-    from polylora.memory import phase_metric
-    from polylora.preparation import prepare, prompt_format
-    from polylora.record import names, writer
+    from polylora.evaluate.evaluation import eval_subset, evaluate
+    from polylora.evaluate.loop import log_truncation
+    from polylora.model import loading as models
+    from polylora.record import cost, names, writer
+    from polylora.record.memory import phase_metric
+    from polylora.train.preparation import prepare, prompt_format
 
     started = time.time()
     refs = [str(r) for r in cfg.eval.ensemble]

@@ -130,7 +130,7 @@ def merge_adapters(
     seed: int = 0,
 ) -> Path:
     """Load the base model, merge the adapters and save the result (PEFT format) to out_dir."""
-    from polylora.models import load_base_model
+    from polylora.model.loading import load_base_model
 
     check_compatible(sources, method, model_cfg)
     check_density(method, density)

@@ -1,7 +1,7 @@
 """Sparse top-k routing (a sparse mixture-of-experts merge): each prompt is answered by the
 ``k`` adapters whose cluster centroid is nearest to its MiniLM embedding, combined with
 similarity weights as ``Σ wᵢ·ΔWᵢ``. There is no single adapter: the mixture is evaluated by
-a pipeline run (:func:`polylora.pipeline.execute`, given the mixture by :class:`SparseRouter`)
+a pipeline run (:func:`polylora.run.pipeline.execute`, given the mixture by :class:`SparseRouter`)
 whose evaluation loop activates each prompt's combination through a hook."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from polylora.adapters.sources import AdapterSource, load_sources, partition_clu
 from polylora.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from polylora.pipeline import GivenModel
-    from polylora.preparation import Prepared
+    from polylora.run.pipeline import GivenModel
+    from polylora.train.preparation import Prepared
 
 WEIGHTINGS: tuple[str, ...] = ("similarity", "softmax")
 #: Routing weights are rounded to this many decimals so prompts with (almost) the same
@@ -177,7 +177,7 @@ class RoutedAdapters:
 
 @dataclass
 class RouteHook:
-    """The evaluation loop's adapter hook (:class:`~polylora.evaluation.AdapterHook`) for a
+    """The evaluation loop's adapter hook (:class:`~polylora.evaluate.evaluation.AdapterHook`) for a
     routed mixture: prompts with the same route run together, under that route's combination,
     in first-seen order."""
 
@@ -214,7 +214,7 @@ class SparseResult:
 @dataclass
 class SparseRouter:
     """Builds the routed mixture a sparse top-k run evaluates (the pipeline's
-    :class:`~polylora.pipeline.ModelBuilder`): the base model with every adapter attached, each
+    :class:`~polylora.run.pipeline.ModelBuilder`): the base model with every adapter attached, each
     test (and validation) prompt routed to its top-k adapters, and each adapter's share of the
     routing weight over the test subset as ``merge/route_share/<i>``."""
 
@@ -228,11 +228,11 @@ class SparseRouter:
 
     def __call__(self, cfg: DictConfig, prep: Prepared) -> GivenModel:
         """The routed mixture, ``prep``'s test and validation prompts routed."""
-        from polylora.evaluation import eval_subset
-        from polylora.metrics.embeddings import encode_unique
-        from polylora.models import load_base_model
-        from polylora.pipeline import GivenModel
+        from polylora.data.embeddings import encode_unique
+        from polylora.evaluate.evaluation import eval_subset
+        from polylora.model.loading import load_base_model
         from polylora.record import names
+        from polylora.run.pipeline import GivenModel
 
         model, tok = load_base_model(cfg.model, cfg.hardware)
         peft_model, adapter_names = load_sources(model, self.sources)
@@ -276,15 +276,15 @@ def evaluate_sparse(
     extra_tags: dict[str, str] | None = None,
 ) -> SparseResult:
     """Route each test (and validation) prompt to its top-k adapters and evaluate the mixture
-    as a pipeline run (:func:`polylora.pipeline.execute` with a :class:`SparseRouter`),
+    as a pipeline run (:func:`polylora.run.pipeline.execute` with a :class:`SparseRouter`),
     recorded with the pipeline's names (``eval/...``, ``data/...``) plus each adapter's share
     of the routing weight.
 
     ``cfg`` is a composed polylora config (the data/eval/model the adapters are scored on,
     ``train.enabled=false``); ``embedder`` defaults to the shared MiniLM.
     """
-    from polylora.pipeline import execute
     from polylora.record import writer
+    from polylora.run.pipeline import execute
 
     check_compatible(sources, "sparse_topk", cfg.model)
     if not cfg.eval.enabled:

@@ -97,7 +97,7 @@ def _run_config(ref: str, path: Path) -> dict[str, Any] | None:
 
 def resolve_sources(refs: Sequence[str]) -> list[AdapterSource]:
     """Resolve adapter folders / ``runs:/<id>/adapter`` URIs and read their configs."""
-    from polylora.models import resolve_adapter
+    from polylora.model.loading import resolve_adapter
 
     sources = []
     for ref in refs:

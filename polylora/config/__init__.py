@@ -1,5 +1,5 @@
 """The config: typed schemas per group (:mod:`.schemas`) and building ``_target_`` nodes under
-the trust rule (:mod:`.targets`). Every group's checks (:mod:`polylora.config.validation`)
+the trust rule (:mod:`.targets`). Every group's checks (:mod:`polylora.train.config_checks`)
 read the stages they check (data, metrics, judge): import them from their module."""
 
 from polylora.config.schemas import (

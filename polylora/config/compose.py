@@ -19,9 +19,9 @@ def compose_config(overrides: Sequence[str], output_dir: str | Path | None = Non
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from polylora.config.overrides import hydra_quote
     from polylora.config.schemas import register_configs
     from polylora.errors import ConfigError
-    from polylora.overrides import hydra_quote
 
     register_configs()
     first = [] if output_dir is None else [f"output_dir={hydra_quote(str(output_dir))}"]

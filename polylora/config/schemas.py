@@ -1,7 +1,7 @@
 """Typed config schemas, one dataclass per config group, registered in Hydra's ConfigStore.
 
 Each config group's YAML files extend the group's schema (``defaults: [<group>_schema, _self_]``),
-so a wrong type fails at composition; :mod:`polylora.config.validation` then checks ranges and
+so a wrong type fails at composition; :mod:`polylora.train.config_checks` then checks ranges and
 combinations before any model loads.
 """
 
@@ -20,7 +20,7 @@ from polylora.record.names import DEFAULT_TRACKING_URI, VAL_LOSS
 
 @dataclass
 class ModelConfig:
-    """Which base model to load: ``source`` picks the loader (see ``polylora.models``)."""
+    """Which base model to load: ``source`` picks the loader (see ``polylora.model.loading``)."""
 
     name: str = MISSING
     source: str = MISSING  # smollm2_gguf | tiny_random | hf
@@ -107,7 +107,7 @@ class JudgeSettings:
 
 @dataclass
 class CodeExecutionSettings:
-    """Model-written code runs only in the OS jail (``polylora.sandbox``); ``unsafe_ok=true``
+    """Model-written code runs only in the OS jail (``polylora.metrics.sandbox``); ``unsafe_ok=true``
     is the only way to run it where the jail cannot be built, and it warns."""
 
     unsafe_ok: bool = False
@@ -162,11 +162,11 @@ class HardwareConfig:
     # natively: a CPU with avx512_bf16 or AMX, a GPU of compute capability >= 8; fp32
     # elsewhere) | bf16 | off (fp32: exact reproduction). bf16/fp16 weights use ``precision``.
     autocast: str = "auto"
-    # Fix glibc's mmap threshold so freed tensors leave the process (polylora.memory): peak
+    # Fix glibc's mmap threshold so freed tensors leave the process (polylora.record.memory): peak
     # memory ~0.3x on make run; false keeps the allocator's default (for A/B timing).
     return_freed_memory: bool = True
     # USD per hour of this hardware, for run/cost_usd (null: 0 on a CPU, an indicative cloud
-    # price per GPU for common GPUs: polylora.cost.GPU_PRICE_PER_HOUR).
+    # price per GPU for common GPUs: polylora.record.cost.GPU_PRICE_PER_HOUR).
     price_per_hour: float | None = None
 
 
@@ -267,7 +267,7 @@ def register_configs() -> None:
     (idempotent)."""
     from omegaconf import OmegaConf
 
-    from polylora.rundir import register_resolver
+    from polylora.record.rundir import register_resolver
 
     register_resolver()
     OmegaConf.register_resolver("polylora.example", example_data_path, replace=True)

@@ -45,7 +45,7 @@ def cluster_examples(
     """K-means (scikit-learn, seeded) on the texts' normalized embeddings, with silhouette.
 
     ``embedder`` is any object with ``encode(list[str]) -> array``; when None the project's
-    shared MiniLM embedder (``polylora.metrics.embeddings.get_embedder``) is loaded.
+    shared MiniLM embedder (``polylora.data.embeddings.get_embedder``) is loaded.
     """
     texts = list(texts)
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
@@ -56,7 +56,7 @@ def cluster_examples(
             f"lower k to at most {len(texts)} or add data"
         )
     if embedder is None:
-        from polylora.metrics.embeddings import get_embedder
+        from polylora.data.embeddings import get_embedder
 
         embedder = get_embedder()
     vectors = normalize_rows(np.asarray(embedder.encode(texts), dtype=np.float64))

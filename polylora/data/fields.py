@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 from polylora.data.example import Example
 from polylora.errors import ConfigError, DataError
 

@@ -1,7 +1,7 @@
 """Judge two runs' saved answers: read each run's ``eval/generations.jsonl``, pair prompts by
 id, ask the judge, and log ``judge/*`` metrics and the verdicts onto the candidate run.
 
-Used by ``polylora judge`` (:mod:`polylora.judge.cli`) and by the pipeline when
+Used by ``polylora judge`` (:mod:`polylora.cli.judge`) and by the pipeline when
 ``eval.judge.enabled=true``.
 """
 
@@ -109,7 +109,7 @@ def log_result(result: JudgeResult, run_id: str, out_dir: Path, tracking_uri: st
     import math
 
     from polylora.record import names, writer
-    from polylora.tracking import store_client
+    from polylora.record.tracking import store_client
 
     client = store_client(tracking_uri)
     writer.log_batch(client, run_id, metrics={

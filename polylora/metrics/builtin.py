@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 from polylora.metrics import quality
 from polylora.metrics.diversity import distinct_n, self_bleu, semantic_diversity_from_vectors
 from polylora.metrics.inputs import PromptGenerations

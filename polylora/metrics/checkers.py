@@ -1,4 +1,4 @@
-"""Generic checkers (conforming to :class:`polylora.checking.Checker`) and a config factory.
+"""Generic checkers (conforming to :class:`polylora.data.checking.Checker`) and a config factory.
 
 ``build_checker({"type": "heuristic", "min_words": 3, ...})`` or ``{"type": "humaneval"}``.
 Task-specific checkers elsewhere can join the factory with :func:`register_checker_type`.
@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from polylora.checking import Checker, CheckResult
+from polylora.data.checking import Checker, CheckResult
 from polylora.data.example import Example
 from polylora.errors import ConfigError, Problems
 

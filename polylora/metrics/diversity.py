@@ -20,8 +20,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from polylora.data.embeddings import Embedder, encode_unique
 from polylora.errors import ConfigError
-from polylora.metrics.embeddings import Embedder, encode_unique
 
 DiversityMetric = Literal["semantic", "self_bleu", "distinct"]
 DIVERSITY_METRICS: tuple[str, ...] = get_args(DiversityMetric)

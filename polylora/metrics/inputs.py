@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 from polylora.data.example import Example
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from polylora.data.embeddings import Embedder, encode_unique, minilm_path
 from polylora.errors import DataError
-from polylora.metrics.embeddings import Embedder, encode_unique, minilm_path
 
 ROUGE_TYPES: dict[str, str] = {"rouge_1": "rouge1", "rouge_2": "rouge2", "rouge_l": "rougeL"}
 

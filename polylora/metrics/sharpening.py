@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 
 #: The per-prompt sharpening metrics, computed on every evaluation that checks its samples.
 SHARPENING_METRICS: tuple[str, ...] = ("correct_samples", "distinct_correct",

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from polylora import stats
-from polylora.checking import Checker, CheckResult
+from polylora.data.checking import Checker, CheckResult
+from polylora.data.embeddings import Embedder, encode_unique
 from polylora.data.example import Example
 from polylora.errors import ConfigError
-from polylora.metrics.embeddings import Embedder, encode_unique
 from polylora.metrics.inputs import PromptGenerations, PromptInputs
 from polylora.metrics.registry import (
     MetricSpec,
@@ -34,6 +33,7 @@ from polylora.metrics.registry import (
     registered_in_order,
 )
 from polylora.metrics.sharpening import SHARPENING_METRICS, curve_ks
+from polylora.stats import significance as stats
 
 __all__ = [
     "EvalScores", "PromptGenerations", "is_proportion_metric", "margin_of_error",
@@ -57,7 +57,7 @@ class EvalScores:
 
 def margin_of_error(p: float, n: int) -> float:
     """95% margin of error of a proportion ``p`` over ``n`` prompts (NaN for no prompts):
-    :func:`polylora.stats.margin_of_error` with the rounded 1.96 logged metrics have used."""
+    :func:`polylora.stats.significance.margin_of_error` with the rounded 1.96 logged metrics have used."""
     if n <= 0:
         return math.nan
     return stats.margin_of_error(min(max(p, 0.0), 1.0), n, z=1.96)

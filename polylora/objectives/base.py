@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from polylora.checking import Checker
+from polylora.data.checking import Checker
 from polylora.data.example import Example
 from polylora.data.formatting import PromptFormat
 
@@ -50,7 +50,7 @@ class Objective(ABC):
 
     def check_data(self, has_checker: bool) -> None:  # noqa: B027 (optional hook)
         """Raise ConfigError if this objective cannot work with the configured data (called
-        once per run, by :func:`polylora.preparation.prepare`, before any model loads)."""
+        once per run, by :func:`polylora.train.preparation.prepare`, before any model loads)."""
 
     def bind(self, context: ObjectiveContext) -> None:
         """Receive the training context once, before the first step."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from polylora.checking import Checker
+from polylora.data.checking import Checker
 from polylora.data.example import Example
 from polylora.errors import ConfigError
 

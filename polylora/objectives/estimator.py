@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeGuard
 import torch
 
 from polylora.errors import ConfigError
-from polylora.generation import eval_mode
+from polylora.model.generation import eval_mode
 from polylora.objectives.base import Backward
 from polylora.objectives.logprobs import kl_surrogate, pack, prefix_token_logprobs
 

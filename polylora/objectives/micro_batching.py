@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from polylora.data.formatting import IGNORE_INDEX
-from polylora.lora_dropout import dropout_active
+from polylora.model.lora_dropout import dropout_active
 from polylora.objectives.base import Backward
 from polylora.objectives.ce import cross_entropy_loss, response_token_nll_sum
 from polylora.objectives.estimator import Estimator, PGTerms, base_model

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from polylora.data.embeddings import Embedder, encode_unique, get_embedder
 from polylora.data.example import Example
 from polylora.errors import ConfigError, Problems
 from polylora.metrics.diversity import DIVERSITY_METRICS, DiversityMetric, set_diversity
-from polylora.metrics.embeddings import Embedder, encode_unique, get_embedder
 from polylora.metrics.quality import reference_similarity_many
 from polylora.objectives.advantages import (
     ADVANTAGES,

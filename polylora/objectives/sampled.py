@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from polylora.data.example import Example
-from polylora.generation import SamplingParams
+from polylora.model.generation import SamplingParams
 from polylora.objectives.advantages import AdvantageNorm, normalize_advantages
 from polylora.objectives.base import Backward, LossOutput, Objective, ObjectiveContext
 from polylora.objectives.ce import cross_entropy_loss

@@ -10,7 +10,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from polylora.data.formatting import render_prompt
-from polylora.generation import SamplingParams, sample
+from polylora.model.generation import SamplingParams, sample
 from polylora.objectives.base import ObjectiveContext
 
 

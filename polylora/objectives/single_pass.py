@@ -4,7 +4,7 @@ Every row is a *prefix* (a prompt) and a *continuation* scored token by token. T
 go through the decoder once, left-padded, with a KV cache; the continuations then run from
 their prefix's cache (a prompt shared by N samples is computed once), so the whole step is two
 decoder calls and one backward. LoRA dropout is restricted to the rows that ask for it
-(:mod:`polylora.lora_dropout`): a CE row and its prefix are dropped as in a plain CE forward,
+(:mod:`polylora.model.lora_dropout`): a CE row and its prefix are dropped as in a plain CE forward,
 sampled rows are scored without dropout, as they were sampled. Token log-probs come from
 :func:`chunked_token_logprobs`: the vocabulary projection never materialises the batch's
 full-vocabulary logits.
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from polylora.data.formatting import IGNORE_INDEX, left_pad
-from polylora.lora_dropout import dropout_rows
+from polylora.model.lora_dropout import dropout_rows
 from polylora.objectives.logprobs import LOGIT_CHUNK, chunked_token_logprobs
 
 #: Config attributes of models whose logits are not ``lm_head(hidden)`` (soft-capping, scaling).

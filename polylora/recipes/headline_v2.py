@@ -4,7 +4,7 @@ Runs the headline's second design in one process: stage 0 (a CE run per seed), s
 arm continued from that seed's adapter), the evaluation-only temperature sweep, then the report
 (:mod:`polylora.report.headline_v2_report`, which only reads the runs).
 
-Each job is the pipeline itself (:func:`polylora.pipeline.execute` on the config Hydra composes
+Each job is the pipeline itself (:func:`polylora.run.pipeline.execute` on the config Hydra composes
 from the experiment files ``headline_v2_*``), so run ids come back as values, not from output.
 Overrides after ``--`` reach every job unchanged (``hardware=gpu model=hf model.path=...``).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from polylora.config.compose import compose_config
-from polylora.provenance import provenance
 from polylora.record.names import LAUNCH_TAG, STAGE_TAG
+from polylora.record.provenance import provenance
 from polylora.report.headline_v2 import ARMS, Launch, RunRef
 
 SMOKE_OVERLAY = "headline_v2_smoke"
@@ -61,7 +61,7 @@ def overrides(launch: Launch, stage: str, seed: int, out_dir: Path, extra: Seque
 
 def execute(job_overrides: Sequence[str]) -> tuple[str, float]:
     """Run one job; returns its MLflow run id and the temperature it was evaluated at."""
-    from polylora.pipeline import execute as run_job
+    from polylora.run.pipeline import execute as run_job
 
     cfg = compose_config(job_overrides)
     result = run_job(cfg)

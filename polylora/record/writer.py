@@ -15,11 +15,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import redaction, tracking, tracking_store
 from polylora.data.jsonl import write_rows
 from polylora.data.splits import Splits
-from polylora.provenance import provenance_tags
-from polylora.record import names
+from polylora.record import names, redaction, tracking
+from polylora.record import store as tracking_store
+from polylora.record.provenance import provenance_tags
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -47,7 +47,7 @@ def objective_name(cfg: DictConfig) -> str:
 
 def run_tags(cfg: DictConfig, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Tags: experiment, group (for seed aggregation), objective, overrides, git commit, the
-    run's provenance (:func:`polylora.provenance.provenance_tags`: code revision, library
+    run's provenance (:func:`polylora.record.provenance.provenance_tags`: code revision, library
     versions, resolved precision, command line), the config's ``tracking.tags`` and ``extra``
     (e.g. :func:`merge_tags`)."""
     tags: dict[str, Any] = {
@@ -177,8 +177,8 @@ def finish_run(metrics: dict[str, float], out_dir: Path, started: float, step: i
     """Add the run's wall time, peak memory and cost (``run/cost_usd``: compute at
     ``price_per_hour`` plus the judge) to ``metrics``, log the final values (the validation
     curve's last point is already logged) and write ``metrics.json``."""
-    from polylora.cost import run_cost
-    from polylora.memory import peak_rss_mb
+    from polylora.record.cost import run_cost
+    from polylora.record.memory import peak_rss_mb
 
     metrics[names.RUN_WALL_TIME] = time.time() - started
     metrics[names.RUN_PEAK_RSS] = peak_rss_mb()

@@ -6,7 +6,7 @@ by a tag (``polylora.group``: one group = one config over several seeds), then:
 
 * every group × metric: the mean over seeds with a **t-interval** (and a statement when there
   are too few seeds for an interval to be informative);
-* every other group vs the baseline (:mod:`polylora.report.analysis`): **Δ in native units
+* every other group vs the baseline (:mod:`polylora.stats.analysis`): **Δ in native units
   with its CI** as the effect, from the crossed seeds × prompts random-effects model where
   the arms share seeds and per-prompt scores exist (else a paired t over seeds, else Welch);
   the **primary endpoint** declared in the runs' config (``compare.primary`` + direction)

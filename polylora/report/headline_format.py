@@ -1,5 +1,5 @@
 """Number formatting of the headline report: means, durations (p-values and signed effects:
-:mod:`polylora.markdown`)."""
+:mod:`polylora.render.markdown`)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-from polylora import stats
-from polylora.markdown import pval, signed
+from polylora.render.markdown import pval, signed
 from polylora.report.headline_format import duration, num
 from polylora.report.headline_inputs import (
     DIVERSITY_METRICS,
@@ -22,6 +21,7 @@ from polylora.report.headline_inputs import (
     TestCell,
     primary_tests,
 )
+from polylora.stats import significance as stats
 
 __all__ = ["outcome"]
 

@@ -2,7 +2,7 @@
 
 ``python -m polylora.report.headline_rebuild`` (from the repository root) rewrites
 ``docs/results/headline.md`` and ``docs/results/headline_files/{summary,tests}.csv`` +
-``report.md`` with the statistics of :mod:`polylora.report.analysis`, without retraining and
+``report.md`` with the statistics of :mod:`polylora.stats.analysis`, without retraining and
 without the MLflow store of the launch (which was never committed). Its inputs are the first
 report's own files, kept under ``headline_files/original/``:
 
@@ -38,15 +38,14 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sps
 
-from polylora import intervals
 from polylora.errors import PolyloraError
-from polylora.report import analysis
 from polylora.report.comparison import render as comparison_render
 from polylora.report.comparison.csv_export import write_csv
 from polylora.report.comparison.model import ComparisonResult, GroupSummary, RunData
 from polylora.report.headline_inputs import FEW_SHOT, ZERO_SHOT, SummaryCell, read_tests
 from polylora.report.headline_outcome import outcome
 from polylora.report.headline_sections import results_table, tests_table
+from polylora.stats import analysis, intervals
 
 __all__ = ["GRIDS", "main", "rebuild", "recover_seed_values"]
 

@@ -8,11 +8,11 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from polylora import markdown
-from polylora.markdown import pval, signed
 from polylora.record import names
 from polylora.record import reader as mlruns
 from polylora.record.names import LAUNCH_TAG
+from polylora.render import markdown
+from polylora.render.markdown import pval, signed
 from polylora.report.headline_format import ci_cell, duration, num
 from polylora.report.headline_inputs import (
     FEW_SHOT,
@@ -51,7 +51,7 @@ def run_configs(tracking_uri: str, runs: Sequence[mlruns.RunInfo]) -> dict[str, 
 
     from omegaconf import OmegaConf
 
-    from polylora.tracking import flatten
+    from polylora.record.tracking import flatten
 
     client = mlruns.get_client(tracking_uri)
     out: dict[str, dict[str, str]] = {}

@@ -6,7 +6,7 @@ Every number is read back from MLflow: a run's ``eval/*`` metrics and its
 are split by kind (one constraint: start letter; two: start + length or end letter, by their
 template: :func:`polylora.data.words.prompt_kind`). The statistics are compare's: Δ with a CI
 from the crossed seeds × prompts model (:func:`polylora.report.comparison.compute.compare_groups`,
-:func:`polylora.report.analysis.estimate`), non-inferiority, MDE. The outcome is stated in the
+:func:`polylora.stats.analysis.estimate`), non-inferiority, MDE. The outcome is stated in the
 pre-registration's words (docs/results/headline_v2_plan.md): supported, falsified, not testable
 here, or inconclusive.
 """
@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from polylora import intervals, power
 from polylora.data.words import CONSTRAINTS_OF_KIND, first_word, prompt_kind
 from polylora.record import reader as mlruns
-from polylora.report import analysis
 from polylora.report.comparison.compute import compare_groups
 from polylora.report.comparison.model import ComparisonResult, RunData
+from polylora.stats import analysis, intervals, power
 
 ARMS = ("ce", "grpo", "polychromic", "passk")
 ARM_LABEL = {"sft": "SFT (stage 0)", "ce": "CE continued", "grpo": "pass@1 RL (GRPO)",
@@ -69,7 +68,7 @@ class Launch:
     phases: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
     #: One entry per start and resume: code revision, library versions, command line
-    #: (:func:`polylora.provenance.provenance`), so the runs' code can be checked from the record.
+    #: (:func:`polylora.record.provenance.provenance`), so the runs' code can be checked from the record.
     provenance: list[dict[str, str]] = field(default_factory=list)
 
     def save(self, path: Path) -> Path:
@@ -257,7 +256,7 @@ def designs(loaded: Sequence[Loaded], n_samples_pilot: int, plan: analysis.Plan,
             kind: str = "two") -> tuple[analysis.Effect, list[power.Design]]:
     """The pilot's primary effect (polychromic − pass@1 RL on ``kind`` prompts) and the MDE of
     every seeds × prompts × samples design from its variance components
-    (:func:`polylora.power.plan`, the ``polylora plan`` tool's function)."""
+    (:func:`polylora.stats.power.plan`, the ``polylora plan`` tool's function)."""
     own = train_temperature(loaded)
     e = effect(at(loaded, BASELINE, own), at(loaded, CANDIDATE, own), kind,
                plan.primary or "pass@10", plan)

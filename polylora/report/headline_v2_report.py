@@ -10,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from polylora import intervals, plots
-from polylora.markdown import table
 from polylora.record import reader as mlruns
-from polylora.report import analysis
+from polylora.render import plots
+from polylora.render.markdown import table
 from polylora.report.comparison.render import seed_level_cell
 from polylora.report.headline_v2 import (
     ARM_LABEL,
@@ -35,6 +34,7 @@ from polylora.report.headline_v2 import (
     load,
     train_temperature,
 )
+from polylora.stats import analysis, intervals
 
 
 def _ci(x: intervals.SeedInterval) -> str:

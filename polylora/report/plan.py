@@ -3,9 +3,9 @@ effect needs.
 
 Reads the pilot's runs like ``polylora compare`` (two groups that share seeds and logged
 per-prompt scores), estimates the variance components of the per-(seed, prompt) differences on
-one metric (:func:`polylora.intervals.variance_components`), and prints the pilot's own MDE and
+one metric (:func:`polylora.stats.intervals.variance_components`), and prints the pilot's own MDE and
 the cheapest designs whose MDE at the requested power is at most ``--target``
-(:func:`polylora.power.plan`; the assumptions are in that module's docstring)::
+(:func:`polylora.stats.power.plan`; the assumptions are in that module's docstring)::
 
     polylora plan --experiment headline --baseline headline_ce --metric pass@10 --target 0.05
 """
@@ -16,12 +16,11 @@ import argparse
 import math
 import sys
 
-from polylora import power
 from polylora.errors import PolyloraError
-from polylora.markdown import table
 from polylora.record import reader as mlruns
-from polylora.report import analysis
+from polylora.render.markdown import table
 from polylora.report.comparison.store import choose_baseline, collect_runs
+from polylora.stats import analysis, power
 
 __all__ = ["add_arguments", "run"]
 

@@ -13,8 +13,8 @@ from typing import Any
 from polylora.errors import PolyloraError
 from polylora.record import names, reader, writer
 from polylora.record.names import ROLE_TAG, RUN_NAME_TAG, STUDY_TAG, SWEEP_ROLE, TRIAL_TAG
-from polylora.tracking import store_client
-from polylora.tracking_store import check_artifact_location, first_use_lock
+from polylora.record.store import check_artifact_location, first_use_lock
+from polylora.record.tracking import store_client
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ class ParentRun:
                       else client.create_experiment(experiment))
             exp = client.get_experiment(exp_id)
         check_artifact_location(tracking_uri, experiment, exp.artifact_location)
-        from polylora.redaction import redact
-        from polylora.tracking import redact_tags
+        from polylora.record.redaction import redact
+        from polylora.record.tracking import redact_tags
 
         all_tags = redact_tags({ROLE_TAG: SWEEP_ROLE, STUDY_TAG: study, RUN_NAME_TAG: study,
                                 **tags})

@@ -17,7 +17,7 @@ What it adds to the stock Optuna sweeper (see ``docs/sweeps.md``):
   ``polylora.trial`` and ``polylora.study``;
 * **summary table** (``summary.csv`` + ``summary.md`` in the sweep dir, logged to the parent);
 * **pruning** with Optuna's pruners (``hydra.sweeper.pruner``): each evaluation during
-  training reports the validation loss to the trial (:mod:`polylora.pruning`); a pruned trial
+  training reports the validation loss to the trial (:mod:`polylora.train.pruning`); a pruned trial
   is PRUNED in Optuna and KILLED with a ``polylora.trial_state=PRUNED`` tag in MLflow.
 
 Module imports stay light: Hydra imports every plugin module on each start (through the

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from polylora import markdown
-from polylora.optimized_metric import metric_split
 from polylora.record import names
 from polylora.record.names import ERROR_ATTR, RUN_COST, TRAIN_STEPS, TRAIN_TOKENS, TRAIN_WALL_TIME
+from polylora.render import markdown
+from polylora.sweep.optimized_metric import metric_split
 from polylora.sweep.tags import SUMMARY_CSV, SUMMARY_MD
 
 
@@ -154,7 +154,7 @@ def _record(row: TrialRow) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> str:
-    """A rounded table value (escaping is :func:`polylora.markdown.cell`'s)."""
+    """A rounded table value (escaping is :func:`polylora.render.markdown.cell`'s)."""
     if value is None:
         return ""
     if isinstance(value, float):

@@ -29,14 +29,13 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import StudyDirection
 from optuna.trial import Trial, TrialState
 
-from polylora import db_lock, pruning
 from polylora.errors import ConfigError, PolyloraError, Problems
 from polylora.metrics.custom import register_custom_metrics
 from polylora.metrics.registry import metric_direction
-from polylora.optimized_metric import check_search_metrics, optimized_metrics
-from polylora.record import names
+from polylora.record import db_lock, names
 from polylora.record.names import canonical_metric
 from polylora.sweep import trials
+from polylora.sweep.optimized_metric import check_search_metrics, optimized_metrics
 from polylora.sweep.parent_run import ParentRun
 from polylora.sweep.summary import (
     StudyTotals,
@@ -54,6 +53,7 @@ from polylora.sweep.tags import (
     study_name,
     trial_overrides,
 )
+from polylora.train import pruning
 
 log = logging.getLogger(__name__)
 

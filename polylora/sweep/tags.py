@@ -9,7 +9,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from polylora.overrides import hydra_quote
+from polylora.config.overrides import hydra_quote
 from polylora.record.names import (
     ERROR_ATTR,
     PARENT_ATTR,
@@ -20,7 +20,7 @@ from polylora.record.names import (
     TRIAL_TAG,
     study_name,
 )
-from polylora.tracking import PARENT_RUN_ENV
+from polylora.record.tracking import PARENT_RUN_ENV
 
 __all__ = ["ERROR_ATTR", "PARENT_ATTR", "PARENT_RUN_ENV", "PARENT_TAG", "ROLE_TAG",
            "STUDY_TAG", "SUMMARY_CSV", "SUMMARY_MD", "SWEEPER_ATTR", "TRIAL_TAG",

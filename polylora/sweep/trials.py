@@ -22,7 +22,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from polylora import db_lock
+from polylora.record import db_lock
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def heartbeat(study: optuna.Study, trials: Sequence[Trial]) -> Iterator[None]:
 def ask_lock(storage_url: Any, study: str = "") -> Iterator[None]:
     """Exclusive while counting and asking trials of ``study``, for every worker of any
     database: a file lock beside a sqlite study, a database lock on a server database
-    (``polylora.db_lock``); a no-op for an in-memory study."""
+    (``polylora.record.db_lock``); a no-op for an in-memory study."""
     if not isinstance(storage_url, str):
         yield
         return

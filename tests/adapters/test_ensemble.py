@@ -12,8 +12,8 @@ from helpers import runs_of
 
 from polylora.adapters import ensemble
 from polylora.errors import ConfigError
-from polylora.pipeline import execute, run
 from polylora.record.reader import group_runs
+from polylora.run.pipeline import execute, run
 
 
 def test_round_robin_spread() -> None:

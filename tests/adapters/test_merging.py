@@ -11,10 +11,10 @@ import torch
 from helpers import PROMPT
 from peft import PeftModel
 
-from polylora import models
 from polylora.adapters.merging import MERGE_INFO_FILE, merge_adapters
 from polylora.adapters.routing import Route, RoutedAdapters
 from polylora.adapters.sources import load_sources, resolve_sources
+from polylora.model import loading as models
 
 
 def _logits(cfg, adapter: Path | None, prompt: str = PROMPT) -> torch.Tensor:

@@ -11,13 +11,13 @@ from helpers import CHEAP_EVAL
 from omegaconf import OmegaConf
 from peft import PeftModel
 
-from polylora import models
 from polylora.adapters.routing import evaluate_sparse, resolve_cluster_ids, route_prompts
 from polylora.adapters.sources import resolve_sources
+from polylora.model import loading as models
 
 
 def test_route_k1_with_centroids_at_the_prompts_picks_that_adapter() -> None:
-    from polylora.metrics.embeddings import get_embedder
+    from polylora.data.embeddings import get_embedder
 
     prompts = [
         "Roast the chicken with garlic and rosemary.",
@@ -67,11 +67,11 @@ def test_sparse_topk_generates_with_the_routed_adapter_and_logs_a_run(
 ) -> None:
     """k=1 routing: every test prompt's greedy answer is exactly the one its adapter alone
     gives, and the run sits in MLflow with the pipeline's metric names."""
+    from polylora.data.embeddings import get_embedder
     from polylora.data.formatting import prompt_token_ids
-    from polylora.evaluation import eval_subset
-    from polylora.generation import SamplingParams, sample
-    from polylora.metrics.embeddings import get_embedder
-    from polylora.pipeline import prepare, prompt_format
+    from polylora.evaluate.evaluation import eval_subset
+    from polylora.model.generation import SamplingParams, sample
+    from polylora.run.pipeline import prepare, prompt_format
 
     _, ad = tiny_adapters
     cfg = compose_cfg(

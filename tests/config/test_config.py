@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from helpers import CONF_DIR
 
-from polylora.config.validation import validate
 from polylora.errors import ConfigError
+from polylora.train.config_checks import validate
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 
@@ -64,7 +64,7 @@ def test_wrong_type_fails_at_composition(compose_cfg) -> None:
 
 
 def test_alpha_ratio_holds_alpha_over_rank(compose_cfg) -> None:
-    from polylora.models import lora_alpha
+    from polylora.model.loading import lora_alpha
 
     for rank in (4, 8, 16, 32):
         cfg = compose_cfg([f"lora=r{rank}", "lora.alpha_ratio=4"])
@@ -86,7 +86,7 @@ def test_every_problem_is_listed_in_one_error(compose_cfg) -> None:
 
 
 def test_each_group_check_returns_its_problems(compose_cfg) -> None:
-    from polylora.config import validation
+    from polylora.train import config_checks as validation
 
     cfg = compose_cfg(["train.eval_every=0", "eval.max_new_tokens=0"])
     assert validation.check_train(cfg) == ["train.eval_every and save_every must be > 0"]

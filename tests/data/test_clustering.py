@@ -104,7 +104,7 @@ def test_normalize_rows_keeps_zero_rows() -> None:
 @pytest.mark.slow
 def test_default_embedder_separates_topics() -> None:
     """End to end with the shared MiniLM embedder (skipped when that module is absent)."""
-    pytest.importorskip("polylora.metrics.embeddings")
+    pytest.importorskip("polylora.data.embeddings")
     cooking = [
         "How do I bake sourdough bread?",
         "Best recipe for chocolate cake",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from polylora.checking import Checker, CheckResult
+from polylora.data.checking import Checker, CheckResult
 from polylora.data.example import Example
 from polylora.data.fields import (
     FieldChecker,

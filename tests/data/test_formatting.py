@@ -16,7 +16,7 @@ from polylora.data.formatting import (
     render_prompt,
 )
 from polylora.errors import DataError
-from polylora.models import build_tiny_tokenizer
+from polylora.model.loading import build_tiny_tokenizer
 
 
 def test_labels_cover_only_the_response_and_end_token() -> None:

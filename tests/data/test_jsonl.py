@@ -140,7 +140,7 @@ def test_directory_and_unreadable_paths(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_generation_readers_split_on_newline_only(tmp_path: Path) -> None:
-    from polylora.evaluation import EvalReport
+    from polylora.evaluate.evaluation import EvalReport
     from polylora.judge.runs import load_run_rows
 
     rows = [{"id": "p1", "prompt": "x", "samples": ["a\u2028b", "c\u0085d"], "greedy": "e\u2029f"}]

@@ -9,8 +9,8 @@ import pytest
 from helpers import runs_of
 from judge.stub_anthropic import StubAnthropic
 
-from polylora.cli import main as cli_main
-from polylora.pipeline import execute
+from polylora.cli.main import main as cli_main
+from polylora.run.pipeline import execute
 
 SECRET = "sk-ant-api03-PIPELINE-SECRET-42"
 

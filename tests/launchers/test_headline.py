@@ -18,8 +18,8 @@ import pytest
 from helpers import REPO
 from omegaconf import OmegaConf
 
+from polylora.record.tracking import flatten
 from polylora.report import headline
-from polylora.tracking import flatten
 
 LAUNCHER = REPO / "launchers" / "headline.py"
 #: Keys the two arms may differ in (the objective, its name, and the group derived from it).
@@ -79,7 +79,7 @@ def test_headline_task_mixes_kinds_with_many_common_answers(
 ) -> None:
     """The calibrated task (docs/results/README.md): every kind in the test split, every prompt
     with at least 50 correct common-word targets, every reference accepted by the checker."""
-    from polylora.pipeline import prepare
+    from polylora.run.pipeline import prepare
 
     prep = prepare(compose_cfg(["+experiment=headline_ce"]))
     test = prep.splits.test

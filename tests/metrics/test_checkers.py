@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from helpers import jail_or_skip
 
-from polylora.checking import Checker
+from polylora.data.checking import Checker
 from polylora.data.example import Example
 from polylora.errors import ConfigError
 from polylora.metrics.checkers import (

@@ -1,14 +1,14 @@
 """HumanEval in the jail: opt-in, correct/wrong verdicts, prompt helpers, refusal without the
-jail (the attacks themselves are in tests/test_sandbox.py)."""
+jail (the attacks themselves are in tests/metrics/test_sandbox.py)."""
 
 from __future__ import annotations
 
 import pytest
 from helpers import jail_or_skip
 
-from polylora import sandbox
 from polylora.data.humaneval import read_humaneval_problems
 from polylora.errors import ConfigError
+from polylora.metrics import sandbox
 from polylora.metrics.code_exec import (
     HumanEvalChecker,
     build_program,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sacrebleu import sentence_bleu as sacre_sentence_bleu
 
+from polylora.data.embeddings import get_embedder
 from polylora.errors import ConfigError
 from polylora.metrics.diversity import (
     DIVERSITY_METRICS,
@@ -20,7 +21,6 @@ from polylora.metrics.diversity import (
     set_diversity,
     set_diversity_batch,
 )
-from polylora.metrics.embeddings import get_embedder
 
 IDENTICAL = ["The cat sat on the mat."] * 4
 # no word shared between any two samples (and none repeated inside a sample)

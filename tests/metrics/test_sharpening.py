@@ -64,7 +64,7 @@ def test_word_diversity_reads_answers_as_the_checker_does() -> None:
 def test_the_word_source_hands_its_normalize_to_evaluation(
     compose_cfg: Callable[..., Any],
 ) -> None:
-    from polylora.preparation import prepare
+    from polylora.train.preparation import prepare
 
     prep = prepare(compose_cfg(["+experiment=smoke"]))
     assert prep.normalize is not None and prep.normalize("  Apple. is red") == "apple"

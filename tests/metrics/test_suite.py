@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 from polylora.data.example import Example
 from polylora.errors import ConfigError
 from polylora.metrics import quality

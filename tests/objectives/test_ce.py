@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from polylora.data.formatting import IGNORE_INDEX, PaddingCollator, PromptFormat, encode_example
 from polylora.data.words import WordTask
-from polylora.models import load_base_model
+from polylora.model.loading import load_base_model
 from polylora.objectives.ce import (
     CrossEntropyObjective,
     cross_entropy_loss,

@@ -9,7 +9,7 @@ from helpers import tiny_configs
 from objectives.test_polychromic import context, fixed_samples, lora_model
 
 from polylora.errors import ConfigError
-from polylora.models import load_base_model
+from polylora.model.loading import load_base_model
 from polylora.objectives.estimator import Estimator, base_model
 from polylora.objectives.sampling import PromptCache
 

@@ -31,7 +31,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 from polylora.data.example import Example
 from polylora.data.formatting import PromptFormat
 from polylora.metrics.diversity import set_diversity

@@ -18,12 +18,12 @@ import torch
 from helpers import REPO, runs_of, tiny_configs
 from omegaconf import OmegaConf
 
-from polylora.checking import CheckResult
+from polylora.data.checking import CheckResult
 from polylora.data.example import Example
 from polylora.data.formatting import PaddingCollator, PromptFormat, encode_example
 from polylora.data.words import WordChecker, WordTask
 from polylora.errors import ConfigError
-from polylora.models import load_base_model, wrap_lora
+from polylora.model.loading import load_base_model, wrap_lora
 from polylora.objectives.base import ObjectiveContext
 from polylora.objectives.ce import CrossEntropyObjective, cross_entropy_loss
 from polylora.objectives.logprobs import pack
@@ -155,7 +155,7 @@ def test_checker_quality_needs_a_checker() -> None:
 
 
 def test_prepare_rejects_checker_quality_on_jsonl_data(compose_cfg, tmp_path: Path) -> None:
-    from polylora.pipeline import prepare
+    from polylora.run.pipeline import prepare
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(f'{{"prompt": "p{i}", "response": "r{i}"}}\n' for i in range(10)))
@@ -510,7 +510,7 @@ def test_warning_is_logged_and_tagged_on_the_active_run(
 
 
 def test_smoke_polychromic_trains_end_to_end(compose_cfg) -> None:
-    from polylora.pipeline import run
+    from polylora.run.pipeline import run
 
     cfg = compose_cfg(["+experiment=smoke_polychromic"])
     assert cfg.objective.n_generations == 3 and cfg.model.source == "tiny_random"

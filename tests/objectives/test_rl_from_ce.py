@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 def test_pure_grpo_continues_a_ce_adapter_and_warns_without_signal(compose_cfg,
                                                                      tmp_path: Path) -> None:
-    from polylora.pipeline import run
+    from polylora.run.pipeline import run
 
     sft = compose_cfg(["+experiment=smoke", "eval.enabled=false"], tmp_path / "sft")
     run(sft)

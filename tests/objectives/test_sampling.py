@@ -7,7 +7,7 @@ import torch
 from objectives.test_polychromic import context, lora_model
 
 from polylora.data.formatting import render_prompt
-from polylora.generation import SamplingParams
+from polylora.model.generation import SamplingParams
 from polylora.objectives.sampling import PromptCache, distinct_fraction, sample_sets
 
 

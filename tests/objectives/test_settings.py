@@ -19,7 +19,7 @@ from polylora.objectives.settings import accepted_keys
 
 
 def prepared(compose_cfg: Callable[..., Any], overrides: list[str]) -> Any:
-    from polylora.preparation import prepare
+    from polylora.train.preparation import prepare
 
     return prepare(compose_cfg(overrides)).objective
 
@@ -80,7 +80,7 @@ def test_accepted_keys_follow_the_shared_core() -> None:
 
 def test_a_swapped_objective_trains(compose_cfg: Callable[..., Any], tmp_path: Path) -> None:
     """``+experiment=rl_from_ce objective=polychromic`` runs end to end (tiny model)."""
-    from polylora import pipeline
+    from polylora.run import pipeline
 
     cfg = compose_cfg(["+experiment=rl_from_ce", "objective=polychromic", "model=tiny_random",
                        "lora=r4", "data=words_small", "train.max_steps=2", "eval.enabled=false",
@@ -95,7 +95,7 @@ def test_every_shipped_experiment_sets_only_its_objectives_settings(
 ) -> None:
     from helpers import CONF_DIR
 
-    from polylora.preparation import check_swapped_objective
+    from polylora.train.preparation import check_swapped_objective
 
     experiments = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
     assert "rl_from_ce" in experiments

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from polylora.data.words import WordChecker
 from polylora.errors import ConfigError
-from polylora.models import load_base_model, wrap_lora
+from polylora.model.loading import load_base_model, wrap_lora
 from polylora.objectives.ce import cross_entropy_loss
 from polylora.objectives.grpo import GRPOObjective
 from polylora.objectives.logprobs import pack

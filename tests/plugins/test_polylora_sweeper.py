@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from helpers import CONF_DIR, REPO
 
-from polylora.optimized_metric import metric_split, optimized_metrics
 from polylora.sweep import tags
+from polylora.sweep.optimized_metric import metric_split, optimized_metrics
 
 #: The smoke experiment, shorter still: 2 steps, validation loss only (no generation).
 SMOKE_LR = ["+experiment=smoke", "+hparams_search=lr", "train.max_steps=2",

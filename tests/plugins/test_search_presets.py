@@ -37,8 +37,8 @@ def _grid_size(params: object) -> int:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_quick_preset_is_small_and_prunes(family: str) -> None:
-    from polylora.pruning import build_pruner, check_prunable
     from polylora.record.names import optimized_metrics
+    from polylora.train.pruning import build_pruner, check_prunable
 
     cfg = _compose(f"{family}_quick")
     sweeper = cfg.hydra.sweeper

@@ -150,7 +150,7 @@ def test_resume_marks_the_interrupted_run_killed(tmp_path: Path) -> None:
 def test_resume_refuses_to_mix_code_revisions_unless_told(tmp_path: Path) -> None:
     """The launch record carries the code revision and versions; ``--resume`` on other code
     stops before any run, naming what differs, unless ``--allow-mixed-revisions``."""
-    from polylora.provenance import provenance
+    from polylora.record.provenance import provenance
 
     here = provenance()
     launch = v2.Launch(launch_id="L", experiment="e", tracking_uri="sqlite:///x.db",

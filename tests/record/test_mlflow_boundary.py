@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from helpers import package_sources
 
 #: The modules allowed to import MLflow.
-MLFLOW_OWNERS = ("polylora/record/", "polylora/tracking.py", "polylora/tracking_store.py")
+MLFLOW_OWNERS = ("polylora/record/", "polylora/record/tracking.py", "polylora/record/store.py")
 
 
 def mlflow_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:

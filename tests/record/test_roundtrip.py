@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from polylora.data.size_buckets import dataset_size_bucket
-from polylora.pipeline import execute, prepare
 from polylora.record import names, reader, writer
+from polylora.run.pipeline import execute, prepare
 
 #: Cheap smoke evaluation: no embedding metrics, still pass@k and the test loss.
 CHEAP = ["eval.metrics=[test_loss,accuracy,pass@1,pass@2]", "eval.ks=[1,2]"]

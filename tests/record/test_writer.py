@@ -15,13 +15,12 @@ import mlflow
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
-from polylora import tracking
 from polylora.data.example import Example
 from polylora.data.size_buckets import dataset_size_bucket
 from polylora.data.splits import Splits
-from polylora.record import names, reader, writer
-from polylora.redaction import REDACTED
-from polylora.tracking import store_client
+from polylora.record import names, reader, tracking, writer
+from polylora.record.redaction import REDACTED
+from polylora.record.tracking import store_client
 
 
 def _cfg(mlflow_uri: str) -> DictConfig:

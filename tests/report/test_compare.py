@@ -22,8 +22,8 @@ from report.comparison.synthetic import (
     seed_values,
 )
 
-from polylora import intervals
-from polylora.cli import main
+from polylora.cli.main import main
+from polylora.stats import intervals
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -10,8 +10,8 @@ import pytest
 from helpers import REPO
 from scipy import stats as sps
 
-from polylora import stats
 from polylora.report import headline_rebuild as rb
+from polylora.stats import significance as stats
 
 RESULTS = REPO / "docs" / "results"
 

@@ -11,9 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from polylora.data.words import CONSTRAINTS_OF_KIND, prompt_kind
+from polylora.record.tracking import flatten
 from polylora.report import headline_v2 as v2
-from polylora.report.analysis import Effect
-from polylora.tracking import flatten
+from polylora.stats.analysis import Effect
 
 ALLOWED_DIFF = ("objective.", "experiment", "tracking.group")
 
@@ -50,8 +50,8 @@ def test_sft_and_arms_share_everything_but_training_length(
 
 
 def test_task_has_a_hundred_two_constraint_test_prompts(compose_cfg: Callable[..., Any]) -> None:
-    from polylora.evaluation import eval_subset
-    from polylora.pipeline import prepare
+    from polylora.evaluate.evaluation import eval_subset
+    from polylora.run.pipeline import prepare
 
     cfg = compose_cfg(["+experiment=headline_v2_sft"])
     prep = prepare(cfg)

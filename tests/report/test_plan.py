@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from report.test_compare import SCORES, SEEDS, diff_table, log_synthetic_runs
 
-from polylora import intervals, power
-from polylora.cli import main
+from polylora.cli.main import main
+from polylora.stats import intervals, power
 
 
 @pytest.fixture(scope="module")

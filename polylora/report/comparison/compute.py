@@ -1,6 +1,6 @@
 """The statistics of a comparison, pure (no MLflow, no files): every group × metric as a mean
 over seeds with a t-interval, and every other group against the baseline through
-:func:`polylora.report.analysis.analyse` (effects, the plan's gatekeeping, exclusions)."""
+:func:`polylora.stats.analysis.analyse` (effects, the plan's gatekeeping, exclusions)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from polylora import intervals
 from polylora.errors import ConfigError, PolyloraError
 from polylora.record import reader as mlruns
-from polylora.report.analysis import Plan, analyse
 from polylora.report.comparison.model import ComparisonResult, GroupSummary, RunData
+from polylora.stats import intervals
+from polylora.stats.analysis import Plan, analyse
 
 __all__ = ["available_metrics", "compare_groups", "group_prompt_means", "resolve_metrics"]
 

@@ -1,5 +1,5 @@
 """The comparison's plots: pass@k per group, quality against diversity, train and eval loss
-(drawn by :mod:`polylora.plots`)."""
+(drawn by :mod:`polylora.render.plots`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from polylora import intervals
 from polylora.record import names
 from polylora.report.comparison.compute import available_metrics
 from polylora.report.comparison.model import ComparisonResult, RunData
+from polylora.stats import intervals
 
 __all__ = ["DIVERSITY_PREFERENCE", "QUALITY_PREFERENCE", "make_plots", "passk_series"]
 
@@ -53,9 +53,9 @@ def make_plots(
 ) -> tuple[dict[str, str], list[str]]:
     """Write the comparison's PNGs into ``out``; returns ``{title: file name}`` and notes for
     plots that had nothing to show."""
-    from polylora import plots
     from polylora.errors import DataError
     from polylora.metrics.registry import get_metric
+    from polylora.render import plots
 
     all_runs = [r for g in result.groups for r in result.runs[g]]
     made: dict[str, str] = {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from polylora.report.analysis import Effect, Plan
+from polylora.stats.analysis import Effect, Plan
 
 __all__ = ["ComparisonResult", "GroupSummary", "RunData"]
 

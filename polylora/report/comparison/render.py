@@ -1,15 +1,15 @@
 """The comparison as Markdown: the analysis plan, the effect tables (primary, non-inferiority,
 secondary, excluded), groups × metrics, sensitivity analyses, checkpoints, runs, and the full
-report :func:`report` writes to ``report.md``. Tables go through :mod:`polylora.markdown`."""
+report :func:`report` writes to ``report.md``. Tables go through :mod:`polylora.render.markdown`."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
 
-from polylora.markdown import pval, signed, table
-from polylora.report.analysis import Effect
+from polylora.render.markdown import pval, signed, table
 from polylora.report.comparison.model import ComparisonResult
+from polylora.stats.analysis import Effect
 
 __all__ = ["checkpoints_markdown", "effects_markdown", "plan_markdown", "power_sentences",
            "report", "runs_markdown", "sensitivity_markdown", "summary_markdown",

@@ -14,8 +14,8 @@ from typing import Any
 from polylora.errors import PolyloraError
 from polylora.record import names, writer
 from polylora.record import reader as mlruns
-from polylora.report.analysis import Plan
 from polylora.report.comparison.model import ComparisonResult, RunData
+from polylora.stats.analysis import Plan
 
 __all__ = ["FINAL_EVAL_CURVES", "choose_baseline", "collect_runs", "log_comparison",
            "resolve_plan"]

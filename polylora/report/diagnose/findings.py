@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from polylora import markdown
+from polylora.render import markdown
 
 __all__ = ["LEVEL_LABEL", "LEVEL_RANK", "Diagnosis", "Finding", "Level"]
 

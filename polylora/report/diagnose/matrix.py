@@ -3,7 +3,7 @@
 Every rule (:mod:`~polylora.report.diagnose.rules`) runs; the verdict is the worst level found,
 its headline and ``next_command`` come from the highest-priority finding at that level. Nothing
 here touches MLflow, files or models, so the matrix is unit-testable; the CLI
-(:mod:`polylora.report.diagnose_cli`) reads a run and the columns into its inputs.
+(:mod:`polylora.cli.diagnose`) reads a run and the columns into its inputs.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from polylora.report.analysis import Plan
 from polylora.report.comparison.model import RunData
+from polylora.stats.analysis import Plan
 
 IDS = [f"p{i:02d}" for i in range(24)]
 SEEDS = (42, 123, 456)

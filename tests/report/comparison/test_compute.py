@@ -8,11 +8,12 @@ import pytest
 from report.comparison.synthetic import IDS, PLAN, diff_table, run_data, seed_values
 from scipy import stats as sps
 
-from polylora import intervals, stats
 from polylora.errors import PolyloraError
-from polylora.report.analysis import Plan
 from polylora.report.comparison.compute import compare_groups
 from polylora.report.comparison.model import RunData
+from polylora.stats import intervals
+from polylora.stats import significance as stats
+from polylora.stats.analysis import Plan
 
 
 def test_delta_ci_and_sensitivity_tests_match_hand_computation_and_scipy() -> None:

@@ -48,7 +48,7 @@ def test_cost_section_totals_each_group_and_compares_with_the_baseline() -> None
 
 
 def test_primary_row_shows_the_seed_level_t_beside_the_crossed_interval() -> None:
-    from polylora.markdown import signed
+    from polylora.render.markdown import signed
 
     res = compare_groups(run_data(), "baseline", ["rouge_l", "self_bleu", "pass@10"], plan=PLAN)
     primary = next(e for e in res.effects if e.role == "primary")

@@ -1,0 +1,1 @@
+"""Command-line entry points: the ``polylora`` console script and its subcommands."""

@@ -1,0 +1,1 @@
+"""Output formats every report shares: Markdown tables and PNG figures."""

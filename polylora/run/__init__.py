@@ -1,0 +1,1 @@
+"""One job end to end: validate, train, evaluate, record."""

@@ -1,0 +1,2 @@
+"""Statistics of comparisons: significance tests, seed x prompt intervals, power, and the
+confirmatory analysis plan."""

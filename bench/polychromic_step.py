@@ -44,7 +44,12 @@ from compute_floor import counted_flops, floor_line, matmul_rate  # noqa: E402
 
 from polylora.config import build, register_configs  # noqa: E402
 from polylora.data.formatting import PaddingCollator, encode_example  # noqa: E402
-from polylora.model.loading import autocast, autocast_dtype, load_base_model, wrap_lora  # noqa: E402
+from polylora.model.loading import (  # noqa: E402
+    autocast,
+    autocast_dtype,
+    load_base_model,
+    wrap_lora,
+)
 from polylora.objectives.base import ObjectiveContext  # noqa: E402
 from polylora.objectives.ce import CrossEntropyObjective  # noqa: E402
 from polylora.objectives.polychromic import PolychromicObjective  # noqa: E402

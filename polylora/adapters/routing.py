@@ -1,8 +1,9 @@
 """Sparse top-k routing (a sparse mixture-of-experts merge): each prompt is answered by the
 ``k`` adapters whose cluster centroid is nearest to its MiniLM embedding, combined with
 similarity weights as ``Σ wᵢ·ΔWᵢ``. There is no single adapter: the mixture is evaluated by
-a pipeline run (:func:`polylora.run.pipeline.execute`, given the mixture by :class:`SparseRouter`)
-whose evaluation loop activates each prompt's combination through a hook."""
+a pipeline run (:func:`polylora.run.sparse.evaluate_sparse`, given the mixture by
+:class:`SparseRouter`) whose evaluation loop activates each prompt's combination through a
+hook."""
 
 from __future__ import annotations
 
@@ -14,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from omegaconf import DictConfig
 
-from polylora.adapters.merging import check_compatible
 from polylora.adapters.sources import AdapterSource, load_sources, partition_cluster_id
 from polylora.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
-    from polylora.run.pipeline import GivenModel
+    from polylora.evaluate.given import GivenModel
     from polylora.train.preparation import Prepared
 
 WEIGHTINGS: tuple[str, ...] = ("similarity", "softmax")
@@ -202,16 +202,6 @@ def prompt_text(example: Any) -> str:
 
 
 @dataclass
-class SparseResult:
-    """What a sparse top-k evaluation produced."""
-
-    metrics: dict[str, float]
-    run_id: str
-    routes: dict[str, Route]
-    output_dir: Path
-
-
-@dataclass
 class SparseRouter:
     """Builds the routed mixture a sparse top-k run evaluates (the pipeline's
     :class:`~polylora.run.pipeline.ModelBuilder`): the base model with every adapter attached, each
@@ -230,9 +220,9 @@ class SparseRouter:
         """The routed mixture, ``prep``'s test and validation prompts routed."""
         from polylora.data.embeddings import encode_unique
         from polylora.evaluate.evaluation import eval_subset
+        from polylora.evaluate.given import GivenModel
         from polylora.model.loading import load_base_model
         from polylora.record import names
-        from polylora.run.pipeline import GivenModel
 
         model, tok = load_base_model(cfg.model, cfg.hardware)
         peft_model, adapter_names = load_sources(model, self.sources)
@@ -263,38 +253,6 @@ class SparseRouter:
             "weights": list(route.weights),
             "similarities": list(route.similarities),
         }}
-
-
-def evaluate_sparse(
-    cfg: DictConfig,
-    sources: Sequence[AdapterSource],
-    centroids: Any,
-    k: int,
-    weighting: str = "similarity",
-    temperature: float = 0.1,
-    embedder: Any = None,
-    extra_tags: dict[str, str] | None = None,
-) -> SparseResult:
-    """Route each test (and validation) prompt to its top-k adapters and evaluate the mixture
-    as a pipeline run (:func:`polylora.run.pipeline.execute` with a :class:`SparseRouter`),
-    recorded with the pipeline's names (``eval/...``, ``data/...``) plus each adapter's share
-    of the routing weight.
-
-    ``cfg`` is a composed polylora config (the data/eval/model the adapters are scored on,
-    ``train.enabled=false``); ``embedder`` defaults to the shared MiniLM.
-    """
-    from polylora.record import writer
-    from polylora.run.pipeline import execute
-
-    check_compatible(sources, "sparse_topk", cfg.model)
-    if not cfg.eval.enabled:
-        raise ConfigError("sparse_topk is evaluated through eval.*; do not set eval.enabled=false")
-    router = SparseRouter(sources, centroids, k, weighting, temperature, embedder)
-    tags = {**writer.merge_tags("sparse_topk", [s.ref for s in sources], k=k,
-                                weighting=weighting), **(extra_tags or {})}
-    done = execute(cfg, given=router, tags=tags)
-    return SparseResult(metrics=done.metrics, run_id=done.run_id, routes=router.routes,
-                        output_dir=done.output_dir)
 
 
 def resolve_cluster_ids(sources: Sequence[AdapterSource], text: str | None) -> list[int] | None:

@@ -97,11 +97,12 @@ def _run_config(ref: str, path: Path) -> dict[str, Any] | None:
 
 def resolve_sources(refs: Sequence[str]) -> list[AdapterSource]:
     """Resolve adapter folders / ``runs:/<id>/adapter`` URIs and read their configs."""
-    from polylora.model.loading import resolve_adapter
+    from polylora.model.loading import check_adapter_folder
+    from polylora.record.reader import resolve_adapter
 
     sources = []
     for ref in refs:
-        path = resolve_adapter(ref)
+        path = check_adapter_folder(resolve_adapter(ref), ref)
         config_file = path / "adapter_config.json"
         try:
             adapter_config = json.loads(config_file.read_text(encoding="utf-8"))

@@ -21,7 +21,6 @@ from omegaconf import DictConfig
 from polylora.adapters.merging import METHODS, check_density, merge_adapters, parse_weights
 from polylora.adapters.routing import (
     WEIGHTINGS,
-    evaluate_sparse,
     load_centroids,
     resolve_cluster_ids,
 )
@@ -31,6 +30,7 @@ from polylora.config.overrides import hydra_quote
 from polylora.errors import ConfigError
 from polylora.record import names
 from polylora.record.writer import merge_tags
+from polylora.run.sparse import evaluate_sparse
 
 #: The evaluation run's output folder inside ``--out`` (unless its overrides set output_dir=).
 EVALUATION_DIR = "evaluation"

@@ -107,8 +107,8 @@ class JudgeSettings:
 
 @dataclass
 class CodeExecutionSettings:
-    """Model-written code runs only in the OS jail (``polylora.metrics.sandbox``); ``unsafe_ok=true``
-    is the only way to run it where the jail cannot be built, and it warns."""
+    """Model-written code runs only in the OS jail (``polylora.metrics.sandbox``);
+    ``unsafe_ok=true`` is the only way to run it where the jail cannot be built, and it warns."""
 
     unsafe_ok: bool = False
 

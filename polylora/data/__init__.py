@@ -1,1 +1,2 @@
-"""Data: example records, sources (builtin tasks, JSONL), splits, samplers, prompt formatting."""
+"""Data: example records, tasks and their checkers, sources (builtin tasks, JSONL), splits,
+samplers, prompt formatting, sentence embeddings of texts."""

@@ -1,8 +1,8 @@
 """The one evaluation loop of a run: validation loss, the validation eval subset (when a
 search optimizes it), the test evaluation with its generations, plots, sample table and
 judge. A trained adapter, a merged adapter and a routed mixture of adapters all go through
-:func:`evaluate_adapter`; a routed mixture passes an :class:`~polylora.evaluate.evaluation.AdapterHook`
-that activates each prompt's adapters."""
+:func:`evaluate_adapter`; a routed mixture passes an
+:class:`~polylora.evaluate.evaluation.AdapterHook` that activates each prompt's adapters."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """HumanEval checker: runs model-written code against the problem's unit tests in the jail.
 
 Execution happens only when the user opts in (``eval.allow_code_execution=true``), and only
-inside ``polylora.metrics.sandbox``'s OS-level jail (bubblewrap: namespaces, read-only filesystem, no
-network, clean environment, resource limits, whole process tree killed). Where the jail
-cannot be built the checker refuses at construction with one line saying what to install;
+inside ``polylora.metrics.sandbox``'s OS-level jail (bubblewrap: namespaces, read-only
+filesystem, no network, clean environment, resource limits, whole process tree killed). Where
+the jail cannot be built the checker refuses at construction with one line saying what to install;
 ``eval.code_execution.unsafe_ok=true`` is the only, warned, way past that.
 
 The verdict does not come from the program's own output: the tests run in a judge process

@@ -57,7 +57,8 @@ class EvalScores:
 
 def margin_of_error(p: float, n: int) -> float:
     """95% margin of error of a proportion ``p`` over ``n`` prompts (NaN for no prompts):
-    :func:`polylora.stats.significance.margin_of_error` with the rounded 1.96 logged metrics have used."""
+    :func:`polylora.stats.significance.margin_of_error` with the rounded 1.96 logged metrics
+    have used."""
     if n <= 0:
         return math.nan
     return stats.margin_of_error(min(max(p, 0.0), 1.0), n, z=1.96)

@@ -331,16 +331,8 @@ def wrap_lora(model: PreTrainedModel, lora_cfg: DictConfig, hardware_cfg: DictCo
     return wrapped
 
 
-def resolve_adapter(ref: str) -> Path:
-    """A local adapter folder for ``ref``: a path, or an MLflow ``runs:/<id>/adapter`` URI."""
-    if ref.startswith(("runs:/", "models:/", "mlflow-artifacts:")):
-        from polylora.record.reader import download_artifact
-
-        try:
-            return download_artifact(artifact_uri=ref)
-        except Exception as exc:  # MLflow raises several types for a missing run/artifact
-            raise PolyloraError(f"cannot fetch adapter {ref!r} from MLflow: {exc}") from None
-    path = Path(ref).expanduser()
+def check_adapter_folder(path: Path, ref: str) -> Path:
+    """``path`` if it holds a saved adapter, else a clear error naming ``ref``."""
     if not (path / "adapter_config.json").is_file():
         raise PolyloraError(
             f"model.adapter={ref!r} is not an adapter folder (no adapter_config.json); "
@@ -349,11 +341,15 @@ def resolve_adapter(ref: str) -> Path:
     return path
 
 
-def load_adapter(model: PreTrainedModel, ref: str, trainable: bool) -> Any:
-    """Attach a saved adapter; a mismatching checkpoint is a clear error, not a traceback."""
+def load_adapter(model: PreTrainedModel, folder: str | Path, trainable: bool,
+                 ref: str | None = None) -> Any:
+    """Attach the saved adapter in ``folder`` (an MLflow URI ``ref`` is resolved to a folder
+    first, by :func:`polylora.record.reader.resolve_adapter`); a mismatching checkpoint is a
+    clear error naming ``ref``, not a traceback."""
     from peft import PeftModel
 
-    path = resolve_adapter(ref)
+    ref = ref or str(folder)
+    path = check_adapter_folder(Path(folder).expanduser(), ref)
     try:
         return PeftModel.from_pretrained(model, path, is_trainable=trainable)
     except (RuntimeError, ValueError, KeyError) as exc:

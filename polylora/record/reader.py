@@ -432,3 +432,14 @@ def per_prompt_scores(
     return {
         name: {pid: sum(v) / len(v) for pid, v in by_id.items()} for name, by_id in sums.items()
     }
+
+
+def resolve_adapter(ref: str) -> Path:
+    """The local folder of adapter ``ref``: the path itself, or where an MLflow
+    ``runs:/<id>/adapter`` URI downloads to (the model layer checks it holds an adapter)."""
+    if ref.startswith(("runs:/", "models:/", "mlflow-artifacts:")):
+        try:
+            return download_artifact(artifact_uri=ref)
+        except Exception as exc:  # MLflow raises several types for a missing run/artifact
+            raise PolyloraError(f"cannot fetch adapter {ref!r} from MLflow: {exc}") from None
+    return Path(ref).expanduser()

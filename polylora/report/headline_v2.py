@@ -68,7 +68,8 @@ class Launch:
     phases: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
     #: One entry per start and resume: code revision, library versions, command line
-    #: (:func:`polylora.record.provenance.provenance`), so the runs' code can be checked from the record.
+    #: (:func:`polylora.record.provenance.provenance`), so the runs' code can be checked from the
+    #: record.
     provenance: list[dict[str, str]] = field(default_factory=list)
 
     def save(self, path: Path) -> Path:

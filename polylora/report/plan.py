@@ -3,8 +3,8 @@ effect needs.
 
 Reads the pilot's runs like ``polylora compare`` (two groups that share seeds and logged
 per-prompt scores), estimates the variance components of the per-(seed, prompt) differences on
-one metric (:func:`polylora.stats.intervals.variance_components`), and prints the pilot's own MDE and
-the cheapest designs whose MDE at the requested power is at most ``--target``
+one metric (:func:`polylora.stats.intervals.variance_components`), and prints the pilot's own
+MDE and the cheapest designs whose MDE at the requested power is at most ``--target``
 (:func:`polylora.stats.power.plan`; the assumptions are in that module's docstring)::
 
     polylora plan --experiment headline --baseline headline_ce --metric pass@10 --target 0.05

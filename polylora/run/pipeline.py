@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, cast
 
@@ -21,11 +21,11 @@ from omegaconf import DictConfig
 from polylora.data.example import Example
 from polylora.data.formatting import EncodedDataset, PromptFormat
 from polylora.errors import ConfigError
-from polylora.evaluate.evaluation import AdapterHook
-from polylora.evaluate.loop import RowFields, evaluate_adapter, log_truncation
+from polylora.evaluate.given import GivenModel, ModelBuilder
+from polylora.evaluate.loop import evaluate_adapter, log_truncation
 from polylora.model import throughput
 from polylora.objectives.base import ObjectiveContext
-from polylora.record import cost, names, redaction, rundir, tracking, writer
+from polylora.record import cost, names, reader, redaction, rundir, tracking, writer
 from polylora.record.memory import phase_metric, release_memory, return_freed_memory
 from polylora.record.names import VALIDATION_LOSS, canonical_metric, optimized_metrics
 from polylora.train import preemption, pruning, resume
@@ -41,26 +41,6 @@ class SavesPretrained(Protocol):
     """A trained model that writes itself to a folder (a PEFT model writes its adapter)."""
 
     def save_pretrained(self, save_directory: str | Path) -> Any: ...
-
-
-@dataclass
-class GivenModel:
-    """A model an evaluation-only job scores as it is, built by the caller: ``adapter`` picks
-    each prompt's adapters, ``row_fields`` adds to its ``generations.jsonl`` row, ``metrics``
-    (known before the evaluation, e.g. each adapter's routing share) are recorded with it."""
-
-    model: Any
-    tokenizer: Any
-    adapter: AdapterHook | None = None
-    row_fields: RowFields | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-class ModelBuilder(Protocol):
-    """Builds a job's :class:`GivenModel` from its config and prepared data (the data tells a
-    router which prompts to route); called inside the job's MLflow run."""
-
-    def __call__(self, cfg: DictConfig, prep: Prepared) -> GivenModel: ...
 
 
 @dataclass
@@ -217,7 +197,8 @@ def _load_model(cfg: DictConfig) -> tuple[Any, Any]:
 
     model, tok = models.load_base_model(cfg.model, cfg.hardware)
     if cfg.model.adapter:
-        model = models.load_adapter(model, cfg.model.adapter, trainable=cfg.train.enabled)
+        model = models.load_adapter(model, reader.resolve_adapter(cfg.model.adapter),
+                                    trainable=cfg.train.enabled, ref=cfg.model.adapter)
     elif cfg.lora.enabled:
         model = models.wrap_lora(model, cfg.lora, cfg.hardware)
     return model, tok

@@ -17,8 +17,8 @@ Treating either as fixed overstates certainty. This module provides:
 * :func:`noninferiority`: the one-sided test of "candidate worse by at least the margin", with
   a verdict in those words.
 
-Sign convention (as :mod:`polylora.stats.significance`): differences are candidate − baseline on values
-already oriented so that higher is better (negate lower-is-better metrics first).
+Sign convention (as :mod:`polylora.stats.significance`): differences are candidate − baseline
+on values already oriented so that higher is better (negate lower-is-better metrics first).
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ from helpers import CHEAP_EVAL
 from omegaconf import OmegaConf
 from peft import PeftModel
 
-from polylora.adapters.routing import evaluate_sparse, resolve_cluster_ids, route_prompts
+from polylora.adapters.routing import resolve_cluster_ids, route_prompts
 from polylora.adapters.sources import resolve_sources
 from polylora.model import loading as models
+from polylora.run.sparse import evaluate_sparse
 
 
 def test_route_k1_with_centroids_at_the_prompts_picks_that_adapter() -> None:

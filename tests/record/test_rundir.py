@@ -101,7 +101,8 @@ def test_the_default_run_and_sweep_dirs_carry_the_suffix() -> None:
     text = (REPO / "polylora" / "conf" / "config.yaml").read_text()
     assert text.count("${polylora_unique:}") == 2
     other = subprocess.run(
-        [sys.executable, "-c", "from polylora.record.rundir import unique_suffix; print(unique_suffix())"],
+        [sys.executable, "-c",
+         "from polylora.record.rundir import unique_suffix; print(unique_suffix())"],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},

@@ -88,7 +88,8 @@ import sys
 from omegaconf import OmegaConf
 from peft import PeftModel
 from polylora.model import loading as models
-path = models.resolve_adapter(sys.argv[1])
+from polylora.record.reader import resolve_adapter
+path = models.check_adapter_folder(resolve_adapter(sys.argv[1]), sys.argv[1])
 cfg = OmegaConf.load(sys.argv[2])
 base, _ = models.load_base_model(cfg.model, cfg.hardware)
 model = PeftModel.from_pretrained(base, str(path))

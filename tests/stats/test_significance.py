@@ -1,4 +1,5 @@
-"""Tests for polylora.stats.significance: values checked against hand computation or scipy directly."""
+"""Tests for polylora.stats.significance: values checked against hand computation or scipy
+directly."""
 
 from __future__ import annotations
 

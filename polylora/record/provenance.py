@@ -110,7 +110,7 @@ def provenance(hardware: Any | None = None) -> dict[str, str]:
 
 def provenance_tags(hardware: Any | None = None) -> dict[str, str]:
     """:func:`provenance` as MLflow tags (``polylora.code.commit``, ``polylora.version.torch``,
-    ``polylora.model.precision``, ``polylora.command``, ...)."""
+    ``polylora.precision``, ``polylora.command``, ...)."""
     from polylora.record.names import provenance_tag
 
     return {provenance_tag(k): v for k, v in provenance(hardware).items()}

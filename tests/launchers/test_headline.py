@@ -122,6 +122,7 @@ def results_table(report: str) -> dict[str, dict[str, str]]:
     return out
 
 
+@pytest.mark.slow  # a subprocess end to end; runs in make test-slow
 def test_smoke_recipe_end_to_end(tmp_path: Path) -> None:
     import mlflow
 

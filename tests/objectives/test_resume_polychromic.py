@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import REPO
 from safetensors.torch import load_file
@@ -38,6 +39,7 @@ def start(tmp_path: Path, run_dir: Path, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.slow  # a subprocess end to end; runs in make test-slow
 def test_kill_and_resume_polychromic_matches_uninterrupted(tmp_path: Path) -> None:
     resumed = tmp_path / "resumed"
     proc = start(tmp_path, resumed)

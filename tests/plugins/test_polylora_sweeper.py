@@ -173,6 +173,7 @@ def test_bad_sweeper_settings_are_listed_in_one_line(capsys: pytest.CaptureFixtu
 # --- subprocess sweeps ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a subprocess end to end; runs in make test-slow
 def test_killed_sweep_resumes_to_n_trials(tmp_path: Path) -> None:
     """Kill the sweeper while trial 1 runs; the same command ends with three COMPLETE trials:
     trial 1 (no more heartbeats) is FAIL and a copy with its parameters ran in its place."""

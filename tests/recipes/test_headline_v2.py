@@ -27,6 +27,7 @@ def table(report: str, section: str) -> list[list[str]]:
     return [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
 
 
+@pytest.mark.slow  # a subprocess end to end; runs in make test-slow
 def test_smoke_recipe_end_to_end(tmp_path: Path) -> None:
     """Two seeds × (SFT + four arms + a temperature for two arms) on the tiny model; every
     section in order; every run it names is in MLflow with the numbers the report shows."""

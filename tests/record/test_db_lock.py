@@ -82,7 +82,7 @@ def test_a_held_lock_times_out_as_one_line_without_the_password(pg_url: str) -> 
 
 def test_a_killed_holder_leaves_no_lock_behind(pg_url: str, tmp_path: Path) -> None:
     held = tmp_path / "held"
-    code = ("import sys, time, pathlib\nfrom polylora import db_lock\n"
+    code = ("import sys, time, pathlib\nfrom polylora.record import db_lock\n"
             "with db_lock.database_lock(sys.argv[1], 'ask'):\n"
             "    pathlib.Path(sys.argv[2]).write_text('x')\n    time.sleep(600)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, pg_url, str(held)],

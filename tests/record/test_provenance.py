@@ -75,5 +75,5 @@ def test_every_run_logs_its_provenance(compose_cfg: Callable[..., Any], tmp_path
     assert tags["polylora.code.diff_sha256"] == here["diff_sha256"]
     for name in ("torch", "transformers", "peft", "polylora"):
         assert tags[f"polylora.version.{name}"] == version(name)
-    assert tags["polylora.model.precision"] == "fp32"
+    assert tags["polylora.precision"] == "fp32"
     assert "polylora.command" in tags

@@ -289,6 +289,7 @@ def test_a_given_model_is_never_trained(compose_cfg, tmp_path: Path) -> None:
     assert runs_of(cfg) == []
 
 
+@pytest.mark.slow  # a subprocess end to end; runs in make test-slow
 def test_a_fresh_process_runs_the_same_job_and_returns_its_run(compose_cfg,
                                                               tmp_path: Path) -> None:
     """``execute_in_fresh_process``: the run (and its id and metrics) as :func:`execute` makes

@@ -132,6 +132,7 @@ def test_seed_multirun_groups_runs_for_aggregation(tmp_path: Path) -> None:
     assert {r.info.status for r in runs} == {"FINISHED"}
 
 
+@pytest.mark.slow  # a subprocess end to end; runs in make test-slow
 def test_local_parallel_runs_trials_in_worker_processes_one_gpu_each(tmp_path: Path) -> None:
     """launchers/local_parallel.sh: trials run in joblib worker processes, are still children
     of the sweep's run, and job N sees GPU POLYLORA_GPUS[N] (never used on a CPU machine)."""

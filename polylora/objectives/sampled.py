@@ -56,6 +56,7 @@ from polylora.objectives.step_metrics import (
     StepMonitors,
     StepTimes,
     ce_only_metrics,
+    differs_from_pass1,
     generation_metrics,
 )
 from polylora.record import names
@@ -286,6 +287,9 @@ class SampledSetObjective(Objective):
             pg_loss=float(terms.pg_loss.detach()), combined_loss=combined, diversity=mean_d,
             quality=mean_q, advantages=advantages, has_signal=has_signal,
             sample_ids=sample_ids, times=StepTimes(t1 - t0, t2 - t1, t3 - t2)), **scored.metrics})
+        contrast = differs_from_pass1(advantages, scored.qualities)
+        if contrast is not None:
+            metrics[names.TRAIN_DIFFERS_FROM_PASS1] = contrast
         self.monitors.observe(step, micro, ga, mean_d, mean_q, has_signal)
         return LossOutput(loss=loss, metrics=metrics)
 

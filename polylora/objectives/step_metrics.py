@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from polylora.objectives.advantages import normalize_advantages
 from polylora.objectives.monitors import (
     MonitorWarning,
     NoSignalMonitor,
@@ -79,6 +80,44 @@ class StepTimes:
     generation: float
     scoring: float
     learning: float
+
+
+#: Two unit-length advantage vectors closer than this in every entry point the same way.
+SAME_DIRECTION_TOL = 1e-6
+
+
+def _unit(values: Sequence[float]) -> np.ndarray:
+    """``values`` scaled to unit length (a zero vector stays zero)."""
+    v = np.asarray(values, dtype=float)
+    norm = float(np.linalg.norm(v))
+    return v / norm if norm > 0 else v
+
+
+def pass1_advantages(rewards: Sequence[float]) -> list[float]:
+    """GRPO's std-scaled advantages of one group's 0/1 rewards (what pass@1 RL would train
+    on, for comparison: the scale does not matter, only the direction)."""
+    mean = float(np.mean(rewards))
+    centred = [float(r) - mean for r in rewards]
+    return normalize_advantages([centred], "group_std")[0]
+
+
+def differs_from_pass1(advantages: Sequence[Sequence[float]],
+                       rewards: Sequence[Sequence[float]]) -> float | None:
+    """Share of groups whose advantages (as the policy gradient weighs them) are not a
+    positive multiple of pass@1 RL's on the same rewards; None unless every reward is 0 or 1.
+
+    Within a group, advantages that are a positive multiple of GRPO's move the policy the same
+    way; across groups their sizes may still differ. A group with no signal under one rule and
+    some under the other counts as different.
+    """
+    if not rewards or any(r not in (0.0, 1.0) for rs in rewards for r in rs):
+        return None
+    differ = [
+        bool(np.max(np.abs(_unit(a) - _unit(pass1_advantages(r))), initial=0.0)
+             > SAME_DIRECTION_TOL)
+        for a, r in zip(advantages, rewards, strict=True)
+    ]
+    return float(np.mean(differ))
 
 
 def ce_only_metrics(quality_loss: float, ce_weight: float) -> dict[str, float]:

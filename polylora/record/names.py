@@ -327,3 +327,6 @@ TRAIN_SCORING_TIME = "train/scoring_time_s"
 TRAIN_LEARNING_TIME = "train/learning_time_s"  # the teacher-forced passes of the step
 TRAIN_SAMPLE_PASS_AT_K = "train/sample_pass_at_k"  # passk: mean pass@k of the sampled sets
 TRAIN_SET_SCORE = "train/set_score"  # polychromic: mean set score f(S)
+# Share of the step's groups whose advantages point another way than pass@1 RL's (GRPO's
+# std-scaled advantages on the same 0/1 rewards): where it is 0 the two arms train alike.
+TRAIN_DIFFERS_FROM_PASS1 = "train/differs_from_pass1"

@@ -197,3 +197,28 @@ def test_micro_batched_pg_backward_equals_one_pass(settings: dict[str, Any]) -> 
     assert any(float(g.abs().sum()) > 0 for g in grads_a.values())
     for k in grads_a:
         torch.testing.assert_close(grads_b[k], grads_a[k], atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("objective", "expected"), [
+    (GRPOObjective(n_generations=4, ce_weight=0.0), 0.0),
+    (PolychromicObjective(n_generations=4, ce_weight=0.0, diversity_metric="distinct",
+                          quality="checker"), 1.0),
+])
+def test_a_step_logs_the_share_of_groups_that_differ_from_pass1_rl(
+        objective: Any, expected: float) -> None:
+    """Each prompt's group holds its right answer twice and two different wrong ones: GRPO
+    moves like itself; polychromic, rewarding the second different answer, does not."""
+    model, tok = lora_model()
+    ctx = context(tok, WordChecker())
+    objective.bind(ctx)
+    texts = [[ctx.examples[i].response] * 2 + ["zzzz", "qqqq"] for i in (0, 1)]
+
+    def fake(_model: torch.nn.Module, prompts: list[list[int]]):
+        ids = [[tok(t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in ts]
+               for ts in texts]
+        return ids, texts
+
+    objective.generate = fake
+    out = objective.compute_loss(model, make_batch(ctx), None, 1)
+    assert out.metrics["train/sample_quality"] == 0.5
+    assert out.metrics["train/differs_from_pass1"] == expected

@@ -3,6 +3,8 @@ fed once per optimizer step with the mean of its micro-batches, and the logged n
 
 from __future__ import annotations
 
+import pytest
+
 from polylora.objectives.monitors import NoSignalMonitor, TrainingMonitor
 from polylora.objectives.step_metrics import (
     StepCounter,
@@ -54,3 +56,71 @@ def test_metric_names_come_from_the_record() -> None:
     assert logged[names.TRAIN_SAMPLE_TOKENS] == 1.5
     assert logged[names.TRAIN_NO_SIGNAL] == 0.0
     assert all(name.startswith("train/") for name in logged)
+
+
+def polychromic_scaled(samples: list[str], rewards: list[float]) -> list[float]:
+    """Polychromic's std-scaled advantages (mean q × distinct, marginal) of one group."""
+    from polylora.objectives.advantages import (
+        compute_advantages,
+        normalize_advantages,
+        subset_scorer,
+    )
+    from polylora.objectives.sampling import distinct_fraction
+
+    keys = [s.strip().lower() for s in samples]
+    f = subset_scorer(rewards, lambda t: distinct_fraction([samples[i] for i in t]),
+                      "polychromic", keys)
+    return normalize_advantages([compute_advantages(len(samples), f, "marginal")],
+                                "group_std")[0]
+
+
+def test_polychromic_moves_like_pass1_rl_when_every_answer_differs() -> None:
+    """All answers distinct: every subset of a size has the same diversity, so the set score
+    is linear in the rewards and the std-scaled advantages are GRPO's, for any count right."""
+    from polylora.objectives.step_metrics import differs_from_pass1
+
+    samples = ["ant", "bee", "cat", "dog"]
+    groups = [[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0],
+              [0.0, 0.0, 0.0, 0.0]]
+    advantages = [polychromic_scaled(samples, r) for r in groups]
+    assert differs_from_pass1(advantages, groups) == 0.0
+
+
+def test_repeated_answers_make_polychromic_differ_from_pass1_rl() -> None:
+    from polylora.objectives.step_metrics import differs_from_pass1
+
+    groups = [(["ant", "ant", "cat", "dog"], [1.0, 1.0, 0.0, 0.0]),  # a correct answer twice
+              (["ant", "bee", "cat", "cat"], [1.0, 0.0, 0.0, 0.0]),  # a wrong answer twice
+              (["ant", "bee", "cat", "dog"], [1.0, 0.0, 0.0, 0.0])]  # all distinct: same
+    advantages = [polychromic_scaled(s, r) for s, r in groups]
+    assert differs_from_pass1(advantages, [r for _, r in groups]) == pytest.approx(2 / 3)
+
+
+def test_pass1_rl_itself_and_its_multiples_do_not_differ() -> None:
+    from polylora.objectives.grpo import grpo_advantages
+    from polylora.objectives.step_metrics import differs_from_pass1, pass1_advantages
+
+    rewards = [[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
+    assert differs_from_pass1([grpo_advantages(r) for r in rewards], rewards) == 0.0  # Dr. GRPO
+    assert differs_from_pass1([pass1_advantages(r) for r in rewards], rewards) == 0.0
+    flipped = [[-a for a in pass1_advantages(r)] for r in rewards]
+    assert differs_from_pass1(flipped, rewards) == pytest.approx(2 / 3)  # the zero group agrees
+
+
+def test_pkpo_credit_differs_where_a_group_has_a_correct_sample() -> None:
+    """PKPO never pushes a wrong sample down; GRPO does: their directions differ in every
+    group with a spread of rewards, and agree (no signal) in the others."""
+    from polylora.objectives.passk import pkpo_advantages
+    from polylora.objectives.step_metrics import differs_from_pass1
+
+    rewards = [[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [0.0] * 4, [1.0] * 4]
+    advantages = [pkpo_advantages(r, 2) for r in rewards]
+    # all correct: PKPO credits C(0, 1)/C(3, 1) = 0 each, GRPO 0: the same (no signal)
+    assert differs_from_pass1(advantages, rewards) == pytest.approx(0.5)
+
+
+def test_graded_rewards_have_no_pass1_contrast() -> None:
+    from polylora.objectives.step_metrics import differs_from_pass1
+
+    assert differs_from_pass1([[0.1, -0.1]], [[0.7, 0.2]]) is None
+    assert differs_from_pass1([], []) is None

@@ -67,6 +67,8 @@ class Launch:
     runs: list[RunRef] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
+    #: The experiment files' prefix (``headline_v2``, ``headline_v3``): which design ran.
+    design: str = "headline_v2"
     #: One entry per start and resume: code revision, library versions, command line
     #: (:func:`polylora.record.provenance.provenance`), so the runs' code can be checked from the
     #: record.
@@ -241,7 +243,7 @@ def decide(primary: analysis.Effect | None, ni: analysis.Effect | None,
     if inside:
         return Outcome("falsified", "pass@1 RL collapses, yet polychromic's (pass@1, pass@10) "
                        "frontier over temperatures sits inside CE's")
-    ni_ok = ni is None or ni.verdict.startswith("non-inferior")
+    ni_ok = ni is None or intervals.is_noninferior(ni.verdict)
     if primary.low > 0 and ni_ok and keeps.low > 0:
         return Outcome("supported", f"pass@1 RL collapses, polychromic keeps more distinct "
                        f"correct answers, beats pass@1 RL at the primary endpoint (CI "

@@ -261,6 +261,15 @@ class NonInferiority:
     verdict: str
 
 
+#: How a non-inferiority verdict that holds begins ("non-inferiority not shown" does not).
+NONINFERIOR = "non-inferior ("
+
+
+def is_noninferior(verdict: str) -> bool:
+    """True for the verdict :func:`noninferiority` gives when non-inferiority is shown."""
+    return verdict.startswith(NONINFERIOR)
+
+
 def noninferiority(delta: float, se: float, df: float, margin: float,
                    alpha: float = 0.025) -> NonInferiority:
     """Non-inferiority of the candidate at ``margin`` (in the metric's units, > 0).
@@ -282,7 +291,7 @@ def noninferiority(delta: float, se: float, df: float, margin: float,
         low, high = delta - q * se, delta + q * se
         pvalue = float(sps.t.sf((delta + margin) / se, df))
     if low > -margin:
-        verdict = f"non-inferior (margin {margin:g})"
+        verdict = f"{NONINFERIOR}margin {margin:g})"
     elif high < -margin:
         verdict = f"inferior (worse by more than {margin:g})"
     else:

@@ -154,3 +154,13 @@ def test_crossed_difference_by_hand_on_a_small_table() -> None:
     assert res.se == pytest.approx(math.sqrt((ms_s + ms_p - ms_e) / (s * p)))
     assert res.delta == pytest.approx(g)
     assert res.components.ms_residual == pytest.approx(ms_e)
+
+
+def test_only_a_shown_non_inferiority_counts_as_one() -> None:
+    """"non-inferiority not shown" begins with "non-inferior": a prefix match would pass it."""
+    shown = intervals.noninferiority(0.0, 0.01, 30, 0.03).verdict
+    not_shown = intervals.noninferiority(-0.03, 0.02, 30, 0.03).verdict
+    worse = intervals.noninferiority(-0.2, 0.01, 30, 0.03).verdict
+    assert not_shown.startswith("non-inferior")  # why the prefix test was wrong
+    assert intervals.is_noninferior(shown)
+    assert not intervals.is_noninferior(not_shown) and not intervals.is_noninferior(worse)

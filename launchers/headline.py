@@ -5,7 +5,8 @@ methods section; the second design's lives in polylora/recipes/headline_v2.py.)
 
 ``--v2`` runs the second design instead (SFT then RL arms, temperature sweep, per-kind report:
 ``python launchers/headline.py --v2 [--smoke] [--seeds 1,2,3] [-- overrides]``, see
-polylora/recipes/headline_v2.py and docs/results/headline_v2_plan.md).
+polylora/recipes/headline_v2.py and docs/results/headline_v2_plan.md); ``--v3`` the third
+(polylora/recipes/headline_v3.py, docs/results/headline_v3_plan.md).
 
 The headline experiment in one command: does polychromic training beat CE at pass@k on the
 builtin word task (the research question)? Steps, each printed before it runs:
@@ -325,12 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from polylora.report import headline
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--v2" in argv:  # the second design: polylora.recipes.headline_v2
-        from polylora.recipes import headline_v2
+    if "--v2" in argv or "--v3" in argv:  # polylora.recipes.headline_v2 / headline_v3
+        from polylora.recipes import headline_v2, headline_v3
 
-        rest = [a for a in argv if a != "--v2"]
+        recipe = headline_v3.V3 if "--v3" in argv else headline_v2.V2
+        rest = [a for a in argv if a not in ("--v2", "--v3")]
         return headline_v2.main(rest, REPO, shell_join(["python", "launchers/headline.py",
-                                                        *argv]))
+                                                        *argv]), recipe)
     args, extra = parse_args(argv)
     arms = SMOKE if args.smoke else FULL
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

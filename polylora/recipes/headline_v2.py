@@ -2,10 +2,11 @@
 
 Runs the headline's second design in one process: stage 0 (a CE run per seed), stage 1 (each
 arm continued from that seed's adapter), the evaluation-only temperature sweep, then the report
-(:mod:`polylora.report.headline_v2_report`, which only reads the runs).
+(:mod:`polylora.report.headline_v2_report`, which only reads the runs). The third design
+(:mod:`polylora.recipes.headline_v3`) is the same recipe on its own experiment files and report.
 
 Each job is the pipeline itself (:func:`polylora.run.pipeline.execute` on the config Hydra composes
-from the experiment files ``headline_v2_*``), so run ids come back as values, not from output.
+from the experiment files ``<design>_*``), so run ids come back as values, not from output.
 Overrides after ``--`` reach every job unchanged (``hardware=gpu model=hf model.path=...``).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +23,22 @@ from polylora.record.names import LAUNCH_TAG, STAGE_TAG
 from polylora.record.provenance import provenance
 from polylora.report.headline_v2 import ARMS, Launch, RunRef
 
-SMOKE_OVERLAY = "headline_v2_smoke"
 TEMPERATURE_OVERLAY = "headline_v2_temperature"
 
 
-def experiment_name(stage: str) -> str:
-    """The experiment file of a stage: ``sft`` or an arm."""
-    return f"headline_v2_{stage}"
+def experiment_name(stage: str, design: str = "headline_v2") -> str:
+    """The experiment file of a stage of ``design``: ``sft`` or an arm."""
+    return f"{design}_{stage}"
 
 
 def overrides(launch: Launch, stage: str, seed: int, out_dir: Path, extra: Sequence[str],
               adapter: str | None = None, temperature: float | None = None) -> list[str]:
     """Hydra overrides of one job (the experiment list, seed, store, tags, output folder)."""
-    experiments = [experiment_name(stage)]
+    experiments = [experiment_name(stage, launch.design)]
     if temperature is not None:
         experiments.append(TEMPERATURE_OVERLAY)
     if launch.smoke:
-        experiments.append(SMOKE_OVERLAY)
+        experiments.append(f"{launch.design}_smoke")
     kind = "sft" if stage == "sft" else ("temperature" if temperature is not None else "arm")
     out = [
         f"+experiment=[{','.join(experiments)}]",
@@ -51,7 +52,7 @@ def overrides(launch: Launch, stage: str, seed: int, out_dir: Path, extra: Seque
         out.append(f"model.adapter={adapter}")
     # The group names the stage whatever the overlays set ``experiment`` to (``experiment=``
     # on the command line would select the experiment group instead of naming the run).
-    group = experiment_name(stage)
+    group = experiment_name(stage, launch.design)
     if temperature is not None:
         out.append(f"eval.temperature={temperature}")
         group += f"@T{temperature:g}"
@@ -100,9 +101,9 @@ def run_design(launch: Launch, runs_dir: Path, extra: Sequence[str] = (),
         kept = done(stage, arm, seed, temperature)
         name = arm if temperature is None else f"{arm}-T{temperature:g}"
         if kept is not None:
-            log(f"[headline v2] seed {seed}: {name} (kept: run {kept.run_id})")
+            log(f"[{launch.design}] seed {seed}: {name} (kept: run {kept.run_id})")
             return kept
-        log(f"[headline v2] seed {seed}: {name}")
+        log(f"[{launch.design}] seed {seed}: {name}")
         started = time.time()
         run_id, temp = job(overrides(launch, arm, seed, runs_dir / f"seed{seed}" / name, extra,
                                      **kw))
@@ -144,13 +145,37 @@ def close_interrupted(launch: Launch) -> list[str]:
     return orphans
 
 
-REPORT_NAME = "headline_v2.md"
-LAUNCH_FILE = "headline_v2_launch.json"
-DEFAULT_SEEDS = "1,2,3"
-DEFAULT_TEMPERATURES = "0.7,1.3"
-DEFAULT_SWEEP_ARMS = "ce,polychromic"
-#: The smallest pass@10 gain worth detecting (docs/results/headline_v2_plan.md).
-DEFAULT_SESOI = 0.05
+@dataclass(frozen=True)
+class Recipe:
+    """What differs between the designs this recipe runs: names, defaults and the report."""
+
+    design: str  # the experiment files' prefix, the MLflow experiment and the report's stem
+    flag: str  # the launcher's option (--v2, --v3)
+    description: str
+    seeds: str
+    temperatures: str  # evaluation-only temperatures ("" for none)
+    sweep_arms: str
+    sesoi: float
+    report_module: str  # a module with write_report(path, launch, from_tables=False)
+
+    @property
+    def report_name(self) -> str:
+        return f"{self.design}.md"
+
+    @property
+    def launch_file(self) -> str:
+        return f"{self.design}_launch.json"
+
+
+#: The second design (docs/results/headline_v2_plan.md); SESOI: the smallest pass@10 gain.
+V2 = Recipe("headline_v2", "--v2",
+            "The headline's second design: SFT per seed, then CE / pass@1 RL / polychromic / "
+            "pass@k RL from it, a temperature sweep, the report.",
+            seeds="1,2,3", temperatures="0.7,1.3", sweep_arms="ce,polychromic", sesoi=0.05,
+            report_module="polylora.report.headline_v2_report")
+REPORT_NAME = V2.report_name
+LAUNCH_FILE = V2.launch_file
+DEFAULT_SESOI = V2.sesoi
 
 
 #: The provenance keys that must match for a resumed launch's runs to share their code.
@@ -176,7 +201,7 @@ def check_same_code(launch: Launch, current: dict[str, str], allow_mixed: bool) 
                      "(the launch record then lists both)")
 
 
-def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
+def parse_args(argv: Sequence[str], recipe: Recipe = V2) -> tuple[Any, list[str]]:
     """Options, and the Hydra overrides after ``--``."""
     import argparse
 
@@ -186,30 +211,32 @@ def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1:]
     p = argparse.ArgumentParser(
-        prog="launchers/headline.py --v2",
-        description="The headline's second design: SFT per seed, then CE / pass@1 RL / "
-                    "polychromic / pass@k RL from it, a temperature sweep, the report.")
+        prog=f"launchers/headline.py {recipe.flag}", description=recipe.description)
     p.add_argument("--smoke", action="store_true", help="the tiny random model (seconds)")
-    p.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma-separated (default %(default)s)")
+    p.add_argument("--seeds", default=recipe.seeds, help="comma-separated (default %(default)s)")
     p.add_argument("--arms", default=",".join(ARMS), help="stage-1 arms (default %(default)s)")
-    p.add_argument("--sweep-arms", default=DEFAULT_SWEEP_ARMS,
+    p.add_argument("--sweep-arms", default=recipe.sweep_arms,
                    help="arms of the temperature sweep (default %(default)s: CE's frontier and "
                         "the primary arm's; the others are evaluated at their own T only)")
-    p.add_argument("--temperatures", default=DEFAULT_TEMPERATURES,
+    p.add_argument("--temperatures", default=recipe.temperatures,
                    help="evaluation-only temperatures besides the arms' own (default %(default)s)")
-    p.add_argument("--sesoi", type=float, default=DEFAULT_SESOI,
+    p.add_argument("--sesoi", type=float, default=recipe.sesoi,
                    help="smallest effect of interest on the primary endpoint (default %(default)s)")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: "
                    "$MLFLOW_TRACKING_URI or sqlite:///mlflow.db; --smoke: sqlite in --out)")
     p.add_argument("--experiment-name", default=None,
-                   help="MLflow experiment (default headline_v2; --smoke headline_v2_smoke)")
+                   help=f"MLflow experiment (default {recipe.design}; --smoke "
+                        f"{recipe.design}_smoke)")
     p.add_argument("--out", default=None, help="report folder (default docs/results; --smoke: "
                    "a new temporary folder)")
     p.add_argument("--launch-id", default=None, help="tag of this launch's runs")
     p.add_argument("--report-only", action="store_true",
-                   help=f"rewrite the report from <out>/{LAUNCH_FILE} (no runs)")
+                   help=f"rewrite the report from <out>/{recipe.launch_file} (no runs)")
+    p.add_argument("--from-tables", action="store_true",
+                   help="with --report-only: from the committed per-run and per-prompt tables "
+                        "beside the report, without the MLflow store (designs that keep them)")
     p.add_argument("--resume", action="store_true",
-                   help=f"continue the launch in <out>/{LAUNCH_FILE}: its finished runs are "
+                   help=f"continue the launch in <out>/{recipe.launch_file}: its finished runs are "
                         "kept, the rest run (seeds, arms and temperatures as it was started); "
                         "refused when the code revision or library versions differ from the "
                         "launch's")
@@ -227,32 +254,35 @@ def parse_args(argv: Sequence[str]) -> tuple[Any, list[str]]:
     bad = [a for a in [*args.arm_list, *args.sweep_list] if a not in ARMS]
     if bad or not set(args.sweep_list) <= set(args.arm_list):
         p.error(f"--arms/--sweep-arms: choose among {','.join(ARMS)} (sweep arms must be arms)")
+    if args.from_tables and not args.report_only:
+        p.error("--from-tables rewrites a report: pass it with --report-only")
     if len(args.seed_list) < 2:
         p.error("--seeds: give at least two seeds (the statistics pair arms by seed)")
     return args, extra
 
 
-def main(argv: Sequence[str], repo: Path, command: str) -> int:
+def main(argv: Sequence[str], repo: Path, command: str, recipe: Recipe = V2) -> int:
     """Run the design (or, with ``--report-only``, only the report); returns 0."""
+    import importlib
     import os
     import shlex
     import tempfile
     import uuid
     from datetime import datetime
 
-    from polylora.report.headline_v2_report import write_report
-
-    args, extra = parse_args(argv)
+    write_report = importlib.import_module(recipe.report_module).write_report
+    args, extra = parse_args(argv, recipe)
+    design, tag = recipe.design, f"[{recipe.design}]"
     current = {**provenance(), "command": command,
                "started": datetime.now().isoformat(timespec="seconds")}
     if args.out:
         out = Path(args.out).resolve()
     elif args.smoke:
-        out = Path(tempfile.mkdtemp(prefix="polylora-headline-v2-smoke-"))
+        out = Path(tempfile.mkdtemp(prefix=f"polylora-{design}-smoke-"))
     else:
         out = repo / "docs" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    launch_file = out / LAUNCH_FILE
+    launch_file = out / recipe.launch_file
     if args.report_only or args.resume:
         if not launch_file.exists():
             raise SystemExit(f"error: no launch to {'resume' if args.resume else 'report'} at "
@@ -261,9 +291,9 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
     if args.resume:
         check_same_code(launch, current, args.allow_mixed_revisions)
         launch.provenance.append(current)
-        runs_dir = out / "runs" if launch.smoke else repo / "multirun" / "headline_v2"
+        runs_dir = out / "runs" if launch.smoke else repo / "multirun" / design
         killed = close_interrupted(launch)
-        print(f"[headline v2] resume launch {launch.launch_id}: {len(launch.runs)} run(s) "
+        print(f"{tag} resume launch {launch.launch_id}: {len(launch.runs)} run(s) "
               f"kept; interrupted run(s) marked KILLED: {', '.join(killed) or 'none'}",
               flush=True)
         run_design(launch, runs_dir / launch.launch_id, extra, args.sweep_list,
@@ -276,18 +306,18 @@ def main(argv: Sequence[str], repo: Path, command: str) -> int:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         launch = Launch(
             launch_id=args.launch_id or f"{stamp}-{uuid.uuid4().hex[:6]}",
-            experiment=args.experiment_name or ("headline_v2_smoke" if args.smoke
-                                                else "headline_v2"),
+            experiment=args.experiment_name or (f"{design}_smoke" if args.smoke else design),
             tracking_uri=uri, seeds=args.seed_list, arms=args.arm_list,
             temperatures=args.temperature_list, command=command, sesoi=args.sesoi,
-            smoke=args.smoke, provenance=[current])
-        runs_dir = out / "runs" if args.smoke else repo / "multirun" / "headline_v2"
-        print(f"[headline v2] launch {launch.launch_id}: {launch.experiment} in {uri}; "
+            smoke=args.smoke, design=design, provenance=[current])
+        runs_dir = out / "runs" if args.smoke else repo / "multirun" / design
+        print(f"{tag} launch {launch.launch_id}: {launch.experiment} in {uri}; "
               f"extra overrides: {shlex.join(extra) or 'none'}", flush=True)
         run_design(launch, runs_dir / launch.launch_id, extra, args.sweep_list,
                    on_run=lambda la: la.save(launch_file))
         launch.save(launch_file)
-    report = write_report(out / REPORT_NAME, launch)
-    print(f"[headline v2] report: {report}\n[headline v2] regenerate: python launchers/"
-          f"headline.py --v2 --report-only --out {out}", flush=True)
+    report = (write_report(out / recipe.report_name, launch, from_tables=True)
+              if args.from_tables else write_report(out / recipe.report_name, launch))
+    print(f"{tag} report: {report}\n{tag} regenerate: python launchers/headline.py "
+          f"{recipe.flag} --report-only --out {out}", flush=True)
     return 0

@@ -223,9 +223,14 @@ def write_per_prompt(loaded: Sequence[Loaded], path: Path) -> Path:
     return path
 
 
-def write_report(path: Path, launch: Launch, client: Any | None = None) -> Path:
+def write_report(path: Path, launch: Launch, client: Any | None = None,
+                 from_tables: bool = False) -> Path:
     """Read the launch's runs back from MLflow and write the report to ``path``, its figures
-    and per-prompt scores to ``<stem>_files/``."""
+    and per-prompt scores to ``<stem>_files/``. (This design's report always reads MLflow:
+    ``from_tables`` is refused with the reason.)"""
+    if from_tables:
+        raise SystemExit("error: the second design's report reads its runs from MLflow (its "
+                         "per-prompt CSV has no training metrics); drop --from-tables")
     client = client or mlruns.get_client(launch.tracking_uri)
     loaded = load(client, launch, [f"pass@{k}" for k in PASSK_KS])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,8 @@ from polylora.render.markdown import signed, table
 from polylora.report import headline_v3 as v3
 from polylora.report.headline_v2 import Launch, RunRef
 from polylora.report.headline_v3_report import collect
-from polylora.stats.intervals import SeedInterval
+from polylora.stats import power
+from polylora.stats.intervals import SeedInterval, VarianceComponents
 
 
 def summary(tables: v3.Tables) -> str:
@@ -70,7 +71,40 @@ def summary(tables: v3.Tables) -> str:
             "## Polychromic − pass@1 RL (two-constraint prompts)", "",
             *table(["metric", "Δ [95 % CI over prompts]", "SD of per-prompt Δ", "n prompts"],
                    effect_rows), ""]
+    out += power_section(tables)
     return "\n".join(out)
+
+
+#: The seed variance of a pass@k difference assumed for power (the first headline's paired
+#: seed SD 0.063, squared: an upper bound; the second design measured 0 for this contrast).
+SEED_VARIANCE = (0.0, 0.004)
+
+
+def power_section(tables: v3.Tables, metric: str = v3.Settings().primary,
+                  prompts: int = 104, seeds: Sequence[int] = (3, 4, 5, 6, 8, 10)) -> list[str]:
+    """MDE of polychromic − pass@1 RL on ``metric`` for designs of ``seeds`` × ``prompts``,
+    from the pilot's per-prompt differences (one seed: their variance is σ²_prompt + σ²_e,
+    all counted as σ²_e) and each assumed seed variance."""
+    _, d = v3.prompt_paired(tables, "grpo", "polychromic", "two", metric)
+    if d.size < 2:
+        return ["## Power", "", "- not computable: fewer than two paired prompts", ""]
+    resid = float(d.var(ddof=1))
+    rows = []
+    for s in seeds:
+        cells: list[object] = [s, prompts]
+        for seed_var in SEED_VARIANCE:
+            vc = VarianceComponents(s, prompts, seed_var, 0.0, resid, math.nan, math.nan,
+                                    math.nan)
+            se = math.sqrt(vc.variance_of_mean(s, prompts))
+            df = power.design_df(vc, s, prompts)
+            cells += [f"{se:.4f}", f"{df:.1f}", f"{power.mde(se, df):.3f}"]
+        rows.append(cells)
+    head = ["seeds", "prompts"] + [f"{c} (σ²_seed {v:g})" for v in SEED_VARIANCE
+                                   for c in ("SE", "df", "MDE")]
+    return ["## Power", "",
+            f"{metric}, polychromic − pass@1 RL, two-constraint prompts; σ²_e = variance of the "
+            f"pilot's per-prompt differences = {resid:.4f} ({d.size} prompts, 32 samples), "
+            "σ²_prompt 0; α 0.05 two-sided, power 0.8:", "", *table(head, rows), ""]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

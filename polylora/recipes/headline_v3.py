@@ -16,5 +16,5 @@ from polylora.recipes.headline_v2 import Recipe
 V3 = Recipe("headline_v3", "--v3",
             "The headline's third design: SFT per seed, then CE / pass@1 RL / pass@k RL / "
             "polychromic from it (N = 8), the manipulation check and the report.",
-            seeds="1,2,3", temperatures="", sweep_arms="", sesoi=0.05,
+            seeds="1,2,3,4,5,6,7,8,9,10", temperatures="", sweep_arms="", sesoi=0.05,
             report_module="polylora.report.headline_v3_report")

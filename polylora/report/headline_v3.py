@@ -11,7 +11,8 @@ The pre-registration (docs/results/headline_v3_plan.md) fixes what is decided he
   training groups (``train/differs_from_pass1``, mean over its runs);
 - **primary endpoint**: pass@k at the plan's k on two-constraint prompts, polychromic − pass@1
   RL, crossed seeds × prompts CI; **non-inferiority** of pass@1 at the plan's margin;
-- **outcome**: not testable here / falsified / supported / inconclusive (:func:`decide`).
+- **outcome**: not testable here / falsified / supported / trade-off / inconclusive
+  (:func:`decide`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ PASSK_KS = (1, 4, 8, 16, 32)
 METRICS = (*(f"pass@{k}" for k in PASSK_KS), "correct_samples", "distinct_correct", SHARPENING)
 #: The least share of polychromic's training groups whose signal must differ from pass@1 RL's.
 MIN_DIFFERS = 1 / 3
-OUTCOMES = ("supported", "falsified", "not testable here", "inconclusive")
+OUTCOMES = ("supported", "trade-off", "falsified", "not testable here", "inconclusive")
 PER_PROMPT_COLUMNS = ("run_id", "stage", "arm", "seed", "prompt_id", "kind")
 RUN_COLUMNS = ("run_id", "stage", "arm", "seed", "differs_from_pass1", "train_steps")
 
@@ -121,7 +122,7 @@ def write_tables(folder: Path, runs: Sequence[RunRow],
         for r in runs:
             w.writerow([r.run_id, r.stage, r.arm, r.seed,
                         f"{r.differs_from_pass1:.6g}" if math.isfinite(r.differs_from_pass1)
-                        else "", f"{r.train_steps:g}"])
+                        else "", f"{r.train_steps:g}" if math.isfinite(r.train_steps) else ""])
     return per_prompt, run_file
 
 
@@ -204,9 +205,12 @@ def decide(primary: analysis.Effect, ni_verdict: str, sharpening: analysis.Effec
     if primary.low > 0 and intervals.is_noninferior(ni_verdict):
         return Outcome("supported", f"the mechanism could act, polychromic beats pass@1 RL on "
                        f"{settings.primary} (CI {span}) and pass@1 is {ni_verdict}")
+    if primary.low > 0:
+        return Outcome("trade-off", f"polychromic beats pass@1 RL on {settings.primary} (CI "
+                       f"{span}), but pass@1's non-inferiority at {settings.margin:g} is not "
+                       f"shown ({ni_verdict}): the gain at k is bought with pass@1")
     return Outcome("inconclusive", f"the primary CI {span} holds both 0 and the smallest "
-                   f"effect of interest {settings.sesoi:g}, or pass@1 was not shown "
-                   f"non-inferior ({ni_verdict})")
+                   f"effect of interest {settings.sesoi:g}")
 
 
 @dataclass

@@ -35,7 +35,7 @@ def test_rl_arms_differ_from_ce_continued_in_the_objective_only(
     diff = {k for k in ce.keys() | rl.keys() if ce.get(k, "<absent>") != rl.get(k, "<absent>")}
     assert sorted(k for k in diff if not k.startswith(ALLOWED_DIFF)) == []
     assert rl["objective.ce_weight"] == 0.0 and rl["objective.n_generations"] == 8
-    assert rl["objective.temperature"] == ce["eval.temperature"] == 1.0
+    assert rl["objective.temperature"] == ce["eval.temperature"] == 0.7
     # PKPO's credit keeps its weighting across prompts: one constant per batch, not per group
     assert rl["objective.advantage_norm"] == ("batch_std" if arm == "passk" else "group_std")
     assert ce["eval.n_samples"] == 32 and ce["compare.primary"] == v3.Settings().primary
@@ -103,14 +103,15 @@ def test_outcome_rule_in_the_plans_order(tables: v3.Tables, word: str, needle: s
     assert outcome.word == word and needle in outcome.reason
 
 
-def test_a_wide_interval_is_inconclusive_and_pass1_must_be_non_inferior() -> None:
+def test_a_wide_interval_is_inconclusive_and_a_pass1_loss_is_a_trade_off() -> None:
     sharp = Effect("", "x", "", delta=-0.2, low=-0.3, high=-0.1)
     wide = Effect("", "pass@16", "", delta=0.03, low=-0.02, high=0.08)
     assert v3.decide(wide, "non-inferior (margin 0.03)", sharp, 0.5,
                      v3.Settings()).word == "inconclusive"
     up = Effect("", "pass@16", "", delta=0.1, low=0.02, high=0.18)
-    assert v3.decide(up, "non-inferiority not shown (margin 0.03)", sharp, 0.5,
-                     v3.Settings()).word == "inconclusive"
+    for verdict in ("non-inferiority not shown (margin 0.03)",
+                    "inferior (worse by more than 0.03)"):
+        assert v3.decide(up, verdict, sharp, 0.5, v3.Settings()).word == "trade-off"
     nan = Effect("", "x", "", delta=math.nan, low=math.nan, high=math.nan)
     assert v3.decide(up, "non-inferior", nan, 0.5, v3.Settings()).word == "inconclusive"
 

@@ -37,7 +37,8 @@ from polylora.report.headline_v2 import (
 from polylora.stats import analysis, intervals
 
 
-def _ci(x: intervals.SeedInterval) -> str:
+def ci_cell(x: intervals.SeedInterval) -> str:
+    """``mean [low, high]``, the mean alone without an interval, – without a mean."""
     if not math.isfinite(x.estimate):
         return "–"
     if not math.isfinite(x.low):
@@ -45,7 +46,8 @@ def _ci(x: intervals.SeedInterval) -> str:
     return f"{x.estimate:.3f} [{x.low:.3f}, {x.high:.3f}]"
 
 
-def _delta(e: analysis.Effect) -> str:
+def delta_text(e: analysis.Effect) -> str:
+    """``Δ = … [low, high] (method, seeds × prompts, MDE)`` or why it is not estimable."""
     if not math.isfinite(e.delta):
         return f"not estimable ({e.method})"
     mde = f", MDE {e.mde:.3f}" if math.isfinite(e.mde) else ""
@@ -109,7 +111,7 @@ def render(launch: Launch, loaded: Sequence[Loaded],
     out = [f"# Headline, second design: SFT then RL{' (smoke)' if launch.smoke else ''}", ""]
     out += ["## Outcome", "", f"**{outcome.word}**: {outcome.reason}.", "",
             f"Primary endpoint: {primary} on two-constraint prompts, {ARM_LABEL[CANDIDATE]} − "
-            f"{ARM_LABEL[BASELINE]}: " + (_delta(prim) if prim else "not estimable") + ".", ""]
+            f"{ARM_LABEL[BASELINE]}: " + (delta_text(prim) if prim else "not estimable") + ".", ""]
     done = complete_seeds(launch, loaded)
     if done != sorted(launch.seeds):
         out += [f"**Incomplete launch**: {len(done)} of {len(launch.seeds)} planned seeds have "
@@ -142,7 +144,7 @@ def render(launch: Launch, loaded: Sequence[Loaded],
                 else at(loaded, arm, own_t))
         for kind in (*KINDS, "all"):
             kind_rows.append([ARM_LABEL[arm], KIND_LABEL[kind],
-                              *(_ci(group_mean(runs, kind, m))
+                              *(ci_cell(group_mean(runs, kind, m))
                                 for m in ("pass@1", primary, DISTINCT))])
     out += ["", "## Results per prompt kind", "",
             f"Mean over seeds [95 % t-interval] at T = {own_t:g}; distinct correct = different "
@@ -161,9 +163,9 @@ def render(launch: Launch, loaded: Sequence[Loaded],
                     "[95 % CI]", "MDE", "verdict"], effect_rows)]
     out += ["", "## Mechanism check", "",
             f"- {ARM_LABEL[BASELINE]} − {ARM_LABEL[REFERENCE]}, distinct correct answers per "
-            f"two-constraint prompt: {_delta(collapse)} — "
+            f"two-constraint prompt: {delta_text(collapse)} — "
             + ("collapses" if collapse.high < 0 else "no collapse shown"),
-            f"- {ARM_LABEL[CANDIDATE]} − {ARM_LABEL[BASELINE]}: {_delta(keeps)} — "
+            f"- {ARM_LABEL[CANDIDATE]} − {ARM_LABEL[BASELINE]}: {delta_text(keeps)} — "
             + ("keeps more" if keeps.low > 0 else "not shown to keep more"), ""]
     out += ["## Temperature frontier", "",
             f"(pass@1, {primary}) on two-constraint prompts, mean over seeds. CE's best "
@@ -173,7 +175,7 @@ def render(launch: Launch, loaded: Sequence[Loaded],
     for arm, pts in front.points.items():
         cells = [f"({pts[t][0]:.3f}, {pts[t][1]:.3f})" if t in pts else "–" for t in temps]
         inside = "–" if arm == REFERENCE else ("yes" if front.inside[arm] else "no")
-        vs = _delta(front.versus_ce_best[arm]) if arm in front.versus_ce_best else "–"
+        vs = delta_text(front.versus_ce_best[arm]) if arm in front.versus_ce_best else "–"
         front_rows.append([ARM_LABEL[arm], *cells, inside, vs])
     out += table(["arm", *(f"T = {t:g}" for t in temps), "inside CE's frontier",
                   f"vs CE at T = {front.ce_best:g} ({primary})"], front_rows)

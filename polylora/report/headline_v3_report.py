@@ -15,8 +15,9 @@ import numpy as np
 from polylora.record import names
 from polylora.record import reader as mlruns
 from polylora.render import plots
-from polylora.render.markdown import signed, table
+from polylora.render.markdown import table
 from polylora.report.headline_v2 import ARM_LABEL, KIND_LABEL, Launch, load_run
+from polylora.report.headline_v2_report import ci_cell, delta_text
 from polylora.report.headline_v3 import (
     ARMS,
     BASELINE,
@@ -33,7 +34,6 @@ from polylora.report.headline_v3 import (
     read_tables,
     write_tables,
 )
-from polylora.stats import analysis, intervals
 
 SECTIONS = ("Outcome", "Design", "Runs", "Results per prompt kind", "Primary endpoint",
             "Manipulation check", "Notes")
@@ -54,22 +54,6 @@ def collect(client: Any, launch: Launch) -> tuple[list[RunRow], dict[str, Any], 
                            float(np.mean([v for _, v in history])) if history else math.nan,
                            float(steps) if steps is not None else math.nan))
     return rows, scores, kinds
-
-
-def _ci(x: intervals.SeedInterval) -> str:
-    if not math.isfinite(x.estimate):
-        return "–"
-    if not math.isfinite(x.low):
-        return f"{x.estimate:.3f}"
-    return f"{x.estimate:.3f} [{x.low:.3f}, {x.high:.3f}]"
-
-
-def _delta(e: analysis.Effect) -> str:
-    if not math.isfinite(e.delta):
-        return f"not estimable ({e.method})"
-    mde = f", MDE {e.mde:.3f}" if math.isfinite(e.mde) else ""
-    return (f"Δ = {signed(e.delta)} [{signed(e.low)}, {signed(e.high)}] ({e.method}, "
-            f"{e.n_seeds} seeds × {e.n_prompts} prompts{mde})")
 
 
 def figures(tables: Tables, folder: Path) -> dict[str, Path]:
@@ -111,7 +95,7 @@ def render(launch: Launch, tables: Tables, result: Analysis,
            f"{' (smoke)' if launch.smoke else ''}", ""]
     out += ["## Outcome", "", f"**{result.outcome.word}**: {result.outcome.reason}.", "",
             f"Primary endpoint: {prim} on two-constraint prompts, {ARM_LABEL[CANDIDATE]} − "
-            f"{ARM_LABEL[BASELINE]}: {_delta(result.primary)}.", ""]
+            f"{ARM_LABEL[BASELINE]}: {delta_text(result.primary)}.", ""]
     if complete != sorted(launch.seeds):
         out += [f"**Incomplete launch**: {len(complete)} of {len(launch.seeds)} planned seeds "
                 f"have every arm ({', '.join(map(str, complete)) or 'none'}); the outcome above "
@@ -140,7 +124,8 @@ def render(launch: Launch, tables: Tables, result: Analysis,
     out += ["## Runs", "", *table(["run id", "stage", "arm", "seed", f"{prim} (two-constraint)",
                                    "groups differing from pass@1 RL"], run_rows)]
     metric_cols = ["pass@1", prim, f"pass@{max(PASSK_KS)}", SHARPENING]
-    kind_rows = [[ARM_LABEL[a], KIND_LABEL[k], *(_ci(tables.mean(a, k, m)) for m in metric_cols)]
+    kind_rows = [[ARM_LABEL[a], KIND_LABEL[k],
+                  *(ci_cell(tables.mean(a, k, m)) for m in metric_cols)]
                  for a in ["sft", *ARMS] for k in ("two", "one", "all")]
     out += ["", "## Results per prompt kind", "",
             "Mean over seeds [95 % t-interval]; distinct_per_correct = different correct answers "
@@ -148,10 +133,10 @@ def render(launch: Launch, tables: Tables, result: Analysis,
             *table(["arm", "kind", *metric_cols], kind_rows)]
     if "passk" in links:
         out += ["", f"![pass@k per arm on two-constraint prompts]({links['passk']})"]
-    rows = [[ARM_LABEL[CANDIDATE], prim, "primary", _delta(result.primary)],
+    rows = [[ARM_LABEL[CANDIDATE], prim, "primary", delta_text(result.primary)],
             [ARM_LABEL[CANDIDATE], "pass@1", f"non-inferiority: {result.ni_verdict}",
-             _delta(result.pass1)]]
-    rows += [[ARM_LABEL[a], prim, "secondary", _delta(e)] for a, e in result.secondary.items()]
+             delta_text(result.pass1)]]
+    rows += [[ARM_LABEL[a], prim, "secondary", delta_text(e)] for a, e in result.secondary.items()]
     out += ["", "## Primary endpoint", "",
             f"Two-constraint prompts, against {ARM_LABEL[BASELINE]}:", "",
             *table(["arm", "metric", "role", "Δ [95 % CI]"], rows)]
@@ -159,7 +144,7 @@ def render(launch: Launch, tables: Tables, result: Analysis,
                         if math.isfinite(v))
     out += ["", "## Manipulation check", "",
             f"- pass@1 RL sharpens: {ARM_LABEL[BASELINE]} − SFT on {SHARPENING}, all prompts: "
-            f"{_delta(result.sharpening)} — "
+            f"{delta_text(result.sharpening)} — "
             + ("sharpens" if result.sharpening.high < 0 else "not shown to sharpen"),
             f"- share of training groups whose advantages differ from pass@1 RL's (mean over "
             f"runs; needed ≥ {MIN_DIFFERS:.2f} for polychromic): {differs or 'none logged'}",

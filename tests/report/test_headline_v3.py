@@ -11,19 +11,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
+from report.test_headline_v2 import ALLOWED_DIFF, resolved
 
-from polylora.record.tracking import flatten
 from polylora.report import headline_v3 as v3
 from polylora.report.headline_v2 import Launch
 from polylora.report.headline_v3_report import SECTIONS, render
 from polylora.stats.analysis import Effect
-
-ALLOWED_DIFF = ("objective.", "experiment", "tracking.group")
-
-
-def resolved(cfg: Any) -> dict[str, Any]:
-    return flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
 @pytest.mark.parametrize("arm", ["grpo", "polychromic", "passk"])

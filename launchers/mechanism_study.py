@@ -322,6 +322,12 @@ def summarize(results: dict[str, list[dict[str, float]]], k_large: int) -> list[
     return lines
 
 
+#: The set scores whose signal is compared with pass@1 RL's at the start, with their labels.
+SCORED_SETS: tuple[tuple[str, SetScoreKind], ...] = (
+    ("mean q × d", "polychromic"), ("correct diversity", "correct_diversity"),
+    ("coverage", "coverage"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=300)
@@ -344,9 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     theta0 = np.zeros(task.answers)
     differ = {name: agreement_fraction(task, args.n, grpo("group_std"), polychromic(score),
                                        theta0)
-              for name, score in (("mean q × d", "polychromic"),
-                                  ("correct diversity", "correct_diversity"),
-                                  ("coverage", "coverage"))}
+              for name, score in SCORED_SETS}
     args.out.mkdir(parents=True, exist_ok=True)
     plot(results, args.out / "mechanism.png", args.k_large)
     write_csv(results, args.out / "mechanism.csv")

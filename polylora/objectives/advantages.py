@@ -169,6 +169,13 @@ def _std(values: Sequence[float]) -> float:
     return (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5
 
 
+def grpo_advantages(rewards: Sequence[float]) -> list[float]:
+    """Pass@1 RL's raw advantages: r_i − mean(r) over one prompt's group (GRPO's std scaling
+    is :func:`normalize_advantages`)."""
+    mean = sum(rewards) / len(rewards) if rewards else 0.0
+    return [float(r) - mean for r in rewards]
+
+
 def normalize_advantages(
     advantages: Sequence[Sequence[float]], how: AdvantageNorm
 ) -> list[list[float]]:

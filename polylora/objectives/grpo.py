@@ -14,14 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from polylora.data.example import Example
+from polylora.objectives.advantages import grpo_advantages
 from polylora.objectives.checker_rewards import checker_rewards, require_checker
 from polylora.objectives.sampled import SampledSetObjective, SetScores
-
-
-def grpo_advantages(rewards: Sequence[float]) -> list[float]:
-    """r_i − mean(r) over one prompt's group (the std scaling is the core's advantage_norm)."""
-    mean = sum(rewards) / len(rewards) if rewards else 0.0
-    return [float(r) - mean for r in rewards]
 
 
 class GRPOObjective(SampledSetObjective):

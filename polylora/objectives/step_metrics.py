@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polylora.objectives.advantages import normalize_advantages
+from polylora.objectives.advantages import grpo_advantages, normalize_advantages
 from polylora.objectives.monitors import (
     MonitorWarning,
     NoSignalMonitor,
@@ -96,9 +96,7 @@ def _unit(values: Sequence[float]) -> np.ndarray:
 def pass1_advantages(rewards: Sequence[float]) -> list[float]:
     """GRPO's std-scaled advantages of one group's 0/1 rewards (what pass@1 RL would train
     on, for comparison: the scale does not matter, only the direction)."""
-    mean = float(np.mean(rewards))
-    centred = [float(r) - mean for r in rewards]
-    return normalize_advantages([centred], "group_std")[0]
+    return normalize_advantages([grpo_advantages(rewards)], "group_std")[0]
 
 
 def differs_from_pass1(advantages: Sequence[Sequence[float]],

@@ -173,9 +173,6 @@ V2 = Recipe("headline_v2", "--v2",
             "pass@k RL from it, a temperature sweep, the report.",
             seeds="1,2,3", temperatures="0.7,1.3", sweep_arms="ce,polychromic", sesoi=0.05,
             report_module="polylora.report.headline_v2_report")
-REPORT_NAME = V2.report_name
-LAUNCH_FILE = V2.launch_file
-DEFAULT_SESOI = V2.sesoi
 
 
 #: The provenance keys that must match for a resumed launch's runs to share their code.

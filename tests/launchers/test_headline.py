@@ -210,5 +210,5 @@ def test_v2_hands_over_to_the_recipe_with_the_one_launch_tag(tmp_path: Path) -> 
 
     launcher = load_launcher()
     assert launcher.LAUNCH_TAG == LAUNCH_TAG == "polylora.launch"
-    with pytest.raises(SystemExit, match=f"no launch to report at .*{headline_v2.LAUNCH_FILE}"):
+    with pytest.raises(SystemExit, match=f"no launch to report at .*{headline_v2.V2.launch_file}"):
         launcher.main(["--v2", "--report-only", "--out", str(tmp_path)])

@@ -42,14 +42,14 @@ def check_report(out: Path, tmp_path: Path) -> None:
     """The report in ``out`` against the MLflow runs its launch file names."""
     import mlflow
 
-    report = (out / recipe.REPORT_NAME).read_text(encoding="utf-8")
+    report = (out / recipe.V2.report_name).read_text(encoding="utf-8")
     heads = re.findall(r"^## (.+)$", report, flags=re.M)
     assert heads == list(v2.SECTIONS)
     images = re.findall(r"^!\[[^\]]*\]\(([^)]+)\)$", report, flags=re.M)
     assert len(images) == 2  # pass@k curves and the temperature frontier
     for image in images:
         assert (out / image).read_bytes()[:4] == b"\x89PNG"
-    launch = v2.Launch.load(out / recipe.LAUNCH_FILE)
+    launch = v2.Launch.load(out / recipe.V2.launch_file)
     assert len(launch.runs) == 2 * (1 + 4 + 2)
     outcome = re.search(r"^\*\*(.+?)\*\*:", report.split("## Outcome\n", 1)[1], flags=re.M)
     assert outcome and outcome.group(1) in v2.OUTCOMES
@@ -111,7 +111,7 @@ def test_interrupted_launch_resumes_without_rerunning_finished_runs(tmp_path: Pa
     launch = v2.Launch(launch_id="L", experiment="e", tracking_uri="sqlite:///x.db",
                        seeds=[1, 2], arms=list(v2.ARMS), temperatures=[0.7], command="c",
                        sesoi=0.05, smoke=True)
-    saved = tmp_path / recipe.LAUNCH_FILE
+    saved = tmp_path / recipe.V2.launch_file
     resumed = False
     with pytest.raises(KeyboardInterrupt):
         recipe.run_design(launch, tmp_path, sweep_arms=["ce"], job=job, log=lambda _: None,
@@ -168,7 +168,7 @@ def test_resume_refuses_to_mix_code_revisions_unless_told(tmp_path: Path) -> Non
             **{**launch.__dict__, "provenance": []}), here, allow_mixed=False)
     # through the command: a launch recorded on another commit is not resumed
     launch.provenance = [other]
-    launch.save(tmp_path / recipe.LAUNCH_FILE)
+    launch.save(tmp_path / recipe.V2.launch_file)
     with pytest.raises(SystemExit, match="would mix code revisions"):
         recipe.main(["--resume", "--out", str(tmp_path)], tmp_path, "c")
-    assert v2.Launch.load(tmp_path / recipe.LAUNCH_FILE).runs == []
+    assert v2.Launch.load(tmp_path / recipe.V2.launch_file).runs == []
